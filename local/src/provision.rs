@@ -1,0 +1,566 @@
+//! Creates the fleet's resources in the local cloud through the gateway, with the same
+//! SDK calls a user would make, and checks them afterwards. Every step is idempotent.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, CreateReplicationGroupMemberAction, KeySchemaElement,
+    KeyType, ReplicationGroupUpdate, ScalarAttributeType, StreamSpecification, StreamViewType,
+};
+use aws_sdk_s3::types::{
+    BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration,
+    DeleteMarkerReplication, DeleteMarkerReplicationStatus, Destination, EventBridgeConfiguration,
+    Metrics, MetricsStatus, NotificationConfiguration, ReplicationConfiguration, ReplicationRule,
+    ReplicationRuleFilter, ReplicationRuleStatus, ReplicationTime, ReplicationTimeStatus,
+    ReplicationTimeValue, VersioningConfiguration,
+};
+use meridian::aws::ClientFactory;
+use meridian::fleet::{Fleet, RegionSpec};
+use meridian::names::{self, FunctionRole};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::cloud::LOCAL_ACCOUNT;
+use crate::delivery::Subscription;
+
+/// The key prefix under which model versions live and replicate.
+pub const MODELS_PREFIX: &str = "models/";
+
+/// What provisioning created that the gateway and callers need to know.
+#[derive(Debug, Clone, Default)]
+pub struct Provisioned {
+    pub subscriptions: Vec<Subscription>,
+    pub hosted_zone_id: String,
+    pub health_checks: BTreeMap<String, String>,
+}
+
+/// Creates everything the fleet file describes.
+pub async fn provision(clients: &ClientFactory, fleet: &Fleet) -> Result<Provisioned> {
+    let mut provisioned = Provisioned::default();
+    for region in &fleet.regions {
+        bucket(clients, &region.name, &region.bucket).await?;
+    }
+    bucket(clients, &fleet.primary_region, &fleet.primary_bucket).await?;
+    replication(clients, fleet).await?;
+    registry_table(clients, fleet).await?;
+    for region in &fleet.regions {
+        let replica = route_events(
+            clients,
+            fleet,
+            &region.name,
+            FunctionRole::Replica,
+            json!({
+                "source": ["aws.s3"],
+                "detail-type": ["Object Created"],
+                "detail": { "bucket": { "name": [region.bucket] } },
+            }),
+        )
+        .await?;
+        provisioned.subscriptions.push(replica);
+        let failover = route_events(
+            clients,
+            fleet,
+            &region.name,
+            FunctionRole::Failover,
+            json!({
+                "source": ["aws.cloudwatch"],
+                "detail-type": ["CloudWatch Alarm State Change"],
+            }),
+        )
+        .await?;
+        provisioned.subscriptions.push(failover);
+        endpoint(clients, fleet, region).await?;
+    }
+    let upload = route_events(
+        clients,
+        fleet,
+        &fleet.primary_region,
+        FunctionRole::Upload,
+        json!({
+            "source": ["aws.s3"],
+            "detail-type": ["Object Created"],
+            "detail": {
+                "bucket": { "name": [fleet.primary_bucket] },
+                "object": { "key": [{ "prefix": MODELS_PREFIX }] },
+            },
+        }),
+    )
+    .await?;
+    provisioned.subscriptions.push(upload);
+    let (zone, checks) = dns(clients, fleet).await?;
+    provisioned.hosted_zone_id = zone;
+    provisioned.health_checks = checks;
+    Ok(provisioned)
+}
+
+async fn bucket(clients: &ClientFactory, region: &str, name: &str) -> Result<()> {
+    let s3 = clients.s3(region).await;
+    let mut create = s3.create_bucket().bucket(name);
+    if region != "us-east-1" {
+        create = create.create_bucket_configuration(
+            CreateBucketConfiguration::builder()
+                .location_constraint(BucketLocationConstraint::from(region))
+                .build(),
+        );
+    }
+    if let Err(error) = create.send().await {
+        let exists = error
+            .as_service_error()
+            .is_some_and(|e| e.is_bucket_already_owned_by_you());
+        if !exists {
+            return Err(aws_sdk_s3::Error::from(error))
+                .with_context(|| format!("creating bucket {name} in {region}"));
+        }
+    }
+    s3.put_bucket_versioning()
+        .bucket(name)
+        .versioning_configuration(
+            VersioningConfiguration::builder()
+                .status(BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .with_context(|| format!("enabling versioning on {name}"))?;
+    s3.put_bucket_notification_configuration()
+        .bucket(name)
+        .notification_configuration(
+            NotificationConfiguration::builder()
+                .event_bridge_configuration(EventBridgeConfiguration::builder().build())
+                .build(),
+        )
+        .send()
+        .await
+        .with_context(|| format!("sending {name}'s events to EventBridge"))?;
+    Ok(())
+}
+
+/// Cross-Region Replication from the primary bucket to every regional bucket, with
+/// Replication Time Control (15 minutes) and its metrics.
+async fn replication(clients: &ClientFactory, fleet: &Fleet) -> Result<()> {
+    let mut configuration = ReplicationConfiguration::builder().role(format!(
+        "arn:aws:iam::{LOCAL_ACCOUNT}:role/{}-replication",
+        fleet.name
+    ));
+    for (priority, region) in (1..).zip(&fleet.regions) {
+        let fifteen_minutes = ReplicationTimeValue::builder().minutes(15).build();
+        let destination = Destination::builder()
+            .bucket(format!("arn:aws:s3:::{}", region.bucket))
+            .replication_time(
+                ReplicationTime::builder()
+                    .status(ReplicationTimeStatus::Enabled)
+                    .time(fifteen_minutes.clone())
+                    .build()?,
+            )
+            .metrics(
+                Metrics::builder()
+                    .status(MetricsStatus::Enabled)
+                    .event_threshold(fifteen_minutes)
+                    .build()?,
+            )
+            .build()?;
+        configuration = configuration.rules(
+            ReplicationRule::builder()
+                .id(format!("to-{}", region.name))
+                .priority(priority)
+                .status(ReplicationRuleStatus::Enabled)
+                .filter(
+                    ReplicationRuleFilter::builder()
+                        .prefix(MODELS_PREFIX)
+                        .build(),
+                )
+                .delete_marker_replication(
+                    DeleteMarkerReplication::builder()
+                        .status(DeleteMarkerReplicationStatus::Disabled)
+                        .build(),
+                )
+                .destination(destination)
+                .build()?,
+        );
+    }
+    clients
+        .s3(&fleet.primary_region)
+        .await
+        .put_bucket_replication()
+        .bucket(&fleet.primary_bucket)
+        .replication_configuration(configuration.build()?)
+        .send()
+        .await
+        .context("configuring replication on the primary bucket")?;
+    Ok(())
+}
+
+/// The registry: one table, partition key `pk` and sort key `sk`, replicated to every
+/// region of the fleet (global tables version 2019.11.21).
+async fn registry_table(clients: &ClientFactory, fleet: &Fleet) -> Result<()> {
+    let dynamodb = aws_sdk_dynamodb::Client::new(&clients.config(&fleet.primary_region).await);
+    let created = dynamodb
+        .create_table()
+        .table_name(&fleet.registry_table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attribute("pk")?)
+        .attribute_definitions(attribute("sk")?)
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("pk")
+                .key_type(KeyType::Hash)
+                .build()?,
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("sk")
+                .key_type(KeyType::Range)
+                .build()?,
+        )
+        .stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewAndOldImages)
+                .build()?,
+        )
+        .send()
+        .await;
+    if let Err(error) = created {
+        let exists = error
+            .as_service_error()
+            .is_some_and(|e| e.is_resource_in_use_exception());
+        if !exists {
+            return Err(aws_sdk_dynamodb::Error::from(error))
+                .context("creating the registry table");
+        }
+    }
+    let mut update = dynamodb.update_table().table_name(&fleet.registry_table);
+    for region in fleet
+        .regions
+        .iter()
+        .filter(|r| r.name != fleet.primary_region)
+    {
+        update = update.replica_updates(
+            ReplicationGroupUpdate::builder()
+                .create(
+                    CreateReplicationGroupMemberAction::builder()
+                        .region_name(&region.name)
+                        .build()?,
+                )
+                .build(),
+        );
+    }
+    update
+        .send()
+        .await
+        .context("adding the registry's replicas")?;
+    Ok(())
+}
+
+fn attribute(name: &str) -> Result<AttributeDefinition> {
+    Ok(AttributeDefinition::builder()
+        .attribute_name(name)
+        .attribute_type(ScalarAttributeType::S)
+        .build()?)
+}
+
+/// An EventBridge rule with an SQS queue as its target, delivered to `role`'s function.
+async fn route_events(
+    clients: &ClientFactory,
+    fleet: &Fleet,
+    region: &str,
+    role: FunctionRole,
+    pattern: serde_json::Value,
+) -> Result<Subscription> {
+    let config = clients.config(region).await;
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let queue_name = names::event_queue_name(&fleet.name, role);
+    let queue = sqs
+        .create_queue()
+        .queue_name(&queue_name)
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+            "5",
+        )
+        .send()
+        .await
+        .with_context(|| format!("creating queue {queue_name} in {region}"))?;
+    let queue_url = queue.queue_url().unwrap_or_default().to_owned();
+    let queue_arn = format!("arn:aws:sqs:{region}:{LOCAL_ACCOUNT}:{queue_name}");
+    let events = aws_sdk_eventbridge::Client::new(&config);
+    let rule = names::event_rule_name(&fleet.name, role);
+    events
+        .put_rule()
+        .name(&rule)
+        .event_pattern(pattern.to_string())
+        .send()
+        .await
+        .with_context(|| format!("creating rule {rule} in {region}"))?;
+    events
+        .put_targets()
+        .rule(&rule)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("deliver")
+                .arn(queue_arn)
+                .build()?,
+        )
+        .send()
+        .await
+        .with_context(|| format!("targeting rule {rule} in {region}"))?;
+    Ok(Subscription {
+        region: region.to_owned(),
+        queue_url,
+        function_name: names::function_name(&fleet.name, role),
+    })
+}
+
+/// The variant name every endpoint config of the fleet uses (guardrail updates require
+/// the new config to keep it).
+pub const VARIANT_NAME: &str = "primary";
+
+/// The bootstrap model, endpoint config and endpoint of a region, if absent.
+async fn endpoint(clients: &ClientFactory, fleet: &Fleet, region: &RegionSpec) -> Result<()> {
+    use aws_sdk_sagemaker::types::{
+        ContainerDefinition, ProductionVariant, ProductionVariantInstanceType,
+    };
+    let sagemaker = aws_sdk_sagemaker::Client::new(&clients.config(&region.name).await);
+    if sagemaker
+        .describe_endpoint()
+        .endpoint_name(&region.endpoint)
+        .send()
+        .await
+        .is_ok()
+    {
+        return Ok(());
+    }
+    let bootstrap = format!("{}-bootstrap", region.endpoint);
+    let model = sagemaker
+        .create_model()
+        .model_name(&bootstrap)
+        .execution_role_arn(format!(
+            "arn:aws:iam::{LOCAL_ACCOUNT}:role/{}-sagemaker",
+            fleet.name
+        ))
+        .primary_container(
+            ContainerDefinition::builder()
+                .image(format!(
+                    "763104351884.dkr.ecr.{}.amazonaws.com/meridian-bootstrap:latest",
+                    region.name
+                ))
+                .build(),
+        )
+        .send()
+        .await;
+    if let Err(error) = model {
+        ignore_existing(error).context("creating the bootstrap model")?;
+    }
+    let config = sagemaker
+        .create_endpoint_config()
+        .endpoint_config_name(&bootstrap)
+        .production_variants(
+            ProductionVariant::builder()
+                .variant_name(VARIANT_NAME)
+                .model_name(&bootstrap)
+                .instance_type(ProductionVariantInstanceType::from(
+                    region.instance_type.as_str(),
+                ))
+                .initial_instance_count(i32::try_from(region.instance_count).unwrap_or(i32::MAX))
+                .build(),
+        )
+        .send()
+        .await;
+    if let Err(error) = config {
+        ignore_existing(error).context("creating the bootstrap endpoint config")?;
+    }
+    sagemaker
+        .create_endpoint()
+        .endpoint_name(&region.endpoint)
+        .endpoint_config_name(&bootstrap)
+        .send()
+        .await
+        .with_context(|| format!("creating endpoint {} in {}", region.endpoint, region.name))?;
+    Ok(())
+}
+
+/// SageMaker reports a name already taken as a `ValidationException` "... already
+/// existing ..."; that is success for idempotent provisioning.
+fn ignore_existing<E, R>(error: aws_sdk_sagemaker::error::SdkError<E, R>) -> Result<()>
+where
+    E: aws_sdk_sagemaker::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let message = aws_sdk_sagemaker::error::ProvideErrorMetadata::message(&error)
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if message.contains("already exist") {
+        return Ok(());
+    }
+    Err(anyhow::anyhow!(
+        "{}",
+        aws_sdk_sagemaker::error::DisplayErrorContext(&error)
+    ))
+}
+
+/// The hosted zone, one health check per region, and latency records that use them.
+async fn dns(clients: &ClientFactory, fleet: &Fleet) -> Result<(String, BTreeMap<String, String>)> {
+    use aws_sdk_route53::types::{
+        Change, ChangeAction, ChangeBatch, HealthCheckConfig, HealthCheckType, ResourceRecord,
+        ResourceRecordSet, ResourceRecordSetRegion, RrType,
+    };
+    let route53 = aws_sdk_route53::Client::new(&clients.config("us-east-1").await);
+    let zone_name = format!("{}.", fleet.dns.zone.trim_end_matches('.'));
+    let zones = route53
+        .list_hosted_zones_by_name()
+        .dns_name(&zone_name)
+        .send()
+        .await?;
+    let zone_id = match zones.hosted_zones().iter().find(|z| z.name() == zone_name) {
+        Some(zone) => zone.id().to_owned(),
+        None => route53
+            .create_hosted_zone()
+            .name(&zone_name)
+            .caller_reference(format!("{}-zone", fleet.name))
+            .send()
+            .await
+            .context("creating the hosted zone")?
+            .hosted_zone()
+            .map(|z| z.id().to_owned())
+            .unwrap_or_default(),
+    };
+    let existing = route53.list_health_checks().send().await?;
+    let mut checks = BTreeMap::new();
+    let mut changes = Vec::new();
+    for region in &fleet.regions {
+        let reference = names::health_check_reference(&fleet.name, &region.name);
+        let runtime_host = format!("runtime.sagemaker.{}.amazonaws.com", region.name);
+        let id = match existing
+            .health_checks()
+            .iter()
+            .find(|c| c.caller_reference() == reference)
+        {
+            Some(check) => check.id().to_owned(),
+            None => route53
+                .create_health_check()
+                .caller_reference(&reference)
+                .health_check_config(
+                    HealthCheckConfig::builder()
+                        .r#type(HealthCheckType::Https)
+                        .fully_qualified_domain_name(&runtime_host)
+                        .port(443)
+                        .resource_path(format!("/endpoints/{}/ping", region.endpoint))
+                        .request_interval(10)
+                        .failure_threshold(3)
+                        .inverted(false)
+                        .build()?,
+                )
+                .send()
+                .await
+                .with_context(|| format!("creating the health check of {}", region.name))?
+                .health_check()
+                .map(|c| c.id().to_owned())
+                .unwrap_or_default(),
+        };
+        changes.push(
+            Change::builder()
+                .action(ChangeAction::Upsert)
+                .resource_record_set(
+                    ResourceRecordSet::builder()
+                        .name(&fleet.dns.record)
+                        .r#type(RrType::Cname)
+                        .set_identifier(&region.name)
+                        .region(ResourceRecordSetRegion::from(region.name.as_str()))
+                        .ttl(60)
+                        .health_check_id(&id)
+                        .resource_records(ResourceRecord::builder().value(&runtime_host).build()?)
+                        .build()?,
+                )
+                .build()?,
+        );
+        checks.insert(region.name.clone(), id);
+    }
+    route53
+        .change_resource_record_sets()
+        .hosted_zone_id(&zone_id)
+        .change_batch(ChangeBatch::builder().set_changes(Some(changes)).build()?)
+        .send()
+        .await
+        .context("writing the latency records")?;
+    Ok((zone_id, checks))
+}
+
+/// One region's state as seen through the gateway.
+#[derive(Debug, Clone, Serialize)]
+pub struct RegionCheck {
+    pub region: String,
+    pub primary: bool,
+    pub bucket_versioning: String,
+    pub registry_replica: bool,
+    pub endpoint_status: String,
+    pub endpoint_config: String,
+    pub health_check: String,
+    pub health_check_inverted: bool,
+}
+
+impl RegionCheck {
+    /// Whether the region is fully provisioned.
+    pub fn is_ready(&self) -> bool {
+        self.bucket_versioning == "Enabled"
+            && self.registry_replica
+            && self.endpoint_status == "InService"
+            && !self.health_check.is_empty()
+    }
+}
+
+/// Reads back each region's resources.
+pub async fn verify(clients: &ClientFactory, fleet: &Fleet) -> Result<Vec<RegionCheck>> {
+    let route53 = aws_sdk_route53::Client::new(&clients.config("us-east-1").await);
+    let checks = route53.list_health_checks().send().await?;
+    let mut report = Vec::new();
+    for region in &fleet.regions {
+        let config = clients.config(&region.name).await;
+        let versioning = clients
+            .s3(&region.name)
+            .await
+            .get_bucket_versioning()
+            .bucket(&region.bucket)
+            .send()
+            .await
+            .ok()
+            .and_then(|v| v.status().map(|s| s.as_str().to_owned()))
+            .unwrap_or_else(|| "missing".into());
+        let registry_replica = aws_sdk_dynamodb::Client::new(&config)
+            .describe_table()
+            .table_name(&fleet.registry_table)
+            .send()
+            .await
+            .is_ok();
+        let endpoint = aws_sdk_sagemaker::Client::new(&config)
+            .describe_endpoint()
+            .endpoint_name(&region.endpoint)
+            .send()
+            .await
+            .ok();
+        let reference = names::health_check_reference(&fleet.name, &region.name);
+        let check = checks
+            .health_checks()
+            .iter()
+            .find(|c| c.caller_reference() == reference);
+        report.push(RegionCheck {
+            region: region.name.clone(),
+            primary: region.name == fleet.primary_region,
+            bucket_versioning: versioning,
+            registry_replica,
+            endpoint_status: endpoint
+                .as_ref()
+                .and_then(|e| e.endpoint_status().map(|s| s.as_str().to_owned()))
+                .unwrap_or_else(|| "missing".into()),
+            endpoint_config: endpoint
+                .as_ref()
+                .and_then(|e| e.endpoint_config_name().map(str::to_owned))
+                .unwrap_or_default(),
+            health_check: check.map(|c| c.id().to_owned()).unwrap_or_default(),
+            health_check_inverted: check
+                .and_then(|c| c.health_check_config())
+                .and_then(|c| c.inverted())
+                .unwrap_or(false),
+        });
+    }
+    Ok(report)
+}

@@ -1,0 +1,412 @@
+//! SageMaker endpoint lifecycle emulation (moto has no `UpdateEndpoint` and makes every
+//! endpoint `InService` at once). See `EMULATIONS.md`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+use http::StatusCode;
+use serde_json::{json, Value};
+
+use crate::alarms;
+use crate::cloud::Ctx;
+use crate::gateway::{forward, GatewayRequest, GatewayResponse};
+
+const TARGET_PREFIX: &str = "SageMaker.";
+
+/// What the emulation knows about endpoints that have been updated through the gateway.
+#[derive(Default)]
+pub struct Endpoints {
+    by_name: Mutex<HashMap<(String, String), EndpointState>>,
+    /// Real instance types of endpoint configs stored in moto with a placeholder type,
+    /// per (region, config name): variant name to instance type.
+    instance_types: Mutex<HashMap<(String, String), HashMap<String, String>>>,
+}
+
+/// An instance type moto 5.2.5 accepts, stored in place of current types it does not
+/// know (its list predates ml.g5, ml.g6, ml.p4d, ml.p5, ml.inf2, ...).
+const PLACEHOLDER_INSTANCE_TYPE: &str = "ml.m5.large";
+
+#[derive(Debug, Clone, Default)]
+struct EndpointState {
+    status: Option<String>,
+    config: Option<String>,
+    failure_reason: Option<String>,
+    deployment_config: Option<Value>,
+    modified: Option<DateTime<Utc>>,
+    update: Option<Update>,
+}
+
+#[derive(Debug, Clone)]
+struct Update {
+    from: String,
+    to: String,
+    started: DateTime<Utc>,
+    finishes: DateTime<Utc>,
+    rollback_alarms: Vec<String>,
+    fails: bool,
+}
+
+/// How an update stands at a moment, given whether a rollback alarm fired.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UpdatePhase {
+    Updating,
+    RollingBack,
+    Updated,
+    RolledBack,
+    Failed,
+}
+
+/// The pure rule: an update is in progress until it finishes; an alarm in `ALARM` during
+/// it rolls it back (silently ending on the old config); an injected fault fails it.
+pub fn update_phase(finished: bool, alarm_fired: bool, fails: bool) -> UpdatePhase {
+    match (finished, alarm_fired, fails) {
+        (false, true, _) => UpdatePhase::RollingBack,
+        (false, false, _) => UpdatePhase::Updating,
+        (true, _, true) => UpdatePhase::Failed,
+        (true, true, false) => UpdatePhase::RolledBack,
+        (true, false, false) => UpdatePhase::Updated,
+    }
+}
+
+/// Handles a SageMaker request arriving at the gateway for `region`.
+pub async fn handle(
+    ctx: &Arc<Ctx>,
+    region: &str,
+    request: GatewayRequest,
+) -> Result<GatewayResponse> {
+    let operation = request
+        .target()
+        .and_then(|t| t.strip_prefix(TARGET_PREFIX))
+        .unwrap_or("")
+        .to_owned();
+    let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+    let name = body["EndpointName"].as_str().unwrap_or("").to_owned();
+    match operation.as_str() {
+        "UpdateEndpoint" => update_endpoint(ctx, region, &body).await,
+        "DescribeEndpoint" => {
+            let mut response = forward(ctx, &request).await?;
+            if response.is_success() {
+                if let Ok(mut description) = serde_json::from_slice::<Value>(&response.body) {
+                    let state = resolve(ctx, region, &name).await;
+                    overlay(&mut description, &state);
+                    response.body = description.to_string().into();
+                }
+            }
+            Ok(response)
+        }
+        "CreateEndpointConfig" => create_endpoint_config(ctx, region, &request, body).await,
+        "DescribeEndpointConfig" => {
+            let mut response = forward(ctx, &request).await?;
+            let config = body["EndpointConfigName"].as_str().unwrap_or("").to_owned();
+            let real = ctx
+                .endpoints
+                .instance_types
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&(region.to_owned(), config))
+                .cloned();
+            if let (true, Some(real)) = (response.is_success(), real) {
+                if let Ok(mut description) = serde_json::from_slice::<Value>(&response.body) {
+                    restore_instance_types(&mut description, &real);
+                    response.body = description.to_string().into();
+                }
+            }
+            Ok(response)
+        }
+        "DeleteEndpoint" => {
+            let response = forward(ctx, &request).await?;
+            if response.is_success() {
+                ctx.endpoints.lock().remove(&(region.to_owned(), name));
+            }
+            Ok(response)
+        }
+        _ => forward(ctx, &request).await,
+    }
+}
+
+impl Endpoints {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), EndpointState>> {
+        self.by_name.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn overlay(description: &mut Value, state: &EndpointState) {
+    if let Some(status) = &state.status {
+        description["EndpointStatus"] = json!(status);
+    }
+    if let Some(config) = &state.config {
+        description["EndpointConfigName"] = json!(config);
+    }
+    if let Some(reason) = &state.failure_reason {
+        description["FailureReason"] = json!(reason);
+    }
+    if let Some(deployment) = &state.deployment_config {
+        description["LastDeploymentConfig"] = deployment.clone();
+    }
+    if let Some(modified) = state.modified {
+        description["LastModifiedTime"] = json!(modified.timestamp_millis() as f64 / 1000.0);
+    }
+}
+
+/// Brings an endpoint's emulated state up to now and returns it.
+async fn resolve(ctx: &Arc<Ctx>, region: &str, name: &str) -> EndpointState {
+    let key = (region.to_owned(), name.to_owned());
+    let Some(update) = ctx
+        .endpoints
+        .lock()
+        .get(&key)
+        .and_then(|s| s.update.clone())
+    else {
+        return ctx.endpoints.lock().get(&key).cloned().unwrap_or_default();
+    };
+    alarms::scan_region(ctx, region).await;
+    let now = Utc::now();
+    let finished = now >= update.finishes;
+    let window_end = if finished { update.finishes } else { now };
+    let alarm_fired = update.rollback_alarms.iter().any(|alarm| {
+        ctx.alarms
+            .was_in_alarm(region, alarm, update.started, window_end)
+    });
+    let phase = update_phase(finished, alarm_fired, update.fails);
+    let mut endpoints = ctx.endpoints.lock();
+    let state = endpoints.entry(key).or_default();
+    match phase {
+        UpdatePhase::Updating => {
+            state.status = Some("Updating".into());
+            state.config = Some(update.from.clone());
+        }
+        UpdatePhase::RollingBack => {
+            state.status = Some("RollingBack".into());
+            state.config = Some(update.from.clone());
+        }
+        UpdatePhase::Updated => {
+            state.status = Some("InService".into());
+            state.config = Some(update.to.clone());
+            state.failure_reason = None;
+        }
+        UpdatePhase::RolledBack => {
+            state.status = Some("InService".into());
+            state.config = Some(update.from.clone());
+        }
+        UpdatePhase::Failed => {
+            state.status = Some("Failed".into());
+            state.config = Some(update.from.clone());
+            state.failure_reason = Some(format!(
+                "Injected fault: the update of endpoint {name} to {} failed",
+                update.to
+            ));
+        }
+    }
+    if finished {
+        state.update = None;
+        state.modified = Some(update.finishes);
+        tracing::info!(%region, endpoint = %name, ?phase, "endpoint update finished");
+    }
+    state.clone()
+}
+
+async fn update_endpoint(ctx: &Arc<Ctx>, region: &str, body: &Value) -> Result<GatewayResponse> {
+    let (Some(name), Some(config)) = (
+        body["EndpointName"].as_str(),
+        body["EndpointConfigName"].as_str(),
+    ) else {
+        return Ok(validation_error(
+            "EndpointName and EndpointConfigName are required",
+        ));
+    };
+    let endpoint = ctx
+        .moto_json(
+            region,
+            "sagemaker",
+            "SageMaker.DescribeEndpoint",
+            "1.1",
+            &json!({ "EndpointName": name }),
+        )
+        .await?;
+    if !endpoint.status.is_success() {
+        return Ok(validation_error(&format!(
+            "Could not find endpoint \"arn:aws:sagemaker:{region}:{}:endpoint/{name}\".",
+            crate::cloud::LOCAL_ACCOUNT
+        )));
+    }
+    let endpoint_config = ctx
+        .moto_json(
+            region,
+            "sagemaker",
+            "SageMaker.DescribeEndpointConfig",
+            "1.1",
+            &json!({ "EndpointConfigName": config }),
+        )
+        .await?;
+    if !endpoint_config.status.is_success() {
+        return Ok(validation_error(&format!(
+            "Could not find endpoint configuration \"arn:aws:sagemaker:{region}:{}:endpoint-config/{config}\".",
+            crate::cloud::LOCAL_ACCOUNT
+        )));
+    }
+    let current = resolve(ctx, region, name).await;
+    if matches!(current.status.as_deref(), Some("Updating" | "RollingBack")) {
+        return Ok(validation_error(&format!(
+            "Cannot update in-progress endpoint \"arn:aws:sagemaker:{region}:{}:endpoint/{name}\".",
+            crate::cloud::LOCAL_ACCOUNT
+        )));
+    }
+    let deployment = body.get("DeploymentConfig").cloned();
+    let rollback_alarms: Vec<String> = deployment
+        .as_ref()
+        .and_then(|d| d["AutoRollbackConfiguration"]["Alarms"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|a| a["AlarmName"].as_str().map(str::to_owned))
+        .collect();
+    if rollback_alarms.len() > 10 {
+        return Ok(validation_error(
+            "AutoRollbackConfiguration accepts at most 10 alarms",
+        ));
+    }
+    let from = current
+        .config
+        .clone()
+        .or_else(|| {
+            endpoint.body["EndpointConfigName"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .unwrap_or_default();
+    let started = Utc::now();
+    let duration =
+        chrono::Duration::from_std(ctx.config.endpoint_update_duration).unwrap_or_default();
+    let update = Update {
+        from,
+        to: config.to_owned(),
+        started,
+        finishes: started + duration,
+        rollback_alarms,
+        fails: ctx.faults.endpoint_updates_fail_in(region),
+    };
+    tracing::info!(%region, endpoint = %name, from = %update.from, to = %update.to, "endpoint update started");
+    {
+        let mut endpoints = ctx.endpoints.lock();
+        let state = endpoints
+            .entry((region.to_owned(), name.to_owned()))
+            .or_default();
+        state.status = Some("Updating".into());
+        state.config = Some(update.from.clone());
+        state.failure_reason = None;
+        state.modified = Some(started);
+        if deployment.is_some() {
+            state.deployment_config = deployment;
+        }
+        state.update = Some(update);
+    }
+    Ok(GatewayResponse::json(
+        StatusCode::OK,
+        &json!({ "EndpointArn": endpoint.body["EndpointArn"] }),
+    ))
+}
+
+/// Forwards `CreateEndpointConfig`; when moto rejects an instance type that SageMaker
+/// itself accepts, stores the config with a placeholder type and remembers the real one.
+async fn create_endpoint_config(
+    ctx: &Arc<Ctx>,
+    region: &str,
+    request: &GatewayRequest,
+    mut body: Value,
+) -> Result<GatewayResponse> {
+    let response = forward(ctx, request).await?;
+    let rejected_type = !response.is_success()
+        && String::from_utf8_lossy(&response.body)
+            .contains("at 'instanceType' failed to satisfy constraint");
+    if !rejected_type {
+        return Ok(response);
+    }
+    let known = aws_sdk_sagemaker::types::ProductionVariantInstanceType::values();
+    let mut real = HashMap::new();
+    for variant in body["ProductionVariants"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+    {
+        let (Some(name), Some(instance_type)) = (
+            variant["VariantName"].as_str(),
+            variant["InstanceType"].as_str(),
+        ) else {
+            continue;
+        };
+        if !known.contains(&instance_type) {
+            return Ok(response);
+        }
+        real.insert(name.to_owned(), instance_type.to_owned());
+        variant["InstanceType"] = json!(PLACEHOLDER_INSTANCE_TYPE);
+    }
+    let mut retry = GatewayRequest {
+        method: request.method.clone(),
+        path_and_query: request.path_and_query.clone(),
+        headers: request.headers.clone(),
+        body: body.to_string().into(),
+    };
+    retry.headers.remove(http::header::CONTENT_LENGTH);
+    let response = forward(ctx, &retry).await?;
+    if response.is_success() {
+        let config = body["EndpointConfigName"].as_str().unwrap_or("").to_owned();
+        ctx.endpoints
+            .instance_types
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((region.to_owned(), config), real);
+    }
+    Ok(response)
+}
+
+fn restore_instance_types(description: &mut Value, real: &HashMap<String, String>) {
+    for variant in description["ProductionVariants"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+    {
+        if let Some(instance_type) = variant["VariantName"].as_str().and_then(|n| real.get(n)) {
+            variant["InstanceType"] = json!(instance_type);
+        }
+    }
+}
+
+fn validation_error(message: &str) -> GatewayResponse {
+    GatewayResponse::aws_json_error(StatusCode::BAD_REQUEST, "ValidationException", message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn update_phases_follow_time_alarms_and_faults() {
+        use UpdatePhase::*;
+        assert_eq!(update_phase(false, false, false), Updating);
+        assert_eq!(update_phase(false, false, true), Updating);
+        assert_eq!(update_phase(false, true, false), RollingBack);
+        assert_eq!(update_phase(true, false, false), Updated);
+        assert_eq!(update_phase(true, true, false), RolledBack);
+        assert_eq!(update_phase(true, false, true), Failed);
+        assert_eq!(update_phase(true, true, true), Failed);
+    }
+
+    #[test]
+    fn real_instance_types_replace_placeholders_by_variant() {
+        let mut description = json!({ "ProductionVariants": [
+            { "VariantName": "primary", "InstanceType": PLACEHOLDER_INSTANCE_TYPE },
+            { "VariantName": "shadow", "InstanceType": "ml.m5.xlarge" }
+        ] });
+        let real = HashMap::from([("primary".to_owned(), "ml.g5.2xlarge".to_owned())]);
+        restore_instance_types(&mut description, &real);
+        assert_eq!(
+            description["ProductionVariants"][0]["InstanceType"],
+            "ml.g5.2xlarge"
+        );
+        assert_eq!(
+            description["ProductionVariants"][1]["InstanceType"],
+            "ml.m5.xlarge"
+        );
+    }
+}

@@ -1,0 +1,1103 @@
+//! The fleet description: which regions serve the model, where versions are uploaded and
+//! replicated, the registry table and the DNS name, parsed from TOML and validated once.
+//!
+//! Everything else in Meridian takes a [`Fleet`], so it can rely on the invariants checked
+//! here (known regions, no duplicates, non-zero and consistent capacity, valid bucket
+//! names, the primary among the regions, the DNS record inside its zone) instead of
+//! re-checking them. Every problem is reported at once, each named by its TOML path, so
+//! a broken file is fixed in one pass. See `fleet.example.toml` at the workspace root.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use chrono_tz::Tz;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// AWS region codes a fleet may use: the commercial regions plus GovCloud and China.
+/// Checked so that a typo such as `eu-wst-1` fails at load time, not mid-rollout.
+pub const AWS_REGIONS: &[&str] = &[
+    "us-east-1",
+    "us-east-2",
+    "us-west-1",
+    "us-west-2",
+    "af-south-1",
+    "ap-east-1",
+    "ap-east-2",
+    "ap-south-1",
+    "ap-south-2",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ap-southeast-3",
+    "ap-southeast-4",
+    "ap-southeast-5",
+    "ap-southeast-6",
+    "ap-southeast-7",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ca-central-1",
+    "ca-west-1",
+    "eu-central-1",
+    "eu-central-2",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "eu-south-1",
+    "eu-south-2",
+    "eu-north-1",
+    "il-central-1",
+    "me-south-1",
+    "me-central-1",
+    "mx-central-1",
+    "sa-east-1",
+    "us-gov-east-1",
+    "us-gov-west-1",
+    "cn-north-1",
+    "cn-northwest-1",
+];
+
+/// A validated fleet description. Obtain one from [`Fleet::from_toml_str`] or
+/// [`Fleet::load`] (or by deserializing, which runs the same validation), so its
+/// invariants hold.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Fleet {
+    /// Deployment name, the prefix of resource names: 3..=40 of `[a-z0-9-]`.
+    pub name: String,
+    /// The region that leads every rollout; always one of [`Fleet::regions`].
+    pub primary_region: String,
+    /// How traffic is spread across the regions.
+    pub pattern: Pattern,
+    /// S3 bucket model owners upload to; replicated into every regional bucket.
+    pub primary_bucket: String,
+    /// The DynamoDB global table holding the registry.
+    pub registry_table: String,
+    /// The name clients call.
+    pub dns: Dns,
+    /// The serving regions, in file order; never empty, names unique.
+    pub regions: Vec<RegionSpec>,
+}
+
+/// Multi-region traffic pattern; decides how DNS and rollouts treat non-primary regions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Pattern {
+    /// Every region serves traffic.
+    ActiveActive,
+    /// The primary serves; the other regions stand by for failover.
+    ActivePassive,
+    /// Clients are routed to the region nearest to them.
+    Geo,
+}
+
+impl fmt::Display for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Pattern::ActiveActive => "active-active",
+            Pattern::ActivePassive => "active-passive",
+            Pattern::Geo => "geo",
+        })
+    }
+}
+
+/// The DNS name clients call, so routing can be changed without touching clients.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Dns {
+    /// Route 53 hosted zone name.
+    pub zone: String,
+    /// Record name; inside `zone` (or its apex), compared case-insensitively.
+    pub record: String,
+}
+
+/// One serving region: where its model replica lives and how its endpoint is sized.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RegionSpec {
+    /// AWS region code, one of [`AWS_REGIONS`].
+    pub name: String,
+    /// Regional S3 bucket, the replica of the primary bucket; unique across the fleet.
+    pub bucket: String,
+    /// SageMaker endpoint name in this region.
+    pub endpoint: String,
+    /// SageMaker instance type, e.g. `ml.g5.2xlarge`.
+    pub instance_type: String,
+    /// Desired instance count; within `min_instances..=max_instances`.
+    pub instance_count: u32,
+    /// Autoscaling floor; at least 1, so a region never scales to zero.
+    pub min_instances: u32,
+    /// Autoscaling ceiling; at least `min_instances`.
+    pub max_instances: u32,
+    /// The region's local time zone (for business-hours decisions), from its IANA name.
+    #[serde(serialize_with = "serialize_tz")]
+    pub time_zone: Tz,
+    /// CloudWatch alarm names (in this region) that count for this region.
+    pub alarms: Vec<String>,
+}
+
+/// Why a fleet description could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    /// The fleet file could not be read.
+    #[error("cannot read fleet file {}: {source}", path.display())]
+    Read {
+        /// The file that was being read.
+        path: PathBuf,
+        /// The underlying I/O error.
+        source: std::io::Error,
+    },
+    /// The text is not TOML of the expected shape (syntax error, wrong type, unknown
+    /// field). toml's message names the line and the key.
+    #[error("invalid fleet TOML: {0}")]
+    Parse(#[from] toml::de::Error),
+    /// The TOML has the right shape but breaks one or more rules; all are listed.
+    #[error("invalid fleet description:{}", display_problems(.0))]
+    Invalid(Vec<FieldError>),
+}
+
+impl FleetError {
+    /// The individual validation problems (empty for read and parse errors).
+    pub fn problems(&self) -> &[FieldError] {
+        match self {
+            FleetError::Invalid(problems) => problems,
+            _ => &[],
+        }
+    }
+}
+
+fn display_problems(problems: &[FieldError]) -> String {
+    problems.iter().map(|p| format!("\n  {p}")).collect()
+}
+
+/// One validation problem, named by its TOML path (e.g. `regions[1].name`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// TOML path of the offending field.
+    pub field: String,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.problem)
+    }
+}
+
+impl Fleet {
+    /// Parses and validates a fleet description from TOML text.
+    pub fn from_toml_str(text: &str) -> Result<Fleet, FleetError> {
+        let raw: RawFleet = toml::from_str(text)?;
+        raw.validate()
+    }
+
+    /// Reads, parses and validates the fleet file at `path`.
+    pub fn load(path: &Path) -> Result<Fleet, FleetError> {
+        let text = std::fs::read_to_string(path).map_err(|source| FleetError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Fleet::from_toml_str(&text)
+    }
+
+    /// The region called `name`, if the fleet serves from it.
+    pub fn region(&self, name: &str) -> Option<&RegionSpec> {
+        self.regions.iter().find(|r| r.name == name)
+    }
+
+    /// The primary region's spec.
+    ///
+    /// # Panics
+    ///
+    /// Only if the fleet was assembled by hand with a `primary_region` not among its
+    /// regions; a fleet from [`Fleet::from_toml_str`], [`Fleet::load`] or deserialization
+    /// always has it.
+    pub fn primary(&self) -> &RegionSpec {
+        match self.region(&self.primary_region) {
+            Some(region) => region,
+            None => panic!(
+                "fleet {:?}: primary region {:?} is not among its regions",
+                self.name, self.primary_region
+            ),
+        }
+    }
+
+    /// The region names, in file order.
+    pub fn region_names(&self) -> Vec<&str> {
+        self.regions.iter().map(|r| r.name.as_str()).collect()
+    }
+}
+
+/// Deserializing a `Fleet` validates it exactly like [`Fleet::from_toml_str`], so a
+/// `Fleet` embedded in another document is just as trustworthy.
+impl<'de> Deserialize<'de> for Fleet {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        RawFleet::deserialize(deserializer)?
+            .validate()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+fn serialize_tz<S: Serializer>(tz: &Tz, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(tz.name())
+}
+
+// ---------------------------------------------------------------------------------------
+// Raw (unvalidated) shape. Every field is optional so that a missing one is reported,
+// with its path, alongside every other problem rather than stopping parsing.
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFleet {
+    name: Option<String>,
+    primary_region: Option<String>,
+    pattern: Option<Pattern>,
+    primary_bucket: Option<String>,
+    registry_table: Option<String>,
+    dns: Option<RawDns>,
+    regions: Option<Vec<RawRegion>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDns {
+    zone: Option<String>,
+    record: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRegion {
+    name: Option<String>,
+    bucket: Option<String>,
+    endpoint: Option<String>,
+    instance_type: Option<String>,
+    instance_count: Option<u32>,
+    min_instances: Option<u32>,
+    max_instances: Option<u32>,
+    time_zone: Option<String>,
+    #[serde(default)]
+    alarms: Vec<String>,
+}
+
+/// Accumulates problems so all of them are reported together.
+#[derive(Default)]
+struct Problems(Vec<FieldError>);
+
+impl Problems {
+    fn add(&mut self, field: impl Into<String>, problem: impl Into<String>) {
+        self.0.push(FieldError {
+            field: field.into(),
+            problem: problem.into(),
+        });
+    }
+
+    /// The value of a required field, or `None` after recording it as missing.
+    fn required<T>(&mut self, field: &str, value: Option<T>) -> Option<T> {
+        if value.is_none() {
+            self.add(field, "missing");
+        }
+        value
+    }
+
+    /// Records `check`'s complaint, if any, against `field`.
+    fn check(&mut self, field: &str, result: Result<(), String>) {
+        if let Err(problem) = result {
+            self.add(field, problem);
+        }
+    }
+}
+
+impl RawFleet {
+    fn validate(self) -> Result<Fleet, FleetError> {
+        let mut p = Problems::default();
+
+        let name = p.required("name", self.name);
+        if let Some(name) = &name {
+            p.check("name", check_fleet_name(name));
+        }
+        let primary_region = p.required("primary_region", self.primary_region);
+        let pattern = if self.pattern.is_none() {
+            p.add(
+                "pattern",
+                "missing (one of active-active, active-passive, geo)",
+            );
+            None
+        } else {
+            self.pattern
+        };
+        let primary_bucket = p.required("primary_bucket", self.primary_bucket);
+        if let Some(bucket) = &primary_bucket {
+            p.check("primary_bucket", check_bucket(bucket));
+        }
+        let registry_table = p.required("registry_table", self.registry_table);
+        if let Some(table) = &registry_table {
+            p.check("registry_table", check_table(table));
+        }
+        let dns = p
+            .required("dns", self.dns)
+            .and_then(|dns| validate_dns(dns, &mut p));
+
+        let raw_regions = match self.regions {
+            None => {
+                p.add("regions", "missing (at least one [[regions]] table)");
+                Vec::new()
+            }
+            Some(regions) if regions.is_empty() => {
+                p.add("regions", "must list at least one region");
+                regions
+            }
+            Some(regions) => regions,
+        };
+
+        // Fleet-wide uniqueness, checked on the raw values so it is reported even when
+        // a region has other problems.
+        let mut seen_names: HashMap<&str, usize> = HashMap::new();
+        let mut seen_buckets: HashMap<&str, usize> = HashMap::new();
+        for (i, region) in raw_regions.iter().enumerate() {
+            if let Some(name) = region.name.as_deref() {
+                if AWS_REGIONS.contains(&name) {
+                    if let Some(first) = seen_names.get(name) {
+                        p.add(
+                            format!("regions[{i}].name"),
+                            format!("duplicate region {name:?} (also regions[{first}])"),
+                        );
+                    } else {
+                        seen_names.insert(name, i);
+                    }
+                }
+            }
+            if let Some(bucket) = region.bucket.as_deref() {
+                if let Some(first) = seen_buckets.get(bucket) {
+                    p.add(
+                        format!("regions[{i}].bucket"),
+                        format!(
+                            "bucket {bucket:?} is also regions[{first}].bucket; \
+                             each region needs its own replica bucket"
+                        ),
+                    );
+                } else {
+                    seen_buckets.insert(bucket, i);
+                }
+            }
+        }
+        if let Some(primary_bucket) = primary_bucket.as_deref() {
+            if let Some(i) = seen_buckets.get(primary_bucket) {
+                p.add(
+                    "primary_bucket",
+                    format!(
+                        "{primary_bucket:?} is also regions[{i}].bucket; the upload bucket \
+                         is replicated into the regional buckets, so it must differ from them"
+                    ),
+                );
+            }
+        }
+        if let Some(primary) = primary_region.as_deref() {
+            let names: Vec<&str> = raw_regions
+                .iter()
+                .filter_map(|r| r.name.as_deref())
+                .collect();
+            if !names.is_empty() && !names.contains(&primary) {
+                p.add(
+                    "primary_region",
+                    format!(
+                        "{primary:?} is not one of the fleet's regions ({})",
+                        names.join(", ")
+                    ),
+                );
+            }
+        }
+
+        let regions: Option<Vec<RegionSpec>> = raw_regions
+            .into_iter()
+            .enumerate()
+            .map(|(i, region)| validate_region(i, region, &mut p))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .collect();
+
+        match (
+            name,
+            primary_region,
+            pattern,
+            primary_bucket,
+            registry_table,
+            dns,
+            regions,
+        ) {
+            (
+                Some(name),
+                Some(primary_region),
+                Some(pattern),
+                Some(primary_bucket),
+                Some(registry_table),
+                Some(dns),
+                Some(regions),
+            ) if p.0.is_empty() => Ok(Fleet {
+                name,
+                primary_region,
+                pattern,
+                primary_bucket,
+                registry_table,
+                dns,
+                regions,
+            }),
+            _ => Err(FleetError::Invalid(p.0)),
+        }
+    }
+}
+
+fn validate_dns(raw: RawDns, p: &mut Problems) -> Option<Dns> {
+    let zone = p.required("dns.zone", raw.zone);
+    let record = p.required("dns.record", raw.record);
+    let (zone, record) = (zone?, record?);
+    let zone_ok = check_domain(&zone);
+    let record_ok = check_domain(&record);
+    let both_ok = zone_ok.is_ok() && record_ok.is_ok();
+    p.check("dns.zone", zone_ok);
+    p.check("dns.record", record_ok);
+    if both_ok {
+        let z = normalize_domain(&zone);
+        let r = normalize_domain(&record);
+        if r != z && !r.ends_with(&format!(".{z}")) {
+            p.add(
+                "dns.record",
+                format!("{record:?} is not inside the zone {zone:?}"),
+            );
+        }
+    }
+    Some(Dns { zone, record })
+}
+
+/// Validates one region's own fields; `None` if any is missing or invalid.
+fn validate_region(i: usize, raw: RawRegion, p: &mut Problems) -> Option<RegionSpec> {
+    let at = |field: &str| format!("regions[{i}].{field}");
+    let before = p.0.len();
+
+    let name = p.required(&at("name"), raw.name);
+    if let Some(name) = &name {
+        if !AWS_REGIONS.contains(&name.as_str()) {
+            p.add(at("name"), format!("unknown AWS region {name:?}"));
+        }
+    }
+    let bucket = p.required(&at("bucket"), raw.bucket);
+    if let Some(bucket) = &bucket {
+        p.check(&at("bucket"), check_bucket(bucket));
+    }
+    let endpoint = p.required(&at("endpoint"), raw.endpoint);
+    if let Some(endpoint) = &endpoint {
+        p.check(&at("endpoint"), check_endpoint(endpoint));
+    }
+    let instance_type = p.required(&at("instance_type"), raw.instance_type);
+    if let Some(instance_type) = &instance_type {
+        p.check(&at("instance_type"), check_instance_type(instance_type));
+    }
+
+    let count = p.required(&at("instance_count"), raw.instance_count);
+    let min = p.required(&at("min_instances"), raw.min_instances);
+    let max = p.required(&at("max_instances"), raw.max_instances);
+    if count == Some(0) {
+        p.add(at("instance_count"), "must be at least 1 (zero capacity)");
+    }
+    if min == Some(0) {
+        p.add(
+            at("min_instances"),
+            "must be at least 1 (autoscaling could scale the endpoint to zero)",
+        );
+    }
+    if let (Some(min), Some(max)) = (min, max) {
+        if max < min {
+            p.add(
+                at("max_instances"),
+                format!("{max} is less than min_instances {min}"),
+            );
+        } else if let Some(count) = count.filter(|&c| c > 0) {
+            if count < min || count > max {
+                p.add(
+                    at("instance_count"),
+                    format!("{count} is outside [min_instances {min}, max_instances {max}]"),
+                );
+            }
+        }
+    }
+
+    let time_zone =
+        p.required(&at("time_zone"), raw.time_zone)
+            .and_then(|tz| match tz.parse::<Tz>() {
+                Ok(tz) => Some(tz),
+                Err(_) => {
+                    p.add(at("time_zone"), format!("unknown time zone {tz:?}"));
+                    None
+                }
+            });
+
+    let mut seen_alarms: HashMap<&str, usize> = HashMap::new();
+    for (j, alarm) in raw.alarms.iter().enumerate() {
+        let field = format!("regions[{i}].alarms[{j}]");
+        if alarm.trim().is_empty() {
+            p.add(field, "alarm name is empty");
+        } else if alarm.chars().count() > 255 {
+            p.add(field, "alarm name is longer than 255 characters");
+        } else if let Some(first) = seen_alarms.get(alarm.as_str()) {
+            p.add(
+                field,
+                format!("duplicate alarm {alarm:?} (also alarms[{first}])"),
+            );
+        } else {
+            seen_alarms.insert(alarm, j);
+        }
+    }
+
+    if p.0.len() != before {
+        return None;
+    }
+    Some(RegionSpec {
+        name: name?,
+        bucket: bucket?,
+        endpoint: endpoint?,
+        instance_type: instance_type?,
+        instance_count: count?,
+        min_instances: min?,
+        max_instances: max?,
+        time_zone: time_zone?,
+        alarms: raw.alarms,
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Name rules. Each returns the problem text, without the field path.
+
+/// Deployment names prefix resource names (buckets, tables, stacks), so they are kept
+/// short and within every service's character set.
+fn check_fleet_name(name: &str) -> Result<(), String> {
+    if !(3..=40).contains(&name.len())
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Err(format!(
+            "{name:?} must be 3 to 40 characters of lowercase letters, digits and '-'"
+        ));
+    }
+    if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        return Err(format!("{name:?} must start with a lowercase letter"));
+    }
+    if name.ends_with('-') {
+        return Err(format!("{name:?} must not end with '-'"));
+    }
+    Ok(())
+}
+
+/// S3 general-purpose bucket naming rules.
+fn check_bucket(bucket: &str) -> Result<(), String> {
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let bytes = bucket.as_bytes();
+    if !(3..=63).contains(&bytes.len()) {
+        return Err(format!(
+            "{bucket:?} is not a valid S3 bucket name (must be 3 to 63 characters)"
+        ));
+    }
+    if !bytes.iter().all(|&b| alnum(b) || b == b'.' || b == b'-') {
+        return Err(format!(
+            "{bucket:?} is not a valid S3 bucket name \
+             (only lowercase letters, digits, '.' and '-')"
+        ));
+    }
+    if !bytes.first().copied().is_some_and(alnum) || !bytes.last().copied().is_some_and(alnum) {
+        return Err(format!(
+            "{bucket:?} is not a valid S3 bucket name \
+             (must start and end with a letter or digit)"
+        ));
+    }
+    if bucket.contains("..") {
+        return Err(format!(
+            "{bucket:?} is not a valid S3 bucket name (adjacent periods)"
+        ));
+    }
+    if bucket.parse::<std::net::Ipv4Addr>().is_ok() {
+        return Err(format!(
+            "{bucket:?} is not a valid S3 bucket name (formatted as an IP address)"
+        ));
+    }
+    if ["xn--", "sthree-"].iter().any(|p| bucket.starts_with(p))
+        || ["-s3alias", "--ol-s3"].iter().any(|s| bucket.ends_with(s))
+    {
+        return Err(format!(
+            "{bucket:?} is not a valid S3 bucket name (reserved prefix or suffix)"
+        ));
+    }
+    Ok(())
+}
+
+/// DynamoDB table naming rules.
+fn check_table(table: &str) -> Result<(), String> {
+    if !(3..=255).contains(&table.len())
+        || !table
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    {
+        return Err(format!(
+            "{table:?} is not a valid DynamoDB table name \
+             (3 to 255 characters of letters, digits, '_', '-' and '.')"
+        ));
+    }
+    Ok(())
+}
+
+/// SageMaker endpoint naming rules: `^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$`.
+fn check_endpoint(endpoint: &str) -> Result<(), String> {
+    let bytes = endpoint.as_bytes();
+    let ok = (1..=63).contains(&bytes.len())
+        && bytes
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'-')
+        && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
+        && bytes.last().is_some_and(u8::is_ascii_alphanumeric);
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{endpoint:?} is not a valid SageMaker endpoint name (1 to 63 letters, digits \
+             and '-', starting and ending with a letter or digit)"
+        ))
+    }
+}
+
+fn check_instance_type(instance_type: &str) -> Result<(), String> {
+    match instance_type.strip_prefix("ml.") {
+        Some(rest) if !rest.is_empty() && !rest.contains(char::is_whitespace) => Ok(()),
+        _ => Err(format!(
+            "{instance_type:?} is not a SageMaker instance type (expected e.g. \"ml.g5.2xlarge\")"
+        )),
+    }
+}
+
+/// A DNS name: dot-separated labels of 1..=63 letters, digits, '-' or '_', at most 253
+/// characters; one trailing dot is allowed.
+fn check_domain(name: &str) -> Result<(), String> {
+    let trimmed = name.strip_suffix('.').unwrap_or(name);
+    let label_ok = |label: &str| {
+        (1..=63).contains(&label.len())
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    if trimmed.is_empty() || trimmed.len() > 253 || !trimmed.split('.').all(label_ok) {
+        return Err(format!("{name:?} is not a valid DNS name"));
+    }
+    Ok(())
+}
+
+fn normalize_domain(name: &str) -> String {
+    name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../fleet.example.toml");
+
+    /// A compact valid fleet the error cases below mutate with string replacement.
+    const VALID: &str = r#"
+name = "meridian-test"
+primary_region = "us-east-1"
+pattern = "active-active"
+primary_bucket = "meridian-test-models"
+registry_table = "meridian-test-registry"
+
+[dns]
+zone = "llm.example.internal"
+record = "api.llm.example.internal"
+
+[[regions]]
+name = "us-east-1"
+bucket = "meridian-test-models-us-east-1"
+endpoint = "meridian-test-llm"
+instance_type = "ml.g5.2xlarge"
+instance_count = 2
+min_instances = 1
+max_instances = 4
+time_zone = "America/New_York"
+alarms = ["meridian-test-llm-5xx"]
+
+[[regions]]
+name = "eu-west-1"
+bucket = "meridian-test-models-eu-west-1"
+endpoint = "meridian-test-llm"
+instance_type = "ml.g5.2xlarge"
+instance_count = 2
+min_instances = 1
+max_instances = 4
+time_zone = "Europe/Dublin"
+
+[[regions]]
+name = "ap-southeast-1"
+bucket = "meridian-test-models-ap-southeast-1"
+endpoint = "meridian-test-llm"
+instance_type = "ml.g5.2xlarge"
+instance_count = 1
+min_instances = 1
+max_instances = 2
+time_zone = "Asia/Singapore"
+"#;
+
+    /// `VALID` with each `(from, to)` replaced once (the first occurrence).
+    fn edit(edits: &[(&str, &str)]) -> String {
+        let mut text = VALID.to_string();
+        for (from, to) in edits {
+            assert!(text.contains(from), "test edit {from:?} does not apply");
+            text = text.replacen(from, to, 1);
+        }
+        text
+    }
+
+    fn err(text: &str) -> String {
+        match Fleet::from_toml_str(text) {
+            Ok(fleet) => panic!("expected an error, got {fleet:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn example_file_parses() {
+        let fleet = Fleet::from_toml_str(EXAMPLE).expect("example is valid");
+        assert_eq!(fleet.name, "meridian-demo");
+        assert_eq!(fleet.pattern, Pattern::ActiveActive);
+        assert_eq!(
+            fleet.region_names(),
+            ["us-east-1", "eu-west-1", "ap-southeast-1"]
+        );
+        assert_eq!(fleet.primary().name, "us-east-1");
+        assert_eq!(fleet.primary().time_zone, chrono_tz::America::New_York);
+        let tz = |name| fleet.region(name).map(|r| r.time_zone);
+        assert_eq!(tz("eu-west-1"), Some(chrono_tz::Europe::Dublin));
+        assert_eq!(tz("ap-southeast-1"), Some(chrono_tz::Asia::Singapore));
+        assert_eq!(fleet.primary_bucket, "meridian-demo-models");
+        assert_eq!(fleet.registry_table, "meridian-demo-registry");
+        assert_eq!(fleet.dns.record, "api.llm.example.internal");
+        assert_eq!(fleet.primary().alarms.len(), 2);
+    }
+
+    #[test]
+    fn valid_fixture_parses_and_alarms_default_to_empty() {
+        let fleet = Fleet::from_toml_str(VALID).expect("fixture is valid");
+        assert_eq!(fleet.regions.len(), 3);
+        assert_eq!(fleet.primary().alarms, ["meridian-test-llm-5xx"]);
+        assert!(fleet
+            .region("eu-west-1")
+            .is_some_and(|r| r.alarms.is_empty()));
+        assert!(fleet.region("us-west-2").is_none());
+    }
+
+    #[test]
+    fn patterns_parse_kebab_case() {
+        for (text, pattern) in [
+            ("active-active", Pattern::ActiveActive),
+            ("active-passive", Pattern::ActivePassive),
+            ("geo", Pattern::Geo),
+        ] {
+            let toml = edit(&[("\"active-active\"", &format!("{text:?}"))]);
+            let fleet = Fleet::from_toml_str(&toml).expect("valid pattern");
+            assert_eq!(fleet.pattern, pattern);
+            assert_eq!(pattern.to_string(), text);
+        }
+        let message = err(&edit(&[("\"active-active\"", "\"active\"")]));
+        assert!(message.contains("unknown variant `active`"), "{message}");
+    }
+
+    #[test]
+    fn each_error_names_its_field() {
+        // (what, edits to VALID, expected substring of the error message)
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case] = &[
+            (
+                "unknown region",
+                &[("name = \"eu-west-1\"", "name = \"eu-wst-1\"")],
+                "regions[1].name: unknown AWS region \"eu-wst-1\"",
+            ),
+            (
+                "duplicate region",
+                &[("name = \"ap-southeast-1\"", "name = \"eu-west-1\"")],
+                "regions[2].name: duplicate region \"eu-west-1\" (also regions[1])",
+            ),
+            (
+                "missing primary",
+                &[("primary_region = \"us-east-1\"\n", "")],
+                "primary_region: missing",
+            ),
+            (
+                "primary not in regions",
+                &[(
+                    "primary_region = \"us-east-1\"",
+                    "primary_region = \"us-west-2\"",
+                )],
+                "primary_region: \"us-west-2\" is not one of the fleet's regions \
+                 (us-east-1, eu-west-1, ap-southeast-1)",
+            ),
+            (
+                "zero capacity",
+                &[("instance_count = 2", "instance_count = 0")],
+                "regions[0].instance_count: must be at least 1 (zero capacity)",
+            ),
+            (
+                "zero minimum",
+                &[("min_instances = 1", "min_instances = 0")],
+                "regions[0].min_instances: must be at least 1",
+            ),
+            (
+                "bad time zone",
+                &[("\"America/New_York\"", "\"Mars/Olympus\"")],
+                "regions[0].time_zone: unknown time zone \"Mars/Olympus\"",
+            ),
+            (
+                "min greater than max",
+                &[
+                    ("min_instances = 1", "min_instances = 3"),
+                    ("max_instances = 4", "max_instances = 2"),
+                ],
+                "regions[0].max_instances: 2 is less than min_instances 3",
+            ),
+            (
+                "count above max",
+                &[("instance_count = 2", "instance_count = 5")],
+                "regions[0].instance_count: 5 is outside [min_instances 1, max_instances 4]",
+            ),
+            (
+                "count below min",
+                &[(
+                    "min_instances = 1\nmax_instances = 2",
+                    "min_instances = 2\nmax_instances = 2",
+                )],
+                "regions[2].instance_count: 1 is outside [min_instances 2, max_instances 2]",
+            ),
+            (
+                "bucket with uppercase",
+                &[("meridian-test-models-eu-west-1", "Meridian-Models")],
+                "regions[1].bucket: \"Meridian-Models\" is not a valid S3 bucket name",
+            ),
+            (
+                "bucket too short",
+                &[("\"meridian-test-models-eu-west-1\"", "\"ab\"")],
+                "regions[1].bucket: \"ab\" is not a valid S3 bucket name",
+            ),
+            (
+                "bucket ends with hyphen",
+                &[("\"meridian-test-models\"", "\"meridian-test-models-\"")],
+                "primary_bucket: \"meridian-test-models-\" is not a valid S3 bucket name",
+            ),
+            (
+                "shared bucket",
+                &[(
+                    "meridian-test-models-eu-west-1",
+                    "meridian-test-models-us-east-1",
+                )],
+                "regions[1].bucket: bucket \"meridian-test-models-us-east-1\" is also \
+                 regions[0].bucket",
+            ),
+            (
+                "primary bucket equals a regional bucket",
+                &[(
+                    "meridian-test-models-ap-southeast-1",
+                    "meridian-test-models",
+                )],
+                "primary_bucket: \"meridian-test-models\" is also regions[2].bucket",
+            ),
+            (
+                "record outside zone",
+                &[("api.llm.example.internal", "api.example.com")],
+                "dns.record: \"api.example.com\" is not inside the zone \"llm.example.internal\"",
+            ),
+            (
+                "record sharing only a suffix with the zone",
+                &[("api.llm.example.internal", "xllm.example.internal")],
+                "dns.record: \"xllm.example.internal\" is not inside the zone",
+            ),
+            (
+                "bad deployment name",
+                &[("name = \"meridian-test\"", "name = \"Meridian_Test\"")],
+                "name: \"Meridian_Test\" must be 3 to 40 characters",
+            ),
+            (
+                "deployment name too long",
+                &[(
+                    "name = \"meridian-test\"",
+                    &format!("name = \"{}\"", "m".repeat(41)),
+                )],
+                "name: ",
+            ),
+            (
+                "bad registry table",
+                &[("meridian-test-registry", "registry table")],
+                "registry_table: \"registry table\" is not a valid DynamoDB table name",
+            ),
+            (
+                "bad endpoint",
+                &[("endpoint = \"meridian-test-llm\"", "endpoint = \"-llm\"")],
+                "regions[0].endpoint: \"-llm\" is not a valid SageMaker endpoint name",
+            ),
+            (
+                "bad instance type",
+                &[("ml.g5.2xlarge", "g5.2xlarge")],
+                "regions[0].instance_type: \"g5.2xlarge\" is not a SageMaker instance type",
+            ),
+            (
+                "empty alarm name",
+                &[(
+                    "[\"meridian-test-llm-5xx\"]",
+                    "[\"meridian-test-llm-5xx\", \"\"]",
+                )],
+                "regions[0].alarms[1]: alarm name is empty",
+            ),
+            (
+                "missing regional field",
+                &[("endpoint = \"meridian-test-llm\"\n", "")],
+                "regions[0].endpoint: missing",
+            ),
+            (
+                "missing dns zone",
+                &[("zone = \"llm.example.internal\"\n", "")],
+                "dns.zone: missing",
+            ),
+            (
+                "unknown top-level field",
+                &[("pattern =", "colour = \"blue\"\npattern =")],
+                "colour",
+            ),
+            (
+                "unknown region field",
+                &[(
+                    "instance_count = 2",
+                    "instance_count = 2\ninstance_cuont = 2",
+                )],
+                "instance_cuont",
+            ),
+            ("unknown dns field", &[("[dns]", "[dns]\nttl = 60")], "ttl"),
+            (
+                "wrong type",
+                &[("instance_count = 2", "instance_count = \"two\"")],
+                "instance_count",
+            ),
+        ];
+        for (what, edits, expected) in cases {
+            let message = err(&edit(edits));
+            assert!(
+                message.contains(expected),
+                "{what}: expected {expected:?} in:\n{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn empty_or_missing_regions_is_an_error() {
+        let head = VALID.split("[[regions]]").next().unwrap_or_default();
+        let message = err(&head.replacen("[dns]", "regions = []\n\n[dns]", 1));
+        assert!(
+            message.contains("regions: must list at least one region"),
+            "{message}"
+        );
+
+        let message = err(head);
+        assert!(message.contains("regions: missing"), "{message}");
+        // With no region list to compare with, the primary is not blamed as well.
+        assert!(!message.contains("primary_region"), "{message}");
+    }
+
+    #[test]
+    fn all_problems_are_reported_together() {
+        let text = edit(&[
+            ("primary_region = \"us-east-1\"\n", ""),
+            ("name = \"eu-west-1\"", "name = \"eu-wst-1\""),
+            ("\"America/New_York\"", "\"Mars/Olympus\""),
+            ("instance_count = 1", "instance_count = 0"),
+        ]);
+        let error = Fleet::from_toml_str(&text).expect_err("invalid");
+        let fields: Vec<&str> = error.problems().iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "primary_region",
+                "regions[0].time_zone",
+                "regions[1].name",
+                "regions[2].instance_count"
+            ]
+        );
+        let message = error.to_string();
+        assert_eq!(message.lines().count(), 5, "{message}");
+        assert!(message.starts_with("invalid fleet description:\n  primary_region: missing"));
+    }
+
+    #[test]
+    fn deserializing_validates_and_serializing_round_trips() {
+        let fleet = Fleet::from_toml_str(EXAMPLE).expect("example is valid");
+        let text = toml::to_string(&fleet).expect("serializes");
+        assert!(text.contains("time_zone = \"Asia/Singapore\""), "{text}");
+        assert_eq!(Fleet::from_toml_str(&text).expect("re-parses"), fleet);
+        assert_eq!(toml::from_str::<Fleet>(&text).expect("deserializes"), fleet);
+
+        let bad = edit(&[("\"America/New_York\"", "\"Mars/Olympus\"")]);
+        let message = toml::from_str::<Fleet>(&bad)
+            .expect_err("invalid")
+            .to_string();
+        assert!(message.contains("regions[0].time_zone"), "{message}");
+    }
+
+    #[test]
+    fn load_reads_files_and_names_the_path_on_failure() {
+        let dir = std::env::temp_dir().join(format!("meridian-fleet-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("fleet.toml");
+        std::fs::write(&path, VALID).expect("write fixture");
+        let loaded = Fleet::load(&path);
+        std::fs::remove_dir_all(&dir).expect("clean up");
+        assert_eq!(loaded.expect("loads").regions.len(), 3);
+
+        let missing = dir.join("no-such-fleet.toml");
+        let error = Fleet::load(&missing).expect_err("missing file");
+        assert!(matches!(error, FleetError::Read { .. }));
+        assert!(
+            error.to_string().contains(&missing.display().to_string()),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn region_list_is_complete_and_unique() {
+        let mut sorted = AWS_REGIONS.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), AWS_REGIONS.len());
+        for code in [
+            "us-east-1",
+            "ap-southeast-7",
+            "mx-central-1",
+            "us-gov-west-1",
+            "cn-northwest-1",
+        ] {
+            assert!(AWS_REGIONS.contains(&code), "{code}");
+        }
+    }
+
+    #[test]
+    fn name_rules() {
+        assert!(check_bucket("my.bucket-1").is_ok());
+        for bad in ["192.168.0.1", "a..b", "xn--abc", "bucket-s3alias", "a_b"] {
+            assert!(check_bucket(bad).is_err(), "{bad}");
+        }
+        assert!(check_fleet_name("abc").is_ok());
+        for bad in ["ab", "1abc", "abc-", "ab c"] {
+            assert!(check_fleet_name(bad).is_err(), "{bad}");
+        }
+        assert!(check_domain("api.example.com.").is_ok());
+        for bad in ["", ".", "a..b", "-a.com", "a b.com"] {
+            assert!(check_domain(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn record_may_be_zone_apex_and_case_differs() {
+        let text = edit(&[("api.llm.example.internal", "LLM.Example.Internal.")]);
+        let fleet = Fleet::from_toml_str(&text).expect("apex record is inside its zone");
+        assert_eq!(fleet.dns.record, "LLM.Example.Internal.");
+    }
+}

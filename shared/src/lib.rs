@@ -1,0 +1,6 @@
+//! Meridian's core library: the fleet description, the one way to build AWS clients,
+//! and (as the control plane grows) the pure decisions every function shares.
+
+pub mod aws;
+pub mod fleet;
+pub mod names;

@@ -1,0 +1,61 @@
+//! Names of the resources one Meridian deployment creates, derived from the fleet's
+//! `name`, so the template, the local cloud and the CLI agree on them.
+
+/// The Lambda functions of Meridian.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FunctionRole {
+    /// Validates an uploaded manifest and starts the rollout (primary region).
+    Upload,
+    /// Verifies replicas arriving in a regional bucket (every region).
+    Replica,
+    /// Reacts to endpoint alarms (every region).
+    Failover,
+}
+
+impl FunctionRole {
+    pub const ALL: [FunctionRole; 3] = [Self::Upload, Self::Replica, Self::Failover];
+
+    fn suffix(self) -> &'static str {
+        match self {
+            Self::Upload => "upload",
+            Self::Replica => "replica",
+            Self::Failover => "failover",
+        }
+    }
+}
+
+/// The deployed name of a function, e.g. `meridian-demo-replica`.
+pub fn function_name(fleet_name: &str, role: FunctionRole) -> String {
+    format!("{fleet_name}-{}", role.suffix())
+}
+
+/// The SQS queue that carries a function's events in the local cloud.
+pub fn event_queue_name(fleet_name: &str, role: FunctionRole) -> String {
+    format!("{fleet_name}-{}-events", role.suffix())
+}
+
+/// The EventBridge rule that routes a function's events.
+pub fn event_rule_name(fleet_name: &str, role: FunctionRole) -> String {
+    format!("{fleet_name}-{}-rule", role.suffix())
+}
+
+/// The health check caller reference for a region: stable, so provisioning is idempotent.
+pub fn health_check_reference(fleet_name: &str, region: &str) -> String {
+    format!("{fleet_name}-{region}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_prefixed_by_the_fleet_and_distinct() {
+        let names: std::collections::HashSet<String> = FunctionRole::ALL
+            .iter()
+            .map(|role| function_name("demo", *role))
+            .collect();
+        assert_eq!(names.len(), 3);
+        assert!(names.iter().all(|n| n.starts_with("demo-")));
+        assert_eq!(function_name("demo", FunctionRole::Replica), "demo-replica");
+    }
+}

@@ -1,0 +1,68 @@
+//! Shared harness for the integration and end-to-end tests: each test starts its own
+//! local cloud (its own moto, its own gateway on free ports), so no test depends on
+//! another's state.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use meridian::fleet::Fleet;
+use meridian_local::{Functions, LocalCloud, LocalCloudConfig};
+
+/// The repository root.
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default()
+}
+
+/// The example fleet: us-east-1 (primary), eu-west-1, ap-southeast-1.
+pub fn example_fleet() -> Fleet {
+    match Fleet::load(&workspace_root().join("fleet.example.toml")) {
+        Ok(fleet) => fleet,
+        Err(error) => panic!("fleet.example.toml must be valid: {error}"),
+    }
+}
+
+/// Starts and provisions a local cloud for the example fleet with short delays.
+pub async fn start_cloud(functions: Functions) -> LocalCloud {
+    init_tracing();
+    let config = LocalCloudConfig::for_tests(workspace_root().join(".meridian"));
+    let cloud = match LocalCloud::start(config, example_fleet(), functions).await {
+        Ok(cloud) => cloud,
+        Err(error) => panic!("the local cloud did not start: {error:#}"),
+    };
+    if let Err(error) = cloud.provision().await {
+        panic!("provisioning failed: {error:#}");
+    }
+    cloud
+}
+
+/// Logs go to the test output when `RUST_LOG` is set.
+fn init_tracing() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+/// Polls `check` until it yields a value or `within` passes; panics naming `what`.
+pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {within:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
