@@ -32,8 +32,10 @@ pub struct LocalCloudConfig {
     pub gateway_port: u16,
     /// moto port on 127.0.0.1; 0 picks a free one.
     pub moto_port: u16,
-    /// Where the moto virtualenv and logs live.
+    /// Where logs and local state live.
     pub home: PathBuf,
+    /// The virtualenv moto is installed into.
+    pub venv: PathBuf,
     /// Time from an object's creation to its replica's creation.
     pub replication_delay: Duration,
     /// Time for a global-table write to reach the other regions.
@@ -52,6 +54,7 @@ impl Default for LocalCloudConfig {
             gateway_port: 4566,
             moto_port: 4567,
             home: moto::meridian_home(),
+            venv: moto::default_venv(),
             replication_delay: Duration::from_secs(2),
             global_table_lag: Duration::from_millis(500),
             endpoint_update_duration: Duration::from_secs(5),
@@ -67,6 +70,7 @@ impl LocalCloudConfig {
         Self {
             gateway_port: 0,
             moto_port: 0,
+            venv: home.join("venv"),
             home,
             replication_delay: Duration::from_millis(200),
             global_table_lag: Duration::from_millis(200),
@@ -74,10 +78,6 @@ impl LocalCloudConfig {
             schedule_speedup: 60,
             poll_interval: Duration::from_millis(250),
         }
-    }
-
-    pub fn venv(&self) -> PathBuf {
-        self.home.join("venv")
     }
 
     pub fn log_dir(&self) -> PathBuf {
@@ -176,7 +176,7 @@ impl LocalCloud {
         fleet: Fleet,
         functions: Functions,
     ) -> Result<Self> {
-        let server = moto::ensure_installed(&config.venv()).await?;
+        let server = moto::ensure_installed(&config.venv).await?;
         std::fs::create_dir_all(config.log_dir())?;
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.gateway_port))
             .await

@@ -8,7 +8,7 @@ use aws_sdk_sqs::types::MessageSystemAttributeName;
 use serde_json::Value;
 
 use crate::cloud::{Ctx, LOCAL_ACCOUNT};
-use crate::functions::Invocation;
+use crate::functions::{Invocation, InvokeError};
 
 /// Deliveries attempted before an event is dropped (EventBridge retries, then gives up).
 pub const MAX_ATTEMPTS: u32 = 3;
@@ -87,6 +87,10 @@ async fn deliver(
     };
     let done = match ctx.functions.invoke(invocation).await {
         Ok(_) => true,
+        Err(InvokeError::NotFound(name)) => {
+            tracing::warn!(function = %name, region = %subscription.region, "no such function is hosted; event dropped");
+            true
+        }
         Err(error) if attempts >= MAX_ATTEMPTS => {
             tracing::error!(function = %subscription.function_name, region = %subscription.region, %attempts, %error, "event dropped after the last attempt");
             true

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 
 /// The failures currently injected. Settable in-process or through the gateway's
-/// `POST /_meridian/faults`.
+/// `PUT /_meridian/faults`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FaultSet {

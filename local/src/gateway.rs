@@ -16,8 +16,9 @@ use crate::faults::FaultSet;
 use crate::functions::{function_name_from_identifier, Invocation, InvokeError};
 use crate::{alarms, global_tables, replication, sagemaker};
 
-/// Largest request body the gateway accepts (one multipart part or a whole small object).
-const MAX_BODY: usize = 6 * 1024 * 1024 * 1024;
+/// Largest request body the gateway accepts: S3's limit for a single PUT. Bodies are
+/// buffered in memory, so local uploads should stay small (multipart parts are).
+const MAX_BODY: usize = 5 * 1024 * 1024 * 1024;
 
 /// The region and service a SigV4-signed request is scoped to.
 #[derive(Debug, Clone, PartialEq)]
@@ -214,7 +215,8 @@ async fn route(ctx: &Arc<Ctx>, request: GatewayRequest) -> anyhow::Result<Gatewa
         "sagemaker" => sagemaker::handle(ctx, &scope.region, request).await,
         "dynamodb" => global_tables::handle(ctx, &scope.region, request).await,
         "s3" => {
-            let response = forward(ctx, &request).await?;
+            let mut response = forward(ctx, &request).await?;
+            correct_versioning_root(&request, &mut response);
             if response.is_success() {
                 replication::after_s3_write(ctx, &request);
             }
@@ -226,6 +228,29 @@ async fn route(ctx: &Arc<Ctx>, request: GatewayRequest) -> anyhow::Result<Gatewa
             Ok(response)
         }
         _ => forward(ctx, &request).await,
+    }
+}
+
+/// moto 5.2.5 names the root element of a GetBucketVersioning reply
+/// `GetBucketVersioningResponse`; S3 (and the Rust SDK's parser) use `VersioningConfiguration`.
+fn correct_versioning_root(request: &GatewayRequest, response: &mut GatewayResponse) {
+    let is_get_versioning = request.method == http::Method::GET
+        && request
+            .query()
+            .split('&')
+            .any(|p| p == "versioning" || p == "versioning=");
+    if !is_get_versioning || !response.is_success() {
+        return;
+    }
+    let body = String::from_utf8_lossy(&response.body);
+    if body.contains("<GetBucketVersioningResponse") {
+        let corrected = body
+            .replace("<GetBucketVersioningResponse", "<VersioningConfiguration")
+            .replace(
+                "</GetBucketVersioningResponse>",
+                "</VersioningConfiguration>",
+            );
+        response.body = corrected.into_bytes().into();
     }
 }
 

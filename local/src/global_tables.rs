@@ -89,6 +89,7 @@ pub async fn handle(
             if let Some(table) = body["TableName"]
                 .as_str()
                 .and_then(|t| ctx.global_tables.table(t))
+                .filter(|_| response.is_success())
             {
                 if let Ok(mut description) = serde_json::from_slice::<Value>(&response.body) {
                     description["Table"]["Replicas"] = replicas_json(&table.regions);

@@ -23,6 +23,13 @@ pub fn meridian_home() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(".meridian"))
 }
 
+/// The virtualenv moto lives in: `$MERIDIAN_VENV`, or `venv` under [`meridian_home`].
+pub fn default_venv() -> PathBuf {
+    std::env::var_os("MERIDIAN_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| meridian_home().join("venv"))
+}
+
 /// The `moto_server` executable inside a virtualenv.
 pub fn moto_server_path(venv: &Path) -> PathBuf {
     venv.join("bin").join("moto_server")

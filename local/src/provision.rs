@@ -230,12 +230,16 @@ async fn registry_table(clients: &ClientFactory, fleet: &Fleet) -> Result<()> {
                 .context("creating the registry table");
         }
     }
-    let mut update = dynamodb.update_table().table_name(&fleet.registry_table);
-    for region in fleet
+    let replicas: Vec<&RegionSpec> = fleet
         .regions
         .iter()
         .filter(|r| r.name != fleet.primary_region)
-    {
+        .collect();
+    if replicas.is_empty() {
+        return Ok(());
+    }
+    let mut update = dynamodb.update_table().table_name(&fleet.registry_table);
+    for region in replicas {
         update = update.replica_updates(
             ReplicationGroupUpdate::builder()
                 .create(
@@ -522,9 +526,13 @@ pub async fn verify(clients: &ClientFactory, fleet: &Fleet) -> Result<Vec<Region
             .bucket(&region.bucket)
             .send()
             .await
-            .ok()
-            .and_then(|v| v.status().map(|s| s.as_str().to_owned()))
-            .unwrap_or_else(|| "missing".into());
+            .map(|v| {
+                v.status()
+                    .map_or_else(|| "never enabled".to_owned(), |s| s.as_str().to_owned())
+            })
+            .unwrap_or_else(|e| {
+                format!("unreadable: {}", aws_sdk_s3::error::DisplayErrorContext(&e))
+            });
         let registry_replica = aws_sdk_dynamodb::Client::new(&config)
             .describe_table()
             .table_name(&fleet.registry_table)

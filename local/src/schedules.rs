@@ -40,9 +40,11 @@ pub fn parse_schedule(expression: &str) -> Result<Schedule, String> {
             (1, "minute") | (2.., "minutes") => 60,
             (1, "hour") | (2.., "hours") => 3600,
             (1, "day") | (2.., "days") => 86_400,
-            _ => return Err(format!(
+            _ => {
+                return Err(format!(
                 "{expression}: the unit must be minute(s), hour(s) or day(s), singular only for 1"
-            )),
+            ))
+            }
         };
         return Ok(Schedule::Rate(Duration::from_secs(value * seconds)));
     }
