@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(PathBuf::from).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default()
 }
 
 fn meridian(home: &Path, args: &[&str]) -> Output {
@@ -13,18 +16,28 @@ fn meridian(home: &Path, args: &[&str]) -> Output {
         .args(args)
         .current_dir(workspace_root())
         .env("MERIDIAN_HOME", home)
-        .env("MERIDIAN_VENV", workspace_root().join(".meridian").join("venv"))
+        .env(
+            "MERIDIAN_VENV",
+            workspace_root().join(".meridian").join("venv"),
+        )
         .env_remove("MERIDIAN_FLEET")
         .output()
         .expect("the meridian binary runs")
 }
 
 fn text(output: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 #[test]
@@ -32,15 +45,27 @@ fn fleet_check_accepts_the_example_and_names_the_fields_of_a_bad_file() {
     let home = tempfile::tempdir().expect("temp dir");
     let ok = meridian(home.path(), &["fleet", "check", "fleet.example.toml"]);
     assert!(ok.status.success(), "{}", text(&ok));
-    assert!(text(&ok).contains("primary us-east-1, 3 regions"), "{}", text(&ok));
+    assert!(
+        text(&ok).contains("primary us-east-1, 3 regions"),
+        "{}",
+        text(&ok)
+    );
 
-    let example = std::fs::read_to_string(workspace_root().join("fleet.example.toml")).expect("example");
+    let example =
+        std::fs::read_to_string(workspace_root().join("fleet.example.toml")).expect("example");
     let broken = example
         .replacen("name = \"eu-west-1\"", "name = \"eu-wst-1\"", 1)
-        .replacen("time_zone = \"Asia/Singapore\"", "time_zone = \"Mars/Olympus\"", 1);
+        .replacen(
+            "time_zone = \"Asia/Singapore\"",
+            "time_zone = \"Mars/Olympus\"",
+            1,
+        );
     let path = home.path().join("broken.toml");
     std::fs::write(&path, broken).expect("write");
-    let bad = meridian(home.path(), &["fleet", "check", path.to_str().expect("utf-8 path")]);
+    let bad = meridian(
+        home.path(),
+        &["fleet", "check", path.to_str().expect("utf-8 path")],
+    );
     assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
     let message = text(&bad);
     assert!(message.contains("regions[1].name"), "{message}");
@@ -51,14 +76,30 @@ fn fleet_check_accepts_the_example_and_names_the_fields_of_a_bad_file() {
 fn local_up_is_idempotent_and_down_leaves_no_process_behind() {
     let home = tempfile::tempdir().expect("temp dir");
     let (gateway, moto) = (free_port(), free_port());
-    let ports = ["--gateway-port".to_owned(), gateway.to_string(), "--moto-port".to_owned(), moto.to_string()];
-    let up_args: Vec<&str> = ["local", "up"].into_iter().chain(ports.iter().map(String::as_str)).collect();
+    let ports = [
+        "--gateway-port".to_owned(),
+        gateway.to_string(),
+        "--moto-port".to_owned(),
+        moto.to_string(),
+    ];
+    let up_args: Vec<&str> = ["local", "up"]
+        .into_iter()
+        .chain(ports.iter().map(String::as_str))
+        .collect();
 
     let up = meridian(home.path(), &up_args);
     assert!(up.status.success(), "{}", text(&up));
-    assert!(text(&up).contains(&format!("http://127.0.0.1:{gateway}")), "{}", text(&up));
+    assert!(
+        text(&up).contains(&format!("http://127.0.0.1:{gateway}")),
+        "{}",
+        text(&up)
+    );
     let again = meridian(home.path(), &up_args);
-    assert!(again.status.success() && text(&again).contains("already running"), "{}", text(&again));
+    assert!(
+        again.status.success() && text(&again).contains("already running"),
+        "{}",
+        text(&again)
+    );
 
     let status = meridian(home.path(), &["local", "status", "--json"]);
     assert!(status.status.success(), "{}", text(&status));
@@ -66,14 +107,25 @@ fn local_up_is_idempotent_and_down_leaves_no_process_behind() {
     assert_eq!(report["running"], true);
     let regions = report["regions"].as_array().expect("regions");
     assert_eq!(regions.len(), 3);
-    assert!(regions.iter().all(|r| r["endpoint_status"] == "InService" && r["bucket_versioning"] == "Enabled"), "{report}");
+    assert!(
+        regions
+            .iter()
+            .all(|r| r["endpoint_status"] == "InService" && r["bucket_versioning"] == "Enabled"),
+        "{report}"
+    );
     let pid = report["pid"].as_u64().expect("pid");
 
     let down = meridian(home.path(), &["local", "down"]);
     assert!(down.status.success(), "{}", text(&down));
-    assert!(!Path::new(&format!("/proc/{pid}")).exists(), "the local cloud process is gone");
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "the local cloud process is gone"
+    );
     for port in [gateway, moto] {
-        assert!(TcpStream::connect(("127.0.0.1", port)).is_err(), "nothing listens on {port} any more");
+        assert!(
+            TcpStream::connect(("127.0.0.1", port)).is_err(),
+            "nothing listens on {port} any more"
+        );
     }
     let down_again = meridian(home.path(), &["local", "down"]);
     assert!(down_again.status.success(), "{}", text(&down_again));
