@@ -235,6 +235,11 @@ impl LocalCloud {
         Ok(provisioned)
     }
 
+    /// Hosts Meridian's own functions (failover, failback) in-process, as deployed.
+    pub fn host_meridian_functions(&self) {
+        crate::hosted::register(&self.ctx.functions, &self.ctx.fleet, self.clients());
+    }
+
     /// Delivers the messages of an SQS queue to a function, as a Lambda event source would.
     pub fn subscribe(&self, subscription: Subscription) {
         delivery::start(&self.ctx, subscription);

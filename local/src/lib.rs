@@ -11,6 +11,7 @@ pub mod faults;
 pub mod functions;
 pub mod gateway;
 pub mod global_tables;
+pub mod hosted;
 pub mod moto;
 pub mod provision;
 pub mod replication;

@@ -71,6 +71,9 @@ pub async fn provision(clients: &ClientFactory, fleet: &Fleet) -> Result<Provisi
         .await?;
         provisioned.subscriptions.push(failover);
         endpoint(clients, fleet, region).await?;
+        alarms(clients, region).await?;
+        scalable_target(clients, region).await?;
+        failback_schedule(clients, fleet, &region.name).await?;
     }
     let upload = route_events(
         clients,
@@ -315,9 +318,7 @@ async fn route_events(
     })
 }
 
-/// The variant name every endpoint config of the fleet uses (guardrail updates require
-/// the new config to keep it).
-pub const VARIANT_NAME: &str = "primary";
+pub use meridian::names::VARIANT_NAME;
 
 /// The bootstrap model, endpoint config and endpoint of a region, if absent.
 async fn endpoint(clients: &ClientFactory, fleet: &Fleet, region: &RegionSpec) -> Result<()> {
@@ -380,6 +381,119 @@ async fn endpoint(clients: &ClientFactory, fleet: &Fleet, region: &RegionSpec) -
         .send()
         .await
         .with_context(|| format!("creating endpoint {} in {}", region.endpoint, region.name))?;
+    Ok(())
+}
+
+/// The region's endpoint alarms named in the fleet file. Their metric is nominal (latency
+/// alarms watch `ModelLatency`, the others `Invocation5XXErrors`): local alarms change
+/// state only through `SetAlarmState`.
+async fn alarms(clients: &ClientFactory, region: &RegionSpec) -> Result<()> {
+    use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, Statistic};
+    let cloudwatch = aws_sdk_cloudwatch::Client::new(&clients.config(&region.name).await);
+    for name in &region.alarms {
+        let latency = name.contains("latency");
+        cloudwatch
+            .put_metric_alarm()
+            .alarm_name(name)
+            .alarm_description(format!(
+                "{} of endpoint {}",
+                if latency {
+                    "model latency"
+                } else {
+                    "5xx errors"
+                },
+                region.endpoint
+            ))
+            .namespace("AWS/SageMaker")
+            .metric_name(if latency {
+                "ModelLatency"
+            } else {
+                "Invocation5XXErrors"
+            })
+            .dimensions(
+                Dimension::builder()
+                    .name("EndpointName")
+                    .value(&region.endpoint)
+                    .build(),
+            )
+            .dimensions(
+                Dimension::builder()
+                    .name("VariantName")
+                    .value(VARIANT_NAME)
+                    .build(),
+            )
+            .statistic(if latency {
+                Statistic::Average
+            } else {
+                Statistic::Sum
+            })
+            .period(60)
+            .evaluation_periods(3)
+            .threshold(if latency { 2_000_000.0 } else { 5.0 })
+            .comparison_operator(ComparisonOperator::GreaterThanThreshold)
+            .send()
+            .await
+            .with_context(|| format!("creating alarm {name} in {}", region.name))?;
+    }
+    Ok(())
+}
+
+/// The endpoint variant as an Application Auto Scaling target with the fleet's bounds.
+/// Re-provisioning keeps a minimum raised by a standby scale-up.
+async fn scalable_target(clients: &ClientFactory, region: &RegionSpec) -> Result<()> {
+    use aws_sdk_applicationautoscaling::types::{ScalableDimension, ServiceNamespace};
+    let autoscaling =
+        aws_sdk_applicationautoscaling::Client::new(&clients.config(&region.name).await);
+    let resource = meridian::adapters::variant_resource_id(&region.endpoint);
+    let existing = autoscaling
+        .describe_scalable_targets()
+        .service_namespace(ServiceNamespace::Sagemaker)
+        .resource_ids(&resource)
+        .send()
+        .await
+        .with_context(|| format!("reading the scalable target of {}", region.name))?;
+    if !existing.scalable_targets().is_empty() {
+        return Ok(());
+    }
+    autoscaling
+        .register_scalable_target()
+        .service_namespace(ServiceNamespace::Sagemaker)
+        .resource_id(&resource)
+        .scalable_dimension(ScalableDimension::SageMakerVariantDesiredInstanceCount)
+        .min_capacity(i32::try_from(region.min_instances).unwrap_or(i32::MAX))
+        .max_capacity(i32::try_from(region.max_instances).unwrap_or(i32::MAX))
+        .send()
+        .await
+        .with_context(|| format!("registering the scalable target of {}", region.name))?;
+    Ok(())
+}
+
+/// The schedule that runs the failback function in a region.
+async fn failback_schedule(clients: &ClientFactory, fleet: &Fleet, region: &str) -> Result<()> {
+    let events = aws_sdk_eventbridge::Client::new(&clients.config(region).await);
+    let rule = names::schedule_rule_name(&fleet.name, FunctionRole::Failback);
+    events
+        .put_rule()
+        .name(&rule)
+        .schedule_expression(names::FAILBACK_SCHEDULE)
+        .send()
+        .await
+        .with_context(|| format!("creating rule {rule} in {region}"))?;
+    let function = names::function_name(&fleet.name, FunctionRole::Failback);
+    events
+        .put_targets()
+        .rule(&rule)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("failback")
+                .arn(format!(
+                    "arn:aws:lambda:{region}:{LOCAL_ACCOUNT}:function:{function}"
+                ))
+                .build()?,
+        )
+        .send()
+        .await
+        .with_context(|| format!("targeting rule {rule} in {region}"))?;
     Ok(())
 }
 

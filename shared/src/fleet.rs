@@ -3,16 +3,19 @@
 //!
 //! Everything else in Meridian takes a [`Fleet`], so it can rely on the invariants checked
 //! here (known regions, no duplicates, non-zero and consistent capacity, valid bucket
-//! names, the primary among the regions, the DNS record inside its zone) instead of
-//! re-checking them. Every problem is reported at once, each named by its TOML path, so
+//! names, the primary among the regions, the DNS record inside its zone, failover rules
+//! within bounds) instead of re-checking them. Every problem is reported at once, each named by its TOML path, so
 //! a broken file is fixed in one pass. See `fleet.example.toml` at the workspace root.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use chrono_tz::Tz;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::failover::FailoverSettings;
 
 /// AWS region codes a fleet may use: the commercial regions plus GovCloud and China.
 /// Checked so that a typo such as `eu-wst-1` fails at load time, not mid-rollout.
@@ -76,7 +79,15 @@ pub struct Fleet {
     pub dns: Dns,
     /// The serving regions, in file order; never empty, names unique.
     pub regions: Vec<RegionSpec>,
+    /// The failover safety rules, from the optional `[failover]` section (defaults when
+    /// absent); `min_healthy` is always within `1..=regions.len()`.
+    #[serde(serialize_with = "serialize_failover")]
+    pub failover: FailoverSettings,
 }
+
+/// Bounds of the `[failover]` durations, in seconds.
+const MAX_COOLDOWN_SECONDS: u64 = 86_400;
+const MAX_FAILBACK_AFTER_SECONDS: u64 = 604_800;
 
 /// Multi-region traffic pattern; decides how DNS and rollouts treat non-primary regions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -240,6 +251,26 @@ fn serialize_tz<S: Serializer>(tz: &Tz, serializer: S) -> Result<S::Ok, S::Error
     serializer.serialize_str(tz.name())
 }
 
+/// Writes the failover rules in the fleet file's shape (`cooldown_seconds`, ...), so a
+/// serialized fleet parses back. Durations are whole seconds, as the file has them.
+fn serialize_failover<S: Serializer>(
+    settings: &FailoverSettings,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct FileShape {
+        min_healthy: usize,
+        cooldown_seconds: u64,
+        failback_after_seconds: u64,
+    }
+    FileShape {
+        min_healthy: settings.min_healthy,
+        cooldown_seconds: settings.cooldown.as_secs(),
+        failback_after_seconds: settings.failback_after.as_secs(),
+    }
+    .serialize(serializer)
+}
+
 // ---------------------------------------------------------------------------------------
 // Raw (unvalidated) shape. Every field is optional so that a missing one is reported,
 // with its path, alongside every other problem rather than stopping parsing.
@@ -254,6 +285,7 @@ struct RawFleet {
     registry_table: Option<String>,
     dns: Option<RawDns>,
     regions: Option<Vec<RawRegion>>,
+    failover: Option<RawFailover>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -261,6 +293,17 @@ struct RawFleet {
 struct RawDns {
     zone: Option<String>,
     record: Option<String>,
+}
+
+/// `[failover]`; every key optional, defaulting to [`FailoverSettings::default`]. Read as
+/// `i64` (any TOML integer) so that a negative value gets a bounds message naming the
+/// field rather than a type error.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFailover {
+    min_healthy: Option<i64>,
+    cooldown_seconds: Option<i64>,
+    failback_after_seconds: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -406,6 +449,7 @@ impl RawFleet {
             }
         }
 
+        let region_count = raw_regions.len();
         let regions: Option<Vec<RegionSpec>> = raw_regions
             .into_iter()
             .enumerate()
@@ -413,6 +457,7 @@ impl RawFleet {
             .collect::<Vec<_>>()
             .into_iter()
             .collect();
+        let failover = validate_failover(self.failover, region_count, &mut p);
 
         match (
             name,
@@ -422,6 +467,7 @@ impl RawFleet {
             registry_table,
             dns,
             regions,
+            failover,
         ) {
             (
                 Some(name),
@@ -431,6 +477,7 @@ impl RawFleet {
                 Some(registry_table),
                 Some(dns),
                 Some(regions),
+                Some(failover),
             ) if p.0.is_empty() => Ok(Fleet {
                 name,
                 primary_region,
@@ -439,6 +486,7 @@ impl RawFleet {
                 registry_table,
                 dns,
                 regions,
+                failover,
             }),
             _ => Err(FleetError::Invalid(p.0)),
         }
@@ -465,6 +513,71 @@ fn validate_dns(raw: RawDns, p: &mut Problems) -> Option<Dns> {
         }
     }
     Some(Dns { zone, record })
+}
+
+/// Validates `[failover]` against the fleet's `regions` (the number of `[[regions]]`
+/// tables; 0 when that list is missing or empty, which is reported elsewhere, and then
+/// `min_healthy` is only checked to be at least 1). `None` if any value is out of bounds.
+fn validate_failover(
+    raw: Option<RawFailover>,
+    regions: usize,
+    p: &mut Problems,
+) -> Option<FailoverSettings> {
+    let defaults = FailoverSettings::default();
+    let Some(raw) = raw else {
+        return Some(defaults);
+    };
+
+    let min_healthy = match raw.min_healthy {
+        None => Some(defaults.min_healthy),
+        Some(value) => {
+            let valid = usize::try_from(value)
+                .ok()
+                .filter(|&n| n >= 1 && (regions == 0 || n <= regions));
+            if valid.is_none() {
+                let bounds = if regions == 0 {
+                    "must be at least 1".to_string()
+                } else {
+                    format!("must be between 1 and {regions} (the number of regions)")
+                };
+                p.add("failover.min_healthy", format!("{bounds}, not {value}"));
+            }
+            valid
+        }
+    };
+    let mut seconds = |field: &str, value: Option<i64>, default: Duration, max: u64, what| {
+        let Some(value) = value else {
+            return Some(default);
+        };
+        let valid = u64::try_from(value).ok().filter(|&s| s <= max);
+        if valid.is_none() {
+            p.add(
+                format!("failover.{field}"),
+                format!("must be between 0 and {max} ({what}), not {value}"),
+            );
+        }
+        valid.map(Duration::from_secs)
+    };
+    let cooldown = seconds(
+        "cooldown_seconds",
+        raw.cooldown_seconds,
+        defaults.cooldown,
+        MAX_COOLDOWN_SECONDS,
+        "one day",
+    );
+    let failback_after = seconds(
+        "failback_after_seconds",
+        raw.failback_after_seconds,
+        defaults.failback_after,
+        MAX_FAILBACK_AFTER_SECONDS,
+        "one week",
+    );
+
+    Some(FailoverSettings {
+        min_healthy: min_healthy?,
+        cooldown: cooldown?,
+        failback_after: failback_after?,
+    })
 }
 
 /// Validates one region's own fields; `None` if any is missing or invalid.
@@ -1092,6 +1205,149 @@ time_zone = "Asia/Singapore"
         for bad in ["", ".", "a..b", "-a.com", "a b.com"] {
             assert!(check_domain(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn failover_defaults_when_the_section_is_absent() {
+        let fleet = Fleet::from_toml_str(VALID).expect("fixture is valid");
+        assert_eq!(fleet.failover, FailoverSettings::default());
+        assert_eq!(fleet.failover.min_healthy, 1);
+        assert_eq!(fleet.failover.cooldown, Duration::from_secs(60));
+        assert_eq!(fleet.failover.failback_after, Duration::from_secs(300));
+
+        // An empty section, or one giving only some keys, defaults the rest.
+        let empty = Fleet::from_toml_str(&format!("{VALID}\n[failover]\n")).expect("valid");
+        assert_eq!(empty.failover, FailoverSettings::default());
+        let partial = Fleet::from_toml_str(&format!("{VALID}\n[failover]\ncooldown_seconds = 5\n"))
+            .expect("valid");
+        assert_eq!(
+            partial.failover,
+            FailoverSettings {
+                cooldown: Duration::from_secs(5),
+                ..FailoverSettings::default()
+            }
+        );
+    }
+
+    #[test]
+    fn failover_section_parses() {
+        let example = Fleet::from_toml_str(EXAMPLE).expect("example is valid");
+        assert_eq!(example.failover, FailoverSettings::default());
+
+        let text = format!(
+            "{VALID}\n[failover]\nmin_healthy = 3\ncooldown_seconds = 0\nfailback_after_seconds = 604800\n"
+        );
+        let fleet = Fleet::from_toml_str(&text).expect("valid");
+        assert_eq!(
+            fleet.failover,
+            FailoverSettings {
+                min_healthy: 3,
+                cooldown: Duration::ZERO,
+                failback_after: Duration::from_secs(604_800),
+            }
+        );
+
+        // The section may also come before the regions.
+        let before = VALID.replacen(
+            "[[regions]]",
+            "[failover]\nmin_healthy = 2\ncooldown_seconds = 86400\n\n[[regions]]",
+            1,
+        );
+        let fleet = Fleet::from_toml_str(&before).expect("valid");
+        assert_eq!(fleet.failover.min_healthy, 2);
+        assert_eq!(fleet.failover.cooldown, Duration::from_secs(86_400));
+        assert_eq!(fleet.failover.failback_after, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn failover_bounds_name_their_field() {
+        let with = |section: &str| format!("{VALID}\n[failover]\n{section}\n");
+        let cases = [
+            (
+                "min_healthy = 0",
+                "failover.min_healthy: must be between 1 and 3 (the number of regions), not 0",
+            ),
+            (
+                "min_healthy = 4",
+                "failover.min_healthy: must be between 1 and 3 (the number of regions), not 4",
+            ),
+            (
+                "min_healthy = -1",
+                "failover.min_healthy: must be between 1 and 3 (the number of regions), not -1",
+            ),
+            (
+                "cooldown_seconds = -1",
+                "failover.cooldown_seconds: must be between 0 and 86400 (one day), not -1",
+            ),
+            (
+                "cooldown_seconds = 86401",
+                "failover.cooldown_seconds: must be between 0 and 86400 (one day), not 86401",
+            ),
+            (
+                "failback_after_seconds = -1",
+                "failover.failback_after_seconds: must be between 0 and 604800 (one week), not -1",
+            ),
+            (
+                "failback_after_seconds = 604801",
+                "failover.failback_after_seconds: must be between 0 and 604800 (one week), \
+                 not 604801",
+            ),
+            ("min_healthy = \"two\"", "min_healthy"),
+            ("cooldown_seconds = 1.5", "cooldown_seconds"),
+            ("cooldown = 60", "cooldown"),
+        ];
+        for (section, expected) in cases {
+            let message = err(&with(section));
+            assert!(
+                message.contains(expected),
+                "{section}: expected {expected:?} in:\n{message}"
+            );
+        }
+
+        // Every bound is reported at once, after the other problems, in file order.
+        let text = with("min_healthy = 9\ncooldown_seconds = 86401\nfailback_after_seconds = -5");
+        let text = text.replacen("instance_count = 1", "instance_count = 0", 1);
+        let error = Fleet::from_toml_str(&text).expect_err("invalid");
+        let fields: Vec<&str> = error.problems().iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "regions[2].instance_count",
+                "failover.min_healthy",
+                "failover.cooldown_seconds",
+                "failover.failback_after_seconds"
+            ]
+        );
+
+        // Without a region list there is no upper bound to compare with.
+        let head = VALID.split("[[regions]]").next().unwrap_or_default();
+        let message = err(&format!("{head}\n[failover]\nmin_healthy = 0\n"));
+        assert!(
+            message.contains("failover.min_healthy: must be at least 1, not 0"),
+            "{message}"
+        );
+        let message = err(&format!("{head}\n[failover]\nmin_healthy = 7\n"));
+        assert!(!message.contains("failover"), "{message}");
+    }
+
+    #[test]
+    fn failover_settings_round_trip_through_serialization() {
+        let text = format!(
+            "{VALID}\n[failover]\nmin_healthy = 2\ncooldown_seconds = 15\nfailback_after_seconds = 45\n"
+        );
+        let fleet = Fleet::from_toml_str(&text).expect("valid");
+        let written = toml::to_string(&fleet).expect("serializes");
+        assert!(written.contains("cooldown_seconds = 15"), "{written}");
+        assert_eq!(Fleet::from_toml_str(&written).expect("re-parses"), fleet);
+        let json = serde_json::to_value(&fleet).expect("serializes");
+        assert_eq!(
+            json["failover"],
+            serde_json::json!({
+                "min_healthy": 2,
+                "cooldown_seconds": 15,
+                "failback_after_seconds": 45
+            })
+        );
     }
 
     #[test]

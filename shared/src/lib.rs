@@ -1,6 +1,10 @@
 //! Meridian's core library: the fleet description, the one way to build AWS clients,
 //! and (as the control plane grows) the pure decisions every function shares.
 
+pub mod adapters;
 pub mod aws;
+pub mod failover;
 pub mod fleet;
+pub mod health;
+pub mod metrics;
 pub mod names;

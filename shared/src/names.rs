@@ -10,16 +10,20 @@ pub enum FunctionRole {
     Replica,
     /// Reacts to endpoint alarms (every region).
     Failover,
+    /// Restores recovered regions on a schedule (every region).
+    Failback,
 }
 
 impl FunctionRole {
-    pub const ALL: [FunctionRole; 3] = [Self::Upload, Self::Replica, Self::Failover];
+    pub const ALL: [FunctionRole; 4] =
+        [Self::Upload, Self::Replica, Self::Failover, Self::Failback];
 
     fn suffix(self) -> &'static str {
         match self {
             Self::Upload => "upload",
             Self::Replica => "replica",
             Self::Failover => "failover",
+            Self::Failback => "failback",
         }
     }
 }
@@ -39,6 +43,18 @@ pub fn event_rule_name(fleet_name: &str, role: FunctionRole) -> String {
     format!("{fleet_name}-{}-rule", role.suffix())
 }
 
+/// The variant name every endpoint config of the fleet uses (guardrail updates require
+/// the new config to keep it).
+pub const VARIANT_NAME: &str = "primary";
+
+/// The EventBridge schedule that runs a function (failback evaluation).
+pub fn schedule_rule_name(fleet_name: &str, role: FunctionRole) -> String {
+    format!("{fleet_name}-{}-schedule", role.suffix())
+}
+
+/// How often failback is evaluated.
+pub const FAILBACK_SCHEDULE: &str = "rate(1 minute)";
+
 /// The health check caller reference for a region: stable, so provisioning is idempotent.
 pub fn health_check_reference(fleet_name: &str, region: &str) -> String {
     format!("{fleet_name}-{region}")
@@ -54,7 +70,7 @@ mod tests {
             .iter()
             .map(|role| function_name("demo", *role))
             .collect();
-        assert_eq!(names.len(), 3);
+        assert_eq!(names.len(), 4);
         assert!(names.iter().all(|n| n.starts_with("demo-")));
         assert_eq!(function_name("demo", FunctionRole::Replica), "demo-replica");
     }

@@ -1,0 +1,43 @@
+//! Lambda entry point: wires AWS clients and runs the failback handler.
+
+use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
+use meridian::adapters::HealthDeps;
+use meridian::aws::ClientFactory;
+use meridian::fleet::Fleet;
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    tracing_subscriber::fmt()
+        .json()
+        .without_time()
+        .with_target(false)
+        .init();
+    let region = std::env::var("AWS_REGION")?;
+    let fleet = Fleet::from_toml_str(&std::env::var("MERIDIAN_FLEET_TOML")?)?;
+    let deps = HealthDeps::new(&ClientFactory::from_env(), &fleet, &region).await;
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
+        let (fleet, region, deps) = (&fleet, &region, &deps);
+        async move {
+            let outcome = meridian_failback::handle(
+                fleet,
+                region,
+                &deps.store,
+                &deps.dns,
+                &deps.scaler,
+                &event.payload,
+            )
+            .await
+            .map_err(|e| Diagnostic {
+                error_type: e.error_name().into(),
+                error_message: e.to_string(),
+            })?;
+            let (result, metrics) = outcome;
+            for line in &metrics {
+                println!("{line}");
+            }
+            Ok::<Value, Diagnostic>(result)
+        }
+    }))
+    .await
+}

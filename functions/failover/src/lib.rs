@@ -1,0 +1,102 @@
+//! The failover handler: a "CloudWatch Alarm State Change" event for one of the region's
+//! alarms goes through the failover policy; a drain flips the region's health check.
+
+use aws_lambda_events::cloudwatch_alarms::{
+    CloudWatchAlarmData, CloudWatchAlarmStateValue, CloudWatchMetricAlarmConfiguration,
+};
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use chrono::Utc;
+use meridian::failover::{Action, AlarmState, Input};
+use meridian::fleet::Fleet;
+use meridian::health::{apply, DnsSwitch, HealthError, HealthStore, StandbyScaler, Trigger};
+use meridian::metrics::emf_line;
+use serde_json::{json, Value};
+
+/// The EventBridge event CloudWatch sends when a metric alarm changes state.
+pub type AlarmEvent = EventBridgeEvent<CloudWatchAlarmData<CloudWatchMetricAlarmConfiguration>>;
+
+/// What a handler produced: its JSON result and the EMF metric lines to print.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub result: Value,
+    pub metrics: Vec<String>,
+}
+
+/// Handles one alarm event for `region` (the region this function runs in).
+pub async fn handle<S: HealthStore, D: DnsSwitch, A: StandbyScaler>(
+    fleet: &Fleet,
+    region: &str,
+    store: &S,
+    dns: &D,
+    scaler: &A,
+    payload: Value,
+) -> Result<Outcome, HealthError> {
+    let received = Utc::now();
+    let event: AlarmEvent = serde_json::from_value(payload).map_err(|e| {
+        HealthError::Invalid(format!("not a CloudWatch Alarm State Change event: {e}"))
+    })?;
+    if event.detail_type != "CloudWatch Alarm State Change" || event.source != "aws.cloudwatch" {
+        return Err(HealthError::Invalid(format!(
+            "unexpected event {} from {}",
+            event.detail_type, event.source
+        )));
+    }
+    if let Some(event_region) = event.region.as_deref().filter(|r| *r != region) {
+        return Err(HealthError::Invalid(format!(
+            "an alarm event of {event_region} reached the function of {region}"
+        )));
+    }
+    let state = event
+        .detail
+        .state
+        .as_ref()
+        .ok_or_else(|| HealthError::Invalid("the alarm event has no state".into()))?;
+    let alarm = event.detail.alarm_name.clone();
+    let trigger = Trigger {
+        id: event
+            .id
+            .clone()
+            .unwrap_or_else(|| format!("{alarm}@{}", state.timestamp.to_rfc3339())),
+        input: Input::Alarm {
+            alarm: alarm.clone(),
+            state: alarm_state(&state.value),
+            at: state.timestamp,
+        },
+        alarm_time: Some(state.timestamp),
+        received,
+    };
+    let applied = apply(fleet, region, &trigger, store, dns, scaler, Utc::now).await?;
+    let mut metrics = Vec::new();
+    if let Some(reaction) = applied.event.as_ref().and_then(|e| e.reaction_ms) {
+        let metric = match applied.action {
+            Action::Drain => "FailoverReactionTime",
+            _ => "FailbackReactionTime",
+        };
+        metrics.push(emf_line(
+            metric,
+            "Milliseconds",
+            reaction as f64,
+            &[("Region", region)],
+            Utc::now(),
+        ));
+    }
+    tracing::info!(%region, %alarm, action = ?applied.action, state = ?applied.health.state, "alarm event applied");
+    Ok(Outcome {
+        result: json!({
+            "region": region,
+            "alarm": alarm,
+            "action": format!("{:?}", applied.action),
+            "health": applied.health,
+            "event": applied.event,
+        }),
+        metrics,
+    })
+}
+
+fn alarm_state(value: &CloudWatchAlarmStateValue) -> AlarmState {
+    match value {
+        CloudWatchAlarmStateValue::Alarm => AlarmState::Alarm,
+        CloudWatchAlarmStateValue::Ok => AlarmState::Ok,
+        _ => AlarmState::InsufficientData,
+    }
+}
