@@ -32,6 +32,9 @@ pub enum LocalCommand {
     },
     /// Run the local cloud in the foreground (what `up` starts in the background).
     Serve(UpArgs),
+    /// Which region Route 53 latency routing sends each client location to, given the
+    /// health checks (Inverted swaps, Disabled counts as healthy, fail-open).
+    Resolve(crate::ops::Target),
 }
 
 #[derive(Args, Clone)]
@@ -83,6 +86,14 @@ fn read_state() -> Result<Option<State>> {
     }
 }
 
+/// The endpoint of the running local cloud, for `--local`.
+pub fn running_endpoint() -> Result<String> {
+    match read_state()? {
+        Some(state) if is_alive(state.pid) => Ok(state.endpoint),
+        _ => bail!("the local cloud is not running (start it with `meridian local up`)"),
+    }
+}
+
 fn is_alive(pid: u32) -> bool {
     i32::try_from(pid).is_ok_and(|pid| nix::sys::signal::kill(Pid::from_raw(pid), None).is_ok())
 }
@@ -103,6 +114,17 @@ pub async fn run(command: LocalCommand) -> Result<ExitCode> {
         LocalCommand::Down => down().await,
         LocalCommand::Status { json } => status(json).await,
         LocalCommand::Serve(args) => serve(args).await,
+        LocalCommand::Resolve(mut target) => {
+            target.local = true;
+            let (fleet, clients) = target.load()?;
+            let resolutions = crate::ops::resolutions(&fleet, &clients).await?;
+            if target.json {
+                println!("{}", serde_json::to_string_pretty(&resolutions)?);
+            } else {
+                println!("{}", crate::ops::resolution_table(&resolutions));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -348,6 +370,7 @@ async fn serve(args: UpArgs) -> Result<ExitCode> {
         ..LocalCloudConfig::default()
     };
     let cloud = LocalCloud::start(config, fleet, Functions::new()).await?;
+    cloud.host_meridian_functions();
     cloud.provision().await?;
     tracing::info!(endpoint = %cloud.endpoint_url(), "local cloud ready");
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

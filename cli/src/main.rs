@@ -4,6 +4,7 @@
 mod demo;
 mod fleet_cmd;
 mod local;
+mod ops;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,6 +36,25 @@ enum Command {
         #[command(subcommand)]
         command: fleet_cmd::FleetCommand,
     },
+    /// Each region's health, since when and why, its DNS state and what it serves.
+    Status(ops::Target),
+    /// Take a region out of DNS by hand; it stays out until `undrain`, whatever alarms say.
+    Drain {
+        region: String,
+        /// Why (recorded in the history).
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        target: ops::Target,
+    },
+    /// Return a region drained by hand to alarm control (back into DNS if no alarm fires).
+    Undrain {
+        region: String,
+        #[command(flatten)]
+        target: ops::Target,
+    },
+    /// Failover events with their timings, oldest first.
+    History(ops::Target),
     /// Start, stop and inspect the local cloud (moto plus Meridian's gateway).
     Local {
         #[command(subcommand)]
@@ -49,6 +69,23 @@ async fn main() -> ExitCode {
         Command::Demo { fleet } => demo::run(&fleet).await,
         Command::Fleet { command } => fleet_cmd::run(command),
         Command::Local { command } => local::run(command).await,
+        Command::Status(target) => ops::status(target).await,
+        Command::Drain {
+            region,
+            reason,
+            target,
+        } => {
+            ops::manual(
+                target,
+                &region,
+                meridian::failover::Input::ManualDrain { reason },
+            )
+            .await
+        }
+        Command::Undrain { region, target } => {
+            ops::manual(target, &region, meridian::failover::Input::ManualUndrain).await
+        }
+        Command::History(target) => ops::history(target).await,
     };
     match result {
         Ok(code) => code,

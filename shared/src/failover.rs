@@ -202,7 +202,9 @@ pub fn decide(
             );
             let firing = !next.alarms_firing().is_empty();
             if was_firing && !firing {
-                next.ok_since = Some(*at);
+                // Each alarm has been out of ALARM at least since its newest change; with
+                // events out of order, another alarm's may be later than this one's.
+                next.ok_since = next.alarms.values().map(|view| view.at).max();
             }
             if firing {
                 next.ok_since = None;

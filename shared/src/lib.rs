@@ -8,3 +8,4 @@ pub mod fleet;
 pub mod health;
 pub mod metrics;
 pub mod names;
+pub mod routing;

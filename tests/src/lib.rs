@@ -27,12 +27,25 @@ pub fn example_fleet() -> Fleet {
 
 /// Starts and provisions a local cloud for the example fleet with short delays.
 pub async fn start_cloud(functions: Functions) -> LocalCloud {
+    start_cloud_for(example_fleet(), functions, false).await
+}
+
+/// Starts and provisions a local cloud for `fleet`, optionally hosting Meridian's own
+/// functions (failover, failback) as deployed.
+pub async fn start_cloud_for(
+    fleet: Fleet,
+    functions: Functions,
+    host_meridian: bool,
+) -> LocalCloud {
     init_tracing();
     let config = LocalCloudConfig::for_tests(workspace_root().join(".meridian"));
-    let cloud = match LocalCloud::start(config, example_fleet(), functions).await {
+    let cloud = match LocalCloud::start(config, fleet, functions).await {
         Ok(cloud) => cloud,
         Err(error) => panic!("the local cloud did not start: {error:#}"),
     };
+    if host_meridian {
+        cloud.host_meridian_functions();
+    }
     if let Err(error) = cloud.provision().await {
         panic!("provisioning failed: {error:#}");
     }
