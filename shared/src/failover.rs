@@ -188,9 +188,22 @@ pub fn decide(
             if !counted.iter().any(|c| c == alarm) {
                 return unchanged(current);
             }
-            let newer = next.alarms.get(alarm).is_none_or(|seen| *at > seen.at);
-            if !newer {
-                return unchanged(current);
+            let seen = next.alarms.get(alarm).copied();
+            if let Some(seen) = seen.filter(|seen| *at <= seen.at) {
+                // A late event never overrides a newer one, but a late ALARM inside the
+                // OK streak of a recovering region means it was not continuously OK: the
+                // failback clock restarts from when that alarm left ALARM (its newest change).
+                let interrupts = next.state == HealthState::Recovering
+                    && *state == AlarmState::Alarm
+                    && next.ok_since.is_some_and(|ok| *at >= ok && seen.at > ok);
+                if !interrupts {
+                    return unchanged(current);
+                }
+                next.ok_since = Some(seen.at);
+                return Decision {
+                    next,
+                    action: Action::None,
+                };
             }
             let was_firing = !next.alarms_firing().is_empty();
             next.alarms.insert(
