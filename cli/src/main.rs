@@ -65,6 +65,21 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    let serving = matches!(
+        &cli.command,
+        Command::Local {
+            command: local::LocalCommand::Serve(_)
+        }
+    );
+    if !serving {
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "warn".into()),
+            )
+            .init();
+    }
     let result = match cli.command {
         Command::Demo { fleet } => demo::run(&fleet).await,
         Command::Fleet { command } => fleet_cmd::run(command),

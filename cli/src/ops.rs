@@ -53,6 +53,8 @@ fn time(t: Option<DateTime<Utc>>) -> String {
 pub struct RegionStatus {
     pub region: String,
     pub health: RegionHealth,
+    /// False when no failover record exists yet (the region never had an incident).
+    pub recorded: bool,
     pub health_check_inverted: bool,
     pub serving: String,
 }
@@ -62,11 +64,10 @@ pub async fn region_statuses(fleet: &Fleet, clients: &ClientFactory) -> Result<V
     let mut statuses = Vec::new();
     for region in &fleet.regions {
         let deps = HealthDeps::new(clients, fleet, &region.name).await;
-        let health = deps
-            .store
-            .load(&region.name)
-            .await?
-            .map_or_else(|| RegionHealth::new(&region.name, Utc::now()), |v| v.value);
+        let stored = deps.store.load(&region.name).await?;
+        let recorded = stored.is_some();
+        let health =
+            stored.map_or_else(|| RegionHealth::new(&region.name, Utc::now()), |v| v.value);
         let inverted = deps.dns.is_inverted(&region.name).await?;
         let serving = aws_sdk_sagemaker::Client::new(&clients.config(&region.name).await)
             .describe_endpoint()
@@ -79,6 +80,7 @@ pub async fn region_statuses(fleet: &Fleet, clients: &ClientFactory) -> Result<V
         statuses.push(RegionStatus {
             region: region.name.clone(),
             health,
+            recorded,
             health_check_inverted: inverted,
             serving,
         });

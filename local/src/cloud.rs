@@ -100,6 +100,7 @@ pub struct Ctx {
     pub endpoints: Endpoints,
     pub global_tables: GlobalTables,
     pub alarms: AlarmWatcher,
+    pub schedule_targets: crate::events::ScheduleTargets,
     provisioned: AtomicBool,
     tasks: Mutex<Vec<AbortHandle>>,
 }
@@ -200,6 +201,7 @@ impl LocalCloud {
             endpoints: Endpoints::default(),
             global_tables: GlobalTables::default(),
             alarms: AlarmWatcher::default(),
+            schedule_targets: crate::events::ScheduleTargets::default(),
             faults: Faults::default(),
             provisioned: AtomicBool::new(false),
             tasks: Mutex::new(Vec::new()),

@@ -214,6 +214,7 @@ async fn route(ctx: &Arc<Ctx>, request: GatewayRequest) -> anyhow::Result<Gatewa
     match scope.service.as_str() {
         "sagemaker" => sagemaker::handle(ctx, &scope.region, request).await,
         "dynamodb" => global_tables::handle(ctx, &scope.region, request).await,
+        "events" => crate::events::handle(ctx, &scope.region, request).await,
         "s3" => {
             let mut response = forward(ctx, &request).await?;
             correct_versioning_root(&request, &mut response);

@@ -7,6 +7,7 @@ pub mod alarms;
 pub mod cbor;
 pub mod cloud;
 pub mod delivery;
+pub mod events;
 pub mod faults;
 pub mod functions;
 pub mod gateway;

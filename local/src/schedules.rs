@@ -129,7 +129,7 @@ async fn tick(
             next_fire.insert(key, next);
         }
         let arn = rule.arn().unwrap_or_default().to_owned();
-        fire(ctx, &events, region, name, &arn, due).await?;
+        fire(ctx, region, name, &arn, due).await?;
     }
     Ok(())
 }
@@ -151,27 +151,21 @@ pub fn scheduled_event(region: &str, rule_arn: &str, time: DateTime<Utc>) -> Val
 
 async fn fire(
     ctx: &Arc<Ctx>,
-    events: &aws_sdk_eventbridge::Client,
     region: &str,
     rule: &str,
     rule_arn: &str,
     time: DateTime<Utc>,
 ) -> Result<()> {
-    let targets = events
-        .list_targets_by_rule()
-        .rule(rule)
-        .send()
-        .await
-        .context("ListTargetsByRule")?;
-    tracing::info!(%region, %rule, targets = targets.targets().len(), "scheduled rule fired");
-    for target in targets.targets() {
-        let event = match target.input() {
+    let targets = ctx.schedule_targets.targets(region, rule);
+    tracing::debug!(%region, %rule, targets = targets.len(), "scheduled rule fired");
+    for target in targets {
+        let event = match target["Input"].as_str() {
             Some(input) => {
                 serde_json::from_str(input).unwrap_or_else(|_| Value::String(input.to_owned()))
             }
             None => scheduled_event(region, rule_arn, time),
         };
-        let arn = target.arn();
+        let arn = target["Arn"].as_str().unwrap_or_default();
         if arn.starts_with("arn:aws:sqs:") {
             let queue = arn.rsplit(':').next().unwrap_or_default();
             let sqs = aws_sdk_sqs::Client::new(&ctx.moto.config(region).await);
