@@ -132,3 +132,76 @@ fn local_up_is_idempotent_and_down_leaves_no_process_behind() {
     let stopped = meridian(home.path(), &["local", "status"]);
     assert_eq!(stopped.status.code(), Some(3), "{}", text(&stopped));
 }
+
+#[test]
+fn drain_status_history_and_undrain_work_against_the_local_cloud() {
+    let home = tempfile::tempdir().expect("temp dir");
+    let (gateway, moto) = (free_port(), free_port());
+    let up = meridian(
+        home.path(),
+        &[
+            "local",
+            "up",
+            "--gateway-port",
+            &gateway.to_string(),
+            "--moto-port",
+            &moto.to_string(),
+        ],
+    );
+    assert!(up.status.success(), "{}", text(&up));
+
+    let drain = meridian(
+        home.path(),
+        &["drain", "eu-west-1", "--reason", "maintenance", "--local"],
+    );
+    assert!(drain.status.success(), "{}", text(&drain));
+    let status = meridian(home.path(), &["status", "--local", "--json"]);
+    let regions: serde_json::Value = serde_json::from_slice(&status.stdout).expect("status JSON");
+    let eu = regions
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["region"] == "eu-west-1"))
+        .cloned()
+        .expect("eu-west-1");
+    assert_eq!(eu["health"]["state"], "drained_by_hand", "{eu}");
+    assert_eq!(eu["health_check_inverted"], true);
+
+    let last = meridian(
+        home.path(),
+        &["drain", "us-east-1", "--reason", "x", "--local"],
+    );
+    let also = meridian(
+        home.path(),
+        &["drain", "ap-southeast-1", "--reason", "x", "--local"],
+    );
+    assert!(last.status.success(), "{}", text(&last));
+    assert!(
+        !also.status.success(),
+        "the last region in service cannot be drained"
+    );
+    assert!(text(&also).contains("min_healthy"), "{}", text(&also));
+
+    let history = meridian(home.path(), &["history", "--local", "--json"]);
+    let events: serde_json::Value = serde_json::from_slice(&history.stdout).expect("history JSON");
+    let kinds: Vec<&str> = events
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert_eq!(kinds, ["drain", "drain", "suppressed"], "the refusal is recorded too: {events}");
+
+    let undrain = meridian(home.path(), &["undrain", "eu-west-1", "--local"]);
+    assert!(undrain.status.success(), "{}", text(&undrain));
+    let status = meridian(home.path(), &["status", "--local", "--json"]);
+    let regions: serde_json::Value = serde_json::from_slice(&status.stdout).expect("status JSON");
+    let eu = regions
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["region"] == "eu-west-1"))
+        .cloned()
+        .expect("eu-west-1");
+    assert_eq!(eu["health"]["state"], "healthy");
+    assert_eq!(eu["health_check_inverted"], false);
+
+    let down = meridian(home.path(), &["local", "down"]);
+    assert!(down.status.success(), "{}", text(&down));
+}
