@@ -5,6 +5,7 @@ mod demo;
 mod fleet_cmd;
 mod local;
 mod ops;
+mod upload;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -55,6 +56,11 @@ enum Command {
     },
     /// Failover events with their timings, oldest first.
     History(ops::Target),
+    /// Print the manifest of a local model version folder (files, sizes, SHA-256, serving),
+    /// for uploads with other tools: copy the files first, then this as manifest.json.
+    Manifest(upload::ManifestArgs),
+    /// Upload a model version folder to the fleet's primary bucket, manifest.json last.
+    Upload(upload::UploadArgs),
     /// Start, stop and inspect the local cloud (moto plus Meridian's gateway).
     Local {
         #[command(subcommand)]
@@ -101,6 +107,8 @@ async fn main() -> ExitCode {
             ops::manual(target, &region, meridian::failover::Input::ManualUndrain).await
         }
         Command::History(target) => ops::history(target).await,
+        Command::Manifest(args) => upload::manifest(args).await,
+        Command::Upload(args) => upload::upload(args).await,
     };
     match result {
         Ok(code) => code,

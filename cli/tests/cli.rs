@@ -188,7 +188,11 @@ fn drain_status_history_and_undrain_work_against_the_local_cloud() {
         .iter()
         .filter_map(|e| e["kind"].as_str())
         .collect();
-    assert_eq!(kinds, ["drain", "drain", "suppressed"], "the refusal is recorded too: {events}");
+    assert_eq!(
+        kinds,
+        ["drain", "drain", "suppressed"],
+        "the refusal is recorded too: {events}"
+    );
 
     let undrain = meridian(home.path(), &["undrain", "eu-west-1", "--local"]);
     assert!(undrain.status.success(), "{}", text(&undrain));

@@ -46,6 +46,8 @@ pub struct LocalCloudConfig {
     pub schedule_speedup: u32,
     /// How often alarms and schedules are polled besides the gateway's own triggers.
     pub poll_interval: Duration,
+    /// Seconds the rollout state machine waits between endpoint status checks.
+    pub rollout_poll_seconds: u64,
 }
 
 impl Default for LocalCloudConfig {
@@ -60,6 +62,7 @@ impl Default for LocalCloudConfig {
             endpoint_update_duration: Duration::from_secs(5),
             schedule_speedup: 1,
             poll_interval: Duration::from_secs(1),
+            rollout_poll_seconds: 1,
         }
     }
 }
@@ -77,6 +80,7 @@ impl LocalCloudConfig {
             endpoint_update_duration: Duration::from_millis(1500),
             schedule_speedup: 60,
             poll_interval: Duration::from_millis(250),
+            rollout_poll_seconds: 1,
         }
     }
 
@@ -229,7 +233,12 @@ impl LocalCloud {
 
     /// Creates the fleet's resources (idempotently) and starts delivering their events.
     pub async fn provision(&self) -> Result<Provisioned> {
-        let provisioned = provision::provision(&self.clients(), &self.ctx.fleet).await?;
+        let provisioned = provision::provision(
+            &self.clients(),
+            &self.ctx.fleet,
+            self.ctx.config.rollout_poll_seconds,
+        )
+        .await?;
         for subscription in &provisioned.subscriptions {
             self.subscribe(subscription.clone());
         }
@@ -237,7 +246,7 @@ impl LocalCloud {
         Ok(provisioned)
     }
 
-    /// Hosts Meridian's own functions (failover, failback) in-process, as deployed.
+    /// Hosts Meridian's own functions in-process, as deployed.
     pub fn host_meridian_functions(&self) {
         crate::hosted::register(&self.ctx.functions, &self.ctx.fleet, self.clients());
     }

@@ -137,7 +137,10 @@ pub async fn forward(ctx: &Ctx, request: &GatewayRequest) -> anyhow::Result<Gate
     let status = response.status();
     let mut headers = HeaderMap::new();
     for (name, value) in response.headers() {
-        if !is_hop_header(name) {
+        // A HEAD reply's Content-Length describes the object, not the (empty) body.
+        let keep = !is_hop_header(name)
+            || (request.method == Method::HEAD && name == http::header::CONTENT_LENGTH);
+        if keep {
             headers.append(name.clone(), value.clone());
         }
     }

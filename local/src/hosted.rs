@@ -10,6 +10,11 @@ use meridian::fleet::Fleet;
 use meridian::names::{function_name, FunctionRole};
 use tokio::sync::Mutex;
 
+use meridian::names;
+use meridian::registry::Registry;
+use meridian::rollout::RolloutError;
+
+use crate::cloud::LOCAL_ACCOUNT;
 use crate::functions::{FunctionError, Functions, Invocation};
 
 /// Health dependencies per region, built on first use.
@@ -36,8 +41,28 @@ fn function_error(error: meridian::health::HealthError) -> FunctionError {
     FunctionError::new(error.error_name(), error.to_string())
 }
 
-/// Registers the failover and failback functions of `fleet`, reaching AWS through `clients`.
+/// The rollout state machine's ARN in the local cloud.
+pub fn state_machine_arn(fleet: &Fleet) -> String {
+    format!(
+        "arn:aws:states:{}:{LOCAL_ACCOUNT}:stateMachine:{}",
+        fleet.primary_region,
+        names::rollout_state_machine_name(&fleet.name)
+    )
+}
+
+/// The execution role models are created with in the local cloud.
+pub fn sagemaker_role_arn(fleet: &Fleet) -> String {
+    format!("arn:aws:iam::{LOCAL_ACCOUNT}:role/{}-sagemaker", fleet.name)
+}
+
+fn rollout_error(error: RolloutError) -> FunctionError {
+    FunctionError::new(error.error_name(), error.to_string())
+}
+
+/// Registers every Meridian function of `fleet` (upload, replica, rollout, failover,
+/// failback), reaching AWS through `clients`.
 pub fn register(functions: &Functions, fleet: &Fleet, clients: ClientFactory) {
+    register_rollout(functions, fleet, clients.clone());
     let deps = DepsByRegion {
         clients,
         fleet: Arc::new(fleet.clone()),
@@ -90,6 +115,76 @@ pub fn register(functions: &Functions, fleet: &Fleet, clients: ClientFactory) {
                     tracing::info!(target: "emf", "{line}");
                 }
                 Ok(result)
+            }
+        },
+    );
+}
+
+fn register_rollout(functions: &Functions, fleet: &Fleet, clients: ClientFactory) {
+    let fleet = Arc::new(fleet.clone());
+
+    let (upload_fleet, upload_clients) = (fleet.clone(), clients.clone());
+    functions.register(
+        function_name(&fleet.name, FunctionRole::Upload),
+        move |invocation: Invocation| {
+            let (fleet, clients) = (upload_fleet.clone(), upload_clients.clone());
+            async move {
+                let config = clients.config(&fleet.primary_region).await;
+                let deps = meridian_upload::UploadDeps {
+                    registry: Registry {
+                        client: aws_sdk_dynamodb::Client::new(&config),
+                        table: fleet.registry_table.clone(),
+                    },
+                    s3: clients.s3(&fleet.primary_region).await,
+                    sfn: aws_sdk_sfn::Client::new(&config),
+                    state_machine_arn: state_machine_arn(&fleet),
+                    fleet: (*fleet).clone(),
+                };
+                meridian_upload::handle(&deps, invocation.payload)
+                    .await
+                    .map_err(rollout_error)
+            }
+        },
+    );
+
+    let (replica_fleet, replica_clients) = (fleet.clone(), clients.clone());
+    functions.register(
+        function_name(&fleet.name, FunctionRole::Replica),
+        move |invocation: Invocation| {
+            let (fleet, clients) = (replica_fleet.clone(), replica_clients.clone());
+            async move {
+                let region = invocation.region.clone();
+                let deps = meridian_replica::ReplicaDeps {
+                    registry: Registry {
+                        client: aws_sdk_dynamodb::Client::new(&clients.config(&region).await),
+                        table: fleet.registry_table.clone(),
+                    },
+                    s3: clients.s3(&region).await,
+                    sfn: aws_sdk_sfn::Client::new(&clients.config(&fleet.primary_region).await),
+                    region,
+                    fleet: (*fleet).clone(),
+                };
+                meridian_replica::handle(&deps, invocation.payload)
+                    .await
+                    .map_err(rollout_error)
+            }
+        },
+    );
+
+    let deps = Arc::new(meridian_rollout::RolloutDeps {
+        state_machine_arn: state_machine_arn(&fleet),
+        sagemaker_role_arn: sagemaker_role_arn(&fleet),
+        fleet: (*fleet).clone(),
+        clients,
+    });
+    functions.register(
+        function_name(&fleet.name, FunctionRole::Rollout),
+        move |invocation: Invocation| {
+            let deps = deps.clone();
+            async move {
+                meridian_rollout::handle(&deps, invocation.payload)
+                    .await
+                    .map_err(rollout_error)
             }
         },
     );

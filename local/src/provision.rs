@@ -36,7 +36,11 @@ pub struct Provisioned {
 }
 
 /// Creates everything the fleet file describes.
-pub async fn provision(clients: &ClientFactory, fleet: &Fleet) -> Result<Provisioned> {
+pub async fn provision(
+    clients: &ClientFactory,
+    fleet: &Fleet,
+    poll_seconds: u64,
+) -> Result<Provisioned> {
     let mut provisioned = Provisioned::default();
     for region in &fleet.regions {
         bucket(clients, &region.name, &region.bucket).await?;
@@ -91,6 +95,7 @@ pub async fn provision(clients: &ClientFactory, fleet: &Fleet) -> Result<Provisi
     )
     .await?;
     provisioned.subscriptions.push(upload);
+    rollout_state_machine(clients, fleet, poll_seconds).await?;
     let (zone, checks) = dns(clients, fleet).await?;
     provisioned.hosted_zone_id = zone;
     provisioned.health_checks = checks;
@@ -494,6 +499,71 @@ async fn failback_schedule(clients: &ClientFactory, fleet: &Fleet, region: &str)
         .send()
         .await
         .with_context(|| format!("targeting rule {rule} in {region}"))?;
+    Ok(())
+}
+
+/// The rollout definition, with the template's `DefinitionSubstitutions` applied.
+pub const ROLLOUT_ASL: &str = include_str!("../../statemachines/rollout.asl.json");
+
+/// Applies `${Name}` substitutions to an ASL definition, as SAM's DefinitionSubstitutions do.
+pub fn substitute(definition: &str, values: &[(&str, String)]) -> String {
+    values
+        .iter()
+        .fold(definition.to_owned(), |text, (name, value)| {
+            text.replace(&format!("${{{name}}}"), value)
+        })
+}
+
+/// The rollout state machine in the primary region, created or updated to the definition.
+async fn rollout_state_machine(
+    clients: &ClientFactory,
+    fleet: &Fleet,
+    poll_seconds: u64,
+) -> Result<()> {
+    let sfn = aws_sdk_sfn::Client::new(&clients.config(&fleet.primary_region).await);
+    let function = names::function_name(&fleet.name, FunctionRole::Rollout);
+    let definition = substitute(
+        ROLLOUT_ASL,
+        &[
+            (
+                "RolloutFunctionArn",
+                format!(
+                    "arn:aws:lambda:{}:{LOCAL_ACCOUNT}:function:{function}",
+                    fleet.primary_region
+                ),
+            ),
+            (
+                "ReplicaTimeoutSeconds",
+                fleet.rollout.replica_timeout.as_secs().max(1).to_string(),
+            ),
+            ("StatusPollSeconds", poll_seconds.max(1).to_string()),
+        ],
+    );
+    let name = names::rollout_state_machine_name(&fleet.name);
+    let arn = crate::hosted::state_machine_arn(fleet);
+    let role = format!("arn:aws:iam::{LOCAL_ACCOUNT}:role/{}-states", fleet.name);
+    if sfn
+        .describe_state_machine()
+        .state_machine_arn(&arn)
+        .send()
+        .await
+        .is_ok()
+    {
+        sfn.update_state_machine()
+            .state_machine_arn(&arn)
+            .definition(&definition)
+            .send()
+            .await
+            .context("updating the rollout state machine")?;
+    } else {
+        sfn.create_state_machine()
+            .name(&name)
+            .role_arn(role)
+            .definition(&definition)
+            .send()
+            .await
+            .context("creating the rollout state machine")?;
+    }
     Ok(())
 }
 

@@ -4,7 +4,7 @@
 //! Everything else in Meridian takes a [`Fleet`], so it can rely on the invariants checked
 //! here (known regions, no duplicates, non-zero and consistent capacity, valid bucket
 //! names, the primary among the regions, the DNS record inside its zone, failover rules
-//! within bounds) instead of re-checking them. Every problem is reported at once, each named by its TOML path, so
+//! and rollout settings within bounds) instead of re-checking them. Every problem is reported at once, each named by its TOML path, so
 //! a broken file is fixed in one pass. See `fleet.example.toml` at the workspace root.
 
 use std::collections::HashMap;
@@ -16,6 +16,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::failover::FailoverSettings;
+use crate::rollout::{RolloutSettings, TrafficStrategy};
 
 /// AWS region codes a fleet may use: the commercial regions plus GovCloud and China.
 /// Checked so that a typo such as `eu-wst-1` fails at load time, not mid-rollout.
@@ -83,11 +84,25 @@ pub struct Fleet {
     /// absent); `min_healthy` is always within `1..=regions.len()`.
     #[serde(serialize_with = "serialize_failover")]
     pub failover: FailoverSettings,
+    /// How model versions are rolled out, from the optional `[rollout]` section (defaults
+    /// when absent); `traffic_percent` suits the strategy and every duration is within
+    /// bounds.
+    #[serde(serialize_with = "serialize_rollout")]
+    pub rollout: RolloutSettings,
 }
 
 /// Bounds of the `[failover]` durations, in seconds.
 const MAX_COOLDOWN_SECONDS: u64 = 86_400;
 const MAX_FAILBACK_AFTER_SECONDS: u64 = 604_800;
+
+/// Bounds of `[rollout]`'s `traffic_percent`, by strategy.
+const MAX_CANARY_PERCENT: u32 = 50;
+const MIN_LINEAR_PERCENT: u32 = 10;
+const MAX_LINEAR_PERCENT: u32 = 50;
+/// Bounds of the `[rollout]` durations, in seconds. The bake time is SageMaker's
+/// `WaitIntervalInSeconds`, which allows 0..=3600.
+const MAX_BAKE_SECONDS: u64 = 3_600;
+const MAX_ROLLOUT_TIMEOUT_SECONDS: u64 = 86_400;
 
 /// Multi-region traffic pattern; decides how DNS and rollouts treat non-primary regions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -271,6 +286,30 @@ fn serialize_failover<S: Serializer>(
     .serialize(serializer)
 }
 
+/// Writes the rollout settings in the fleet file's shape (`bake_seconds`, ...), so a
+/// serialized fleet parses back. Durations are whole seconds, as the file has them.
+fn serialize_rollout<S: Serializer>(
+    settings: &RolloutSettings,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct FileShape {
+        strategy: TrafficStrategy,
+        traffic_percent: u32,
+        bake_seconds: u64,
+        replica_timeout_seconds: u64,
+        deploy_timeout_seconds: u64,
+    }
+    FileShape {
+        strategy: settings.strategy,
+        traffic_percent: settings.traffic_percent,
+        bake_seconds: settings.bake.as_secs(),
+        replica_timeout_seconds: settings.replica_timeout.as_secs(),
+        deploy_timeout_seconds: settings.deploy_timeout.as_secs(),
+    }
+    .serialize(serializer)
+}
+
 // ---------------------------------------------------------------------------------------
 // Raw (unvalidated) shape. Every field is optional so that a missing one is reported,
 // with its path, alongside every other problem rather than stopping parsing.
@@ -286,6 +325,7 @@ struct RawFleet {
     dns: Option<RawDns>,
     regions: Option<Vec<RawRegion>>,
     failover: Option<RawFailover>,
+    rollout: Option<RawRollout>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -304,6 +344,18 @@ struct RawFailover {
     min_healthy: Option<i64>,
     cooldown_seconds: Option<i64>,
     failback_after_seconds: Option<i64>,
+}
+
+/// `[rollout]`; every key optional, defaulting to [`RolloutSettings::default`]. Numbers
+/// are read as `i64` for the same reason as in [`RawFailover`].
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRollout {
+    strategy: Option<TrafficStrategy>,
+    traffic_percent: Option<i64>,
+    bake_seconds: Option<i64>,
+    replica_timeout_seconds: Option<i64>,
+    deploy_timeout_seconds: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -458,6 +510,7 @@ impl RawFleet {
             .into_iter()
             .collect();
         let failover = validate_failover(self.failover, region_count, &mut p);
+        let rollout = validate_rollout(self.rollout, &mut p);
 
         match (
             name,
@@ -468,6 +521,7 @@ impl RawFleet {
             dns,
             regions,
             failover,
+            rollout,
         ) {
             (
                 Some(name),
@@ -478,6 +532,7 @@ impl RawFleet {
                 Some(dns),
                 Some(regions),
                 Some(failover),
+                Some(rollout),
             ) if p.0.is_empty() => Ok(Fleet {
                 name,
                 primary_region,
@@ -487,6 +542,7 @@ impl RawFleet {
                 dns,
                 regions,
                 failover,
+                rollout,
             }),
             _ => Err(FleetError::Invalid(p.0)),
         }
@@ -577,6 +633,99 @@ fn validate_failover(
         min_healthy: min_healthy?,
         cooldown: cooldown?,
         failback_after: failback_after?,
+    })
+}
+
+/// Validates `[rollout]`: `traffic_percent` against the strategy (given or default) and
+/// each duration against its bounds. `None` if any value is out of bounds.
+fn validate_rollout(raw: Option<RawRollout>, p: &mut Problems) -> Option<RolloutSettings> {
+    let defaults = RolloutSettings::default();
+    let Some(raw) = raw else {
+        return Some(defaults);
+    };
+
+    let strategy = raw.strategy.unwrap_or(defaults.strategy);
+    let traffic_percent = match raw.traffic_percent {
+        None => Some(defaults.traffic_percent),
+        Some(value) => {
+            let (min, max) = match strategy {
+                TrafficStrategy::Canary => (1, MAX_CANARY_PERCENT),
+                TrafficStrategy::Linear => (MIN_LINEAR_PERCENT, MAX_LINEAR_PERCENT),
+                TrafficStrategy::AllAtOnce => (1, 100),
+            };
+            let valid = u32::try_from(value)
+                .ok()
+                .filter(|percent| (min..=max).contains(percent));
+            if valid.is_none() {
+                let bound = if i64::from(min) > value {
+                    format!("at least {min}%")
+                } else {
+                    format!("at most {max}%")
+                };
+                let problem = match strategy {
+                    TrafficStrategy::Canary => {
+                        format!("a canary is {bound} of capacity, not {value}")
+                    }
+                    TrafficStrategy::Linear => {
+                        format!("a linear step is {bound} of capacity, not {value}")
+                    }
+                    TrafficStrategy::AllAtOnce => format!(
+                        "must be between 1 and 100 (a percentage; all-at-once ignores it), \
+                         not {value}"
+                    ),
+                };
+                p.add("rollout.traffic_percent", problem);
+            }
+            valid
+        }
+    };
+    let mut seconds =
+        |field: &str, value: Option<i64>, default: Duration, min: u64, max: u64, what| {
+            let Some(value) = value else {
+                return Some(default);
+            };
+            let valid = u64::try_from(value)
+                .ok()
+                .filter(|s| (min..=max).contains(s));
+            if valid.is_none() {
+                p.add(
+                    format!("rollout.{field}"),
+                    format!("must be between {min} and {max} ({what}), not {value}"),
+                );
+            }
+            valid.map(Duration::from_secs)
+        };
+    let bake = seconds(
+        "bake_seconds",
+        raw.bake_seconds,
+        defaults.bake,
+        0,
+        MAX_BAKE_SECONDS,
+        "SageMaker's WaitIntervalInSeconds range",
+    );
+    let replica_timeout = seconds(
+        "replica_timeout_seconds",
+        raw.replica_timeout_seconds,
+        defaults.replica_timeout,
+        1,
+        MAX_ROLLOUT_TIMEOUT_SECONDS,
+        "one day",
+    );
+    let deploy_timeout = seconds(
+        "deploy_timeout_seconds",
+        raw.deploy_timeout_seconds,
+        defaults.deploy_timeout,
+        1,
+        MAX_ROLLOUT_TIMEOUT_SECONDS,
+        "one day",
+    );
+
+    Some(RolloutSettings {
+        strategy,
+        traffic_percent: traffic_percent?,
+        bake: bake?,
+        replica_timeout: replica_timeout?,
+        deploy_timeout: deploy_timeout?,
     })
 }
 
@@ -1348,6 +1497,236 @@ time_zone = "Asia/Singapore"
                 "failback_after_seconds": 45
             })
         );
+    }
+
+    #[test]
+    fn rollout_defaults_when_the_section_is_absent() {
+        let fleet = Fleet::from_toml_str(VALID).expect("fixture is valid");
+        assert_eq!(fleet.rollout, RolloutSettings::default());
+        assert_eq!(fleet.rollout.strategy, TrafficStrategy::Canary);
+        assert_eq!(fleet.rollout.traffic_percent, 10);
+        assert_eq!(fleet.rollout.bake, Duration::from_secs(300));
+        assert_eq!(fleet.rollout.replica_timeout, Duration::from_secs(1800));
+        assert_eq!(fleet.rollout.deploy_timeout, Duration::from_secs(3600));
+
+        // An empty section, or one giving only some keys, defaults the rest.
+        let empty = Fleet::from_toml_str(&format!("{VALID}\n[rollout]\n")).expect("valid");
+        assert_eq!(empty.rollout, RolloutSettings::default());
+        let partial = Fleet::from_toml_str(&format!("{VALID}\n[rollout]\nstrategy = \"linear\"\n"))
+            .expect("the default percentage is a valid linear step");
+        assert_eq!(
+            partial.rollout,
+            RolloutSettings {
+                strategy: TrafficStrategy::Linear,
+                ..RolloutSettings::default()
+            }
+        );
+    }
+
+    #[test]
+    fn rollout_section_parses() {
+        let example = Fleet::from_toml_str(EXAMPLE).expect("example is valid");
+        assert_eq!(example.rollout, RolloutSettings::default());
+
+        let text = format!(
+            "{VALID}\n[rollout]\nstrategy = \"linear\"\ntraffic_percent = 25\nbake_seconds = 0\n\
+             replica_timeout_seconds = 86400\ndeploy_timeout_seconds = 1\n"
+        );
+        let fleet = Fleet::from_toml_str(&text).expect("valid");
+        assert_eq!(
+            fleet.rollout,
+            RolloutSettings {
+                strategy: TrafficStrategy::Linear,
+                traffic_percent: 25,
+                bake: Duration::ZERO,
+                replica_timeout: Duration::from_secs(86_400),
+                deploy_timeout: Duration::from_secs(1),
+            }
+        );
+
+        // Each strategy, at the edges of its percentage range.
+        for (strategy, percent, expected) in [
+            ("canary", 1, TrafficStrategy::Canary),
+            ("canary", 50, TrafficStrategy::Canary),
+            ("linear", 10, TrafficStrategy::Linear),
+            ("linear", 50, TrafficStrategy::Linear),
+            ("all-at-once", 1, TrafficStrategy::AllAtOnce),
+            ("all-at-once", 100, TrafficStrategy::AllAtOnce),
+        ] {
+            let text = format!(
+                "{VALID}\n[rollout]\nstrategy = \"{strategy}\"\ntraffic_percent = {percent}\n\
+                 bake_seconds = 3600\n"
+            );
+            let fleet =
+                Fleet::from_toml_str(&text).unwrap_or_else(|e| panic!("{strategy} {percent}: {e}"));
+            assert_eq!(fleet.rollout.strategy, expected);
+            assert_eq!(fleet.rollout.traffic_percent, percent);
+            assert_eq!(fleet.rollout.bake, Duration::from_secs(3600));
+        }
+
+        // The section may also come before the regions, and next to [failover].
+        let before = VALID.replacen(
+            "[[regions]]",
+            "[rollout]\nbake_seconds = 60\n\n[failover]\nmin_healthy = 2\n\n[[regions]]",
+            1,
+        );
+        let fleet = Fleet::from_toml_str(&before).expect("valid");
+        assert_eq!(fleet.rollout.bake, Duration::from_secs(60));
+        assert_eq!(fleet.rollout.strategy, TrafficStrategy::Canary);
+        assert_eq!(fleet.failover.min_healthy, 2);
+    }
+
+    #[test]
+    fn rollout_bounds_name_their_field() {
+        let with = |section: &str| format!("{VALID}\n[rollout]\n{section}\n");
+        let cases = [
+            (
+                "traffic_percent = 60",
+                "rollout.traffic_percent: a canary is at most 50% of capacity, not 60",
+            ),
+            (
+                "strategy = \"canary\"\ntraffic_percent = 51",
+                "rollout.traffic_percent: a canary is at most 50% of capacity, not 51",
+            ),
+            (
+                "traffic_percent = 0",
+                "rollout.traffic_percent: a canary is at least 1% of capacity, not 0",
+            ),
+            (
+                "traffic_percent = -5",
+                "rollout.traffic_percent: a canary is at least 1% of capacity, not -5",
+            ),
+            (
+                "strategy = \"linear\"\ntraffic_percent = 9",
+                "rollout.traffic_percent: a linear step is at least 10% of capacity, not 9",
+            ),
+            (
+                "traffic_percent = 51\nstrategy = \"linear\"",
+                "rollout.traffic_percent: a linear step is at most 50% of capacity, not 51",
+            ),
+            (
+                "strategy = \"all-at-once\"\ntraffic_percent = 0",
+                "rollout.traffic_percent: must be between 1 and 100 (a percentage; \
+                 all-at-once ignores it), not 0",
+            ),
+            (
+                "strategy = \"all-at-once\"\ntraffic_percent = 101",
+                "rollout.traffic_percent: must be between 1 and 100",
+            ),
+            (
+                "traffic_percent = 4294967306",
+                "rollout.traffic_percent: a canary is at most 50% of capacity, not 4294967306",
+            ),
+            (
+                "bake_seconds = -1",
+                "rollout.bake_seconds: must be between 0 and 3600 \
+                 (SageMaker's WaitIntervalInSeconds range), not -1",
+            ),
+            (
+                "bake_seconds = 3601",
+                "rollout.bake_seconds: must be between 0 and 3600 \
+                 (SageMaker's WaitIntervalInSeconds range), not 3601",
+            ),
+            (
+                "replica_timeout_seconds = 0",
+                "rollout.replica_timeout_seconds: must be between 1 and 86400 (one day), not 0",
+            ),
+            (
+                "replica_timeout_seconds = 86401",
+                "rollout.replica_timeout_seconds: must be between 1 and 86400 (one day), \
+                 not 86401",
+            ),
+            (
+                "deploy_timeout_seconds = 0",
+                "rollout.deploy_timeout_seconds: must be between 1 and 86400 (one day), not 0",
+            ),
+            (
+                "deploy_timeout_seconds = -3600",
+                "rollout.deploy_timeout_seconds: must be between 1 and 86400 (one day), \
+                 not -3600",
+            ),
+            (
+                "deploy_timeout_seconds = 86401",
+                "rollout.deploy_timeout_seconds: must be between 1 and 86400 (one day), \
+                 not 86401",
+            ),
+            ("strategy = \"blue-green\"", "unknown variant `blue-green`"),
+            (
+                "strategy = \"all_at_once\"",
+                "unknown variant `all_at_once`",
+            ),
+            ("traffic_percent = \"10%\"", "traffic_percent"),
+            ("bake_seconds = 1.5", "bake_seconds"),
+            ("bake = 300", "bake"),
+            ("canary_percent = 10", "canary_percent"),
+        ];
+        for (section, expected) in cases {
+            let message = err(&with(section));
+            assert!(
+                message.contains(expected),
+                "{section}: expected {expected:?} in:\n{message}"
+            );
+        }
+
+        // All-at-once ignores the percentage, so any percentage is accepted.
+        let text = with("strategy = \"all-at-once\"\ntraffic_percent = 60");
+        let fleet = Fleet::from_toml_str(&text).expect("valid");
+        assert_eq!(fleet.rollout.traffic_percent, 60);
+
+        // Every bound is reported at once, after the other problems, in file order.
+        let text = with(
+            "traffic_percent = 80\nbake_seconds = 4000\nreplica_timeout_seconds = 0\n\
+             deploy_timeout_seconds = 90000",
+        );
+        let text = text.replacen("instance_count = 1", "instance_count = 0", 1);
+        let text = format!("{text}\n[failover]\ncooldown_seconds = -1\n");
+        let error = Fleet::from_toml_str(&text).expect_err("invalid");
+        let fields: Vec<&str> = error.problems().iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "regions[2].instance_count",
+                "failover.cooldown_seconds",
+                "rollout.traffic_percent",
+                "rollout.bake_seconds",
+                "rollout.replica_timeout_seconds",
+                "rollout.deploy_timeout_seconds"
+            ]
+        );
+    }
+
+    #[test]
+    fn rollout_settings_round_trip_through_serialization() {
+        let text = format!(
+            "{VALID}\n[rollout]\nstrategy = \"all-at-once\"\ntraffic_percent = 100\n\
+             bake_seconds = 45\nreplica_timeout_seconds = 600\ndeploy_timeout_seconds = 7200\n"
+        );
+        let fleet = Fleet::from_toml_str(&text).expect("valid");
+        let written = toml::to_string(&fleet).expect("serializes");
+        assert!(written.contains("strategy = \"all-at-once\""), "{written}");
+        assert!(written.contains("bake_seconds = 45"), "{written}");
+        assert_eq!(Fleet::from_toml_str(&written).expect("re-parses"), fleet);
+        assert_eq!(
+            toml::from_str::<Fleet>(&written).expect("deserializes"),
+            fleet
+        );
+        let json = serde_json::to_value(&fleet).expect("serializes");
+        assert_eq!(
+            json["rollout"],
+            serde_json::json!({
+                "strategy": "all-at-once",
+                "traffic_percent": 100,
+                "bake_seconds": 45,
+                "replica_timeout_seconds": 600,
+                "deploy_timeout_seconds": 7200
+            })
+        );
+
+        // Defaults are written out too, and read back the same.
+        let defaults = Fleet::from_toml_str(VALID).expect("fixture is valid");
+        let written = toml::to_string(&defaults).expect("serializes");
+        assert!(written.contains("[rollout]"), "{written}");
+        assert_eq!(Fleet::from_toml_str(&written).expect("re-parses"), defaults);
     }
 
     #[test]

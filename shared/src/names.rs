@@ -12,6 +12,8 @@ pub enum FunctionRole {
     Failover,
     /// Restores recovered regions on a schedule (every region).
     Failback,
+    /// The rollout state machine's tasks (primary region).
+    Rollout,
 }
 
 impl FunctionRole {
@@ -24,6 +26,7 @@ impl FunctionRole {
             Self::Replica => "replica",
             Self::Failover => "failover",
             Self::Failback => "failback",
+            Self::Rollout => "rollout",
         }
     }
 }
@@ -46,6 +49,11 @@ pub fn event_rule_name(fleet_name: &str, role: FunctionRole) -> String {
 /// The variant name every endpoint config of the fleet uses (guardrail updates require
 /// the new config to keep it).
 pub const VARIANT_NAME: &str = "primary";
+
+/// The rollout state machine of a fleet.
+pub fn rollout_state_machine_name(fleet_name: &str) -> String {
+    format!("{fleet_name}-rollout")
+}
 
 /// The EventBridge schedule that runs a function (failback evaluation).
 pub fn schedule_rule_name(fleet_name: &str, role: FunctionRole) -> String {
@@ -70,7 +78,7 @@ mod tests {
             .iter()
             .map(|role| function_name("demo", *role))
             .collect();
-        assert_eq!(names.len(), 4);
+        assert_eq!(names.len(), 5);
         assert!(names.iter().all(|n| n.starts_with("demo-")));
         assert_eq!(function_name("demo", FunctionRole::Replica), "demo-replica");
     }

@@ -1,0 +1,292 @@
+//! The replica handler, in every region: each object created in the regional bucket is
+//! checked against the registered manifest (size, then a streamed SHA-256), the check is
+//! recorded, and once the region holds every file verified (or one file failed) the
+//! region's verdict is recorded and the waiting rollout task is resumed.
+
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use chrono::Utc;
+use meridian::fleet::Fleet;
+use meridian::manifest::{FileEntry, Manifest, MANIFEST_FILE};
+use meridian::registry::{FileCheck, Readiness, Registry};
+use meridian::rollout::{retryable, RolloutError};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+/// What the handler needs, for the region it runs in.
+pub struct ReplicaDeps {
+    pub fleet: Fleet,
+    pub region: String,
+    /// The registry through this region's replica.
+    pub registry: Registry,
+    /// S3 in this region.
+    pub s3: aws_sdk_s3::Client,
+    /// Step Functions in the control (primary) region.
+    pub sfn: aws_sdk_sfn::Client,
+}
+
+/// Handles one `Object Created` event of the regional bucket.
+pub async fn handle(deps: &ReplicaDeps, payload: Value) -> Result<Value, RolloutError> {
+    let event: EventBridgeEvent = serde_json::from_value(payload)
+        .map_err(|e| RolloutError::Invalid(format!("not an EventBridge event: {e}")))?;
+    let bucket = event.detail["bucket"]["name"].as_str().unwrap_or_default();
+    let key = event.detail["object"]["key"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let spec = deps.fleet.region(&deps.region).ok_or_else(|| {
+        RolloutError::Invalid(format!("region {} is not in the fleet", deps.region))
+    })?;
+    if bucket != spec.bucket {
+        return Err(RolloutError::Invalid(format!(
+            "event for bucket {bucket:?}, not {}'s bucket {}",
+            deps.region, spec.bucket
+        )));
+    }
+    let Some((model, version, path)) = split_key(&key) else {
+        return Ok(json!({ "ignored": key }));
+    };
+    let Some(record) = deps.registry.version(&model, &version).await? else {
+        if path == MANIFEST_FILE {
+            return Err(RolloutError::Retryable(format!(
+                "{model}/{version} is not registered (yet) in {}; retry",
+                deps.region
+            )));
+        }
+        // Files arrive before their manifest; the manifest's own arrival checks them all.
+        return Ok(json!({ "deferred": key, "why": "version not registered yet" }));
+    };
+    verify_region(deps, &record.manifest, &bucket_of(deps)?, Some(&path)).await
+}
+
+fn bucket_of(deps: &ReplicaDeps) -> Result<String, RolloutError> {
+    deps.fleet
+        .region(&deps.region)
+        .map(|r| r.bucket.clone())
+        .ok_or_else(|| RolloutError::Invalid(format!("region {} is not in the fleet", deps.region)))
+}
+
+/// `models/<model>/<version>/<path>` → (model, version, path).
+pub fn split_key(key: &str) -> Option<(String, String, String)> {
+    let rest = key.strip_prefix("models/")?;
+    let mut parts = rest.splitn(3, '/');
+    let (model, version, path) = (parts.next()?, parts.next()?, parts.next()?);
+    (!model.is_empty() && !version.is_empty() && !path.is_empty())
+        .then(|| (model.to_owned(), version.to_owned(), path.to_owned()))
+}
+
+/// Checks the files `trigger` calls for (one data file; every file for the manifest or
+/// `None`), records the checks, and settles the region when it can.
+pub async fn verify_region(
+    deps: &ReplicaDeps,
+    manifest: &Manifest,
+    bucket: &str,
+    trigger: Option<&str>,
+) -> Result<Value, RolloutError> {
+    let (model, version, region) = (&manifest.model, &manifest.version, &deps.region);
+    if let Some(readiness) = deps.registry.readiness(model, version, region).await? {
+        notify(deps, manifest, &readiness).await?;
+        return Ok(json!({ "region": region, "settled": readiness }));
+    }
+    let done = deps.registry.file_checks(model, version, region).await?;
+    let to_check: Vec<&FileEntry> = manifest
+        .files
+        .iter()
+        .filter(|f| match trigger {
+            Some(path) if path != MANIFEST_FILE => f.path == path,
+            _ => true,
+        })
+        .filter(|f| !done.iter().any(|c| c.path == f.path && c.ok))
+        .collect();
+    for file in to_check {
+        if let Some(check) = check_file(deps, manifest, bucket, file).await? {
+            deps.registry
+                .record_file(model, version, region, &check)
+                .await?;
+        }
+    }
+    let checks = deps.registry.file_checks(model, version, region).await?;
+    let failed: Vec<String> = checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| format!("{}: {}", c.path, c.detail))
+        .collect();
+    let verified = manifest
+        .files
+        .iter()
+        .filter(|f| checks.iter().any(|c| c.path == f.path && c.ok))
+        .count();
+    let verdict = if !failed.is_empty() {
+        Some(Readiness {
+            ready: false,
+            reason: format!("replica check failed in {region}: {}", failed.join("; ")),
+            at: Utc::now(),
+        })
+    } else if verified == manifest.files.len() {
+        Some(Readiness {
+            ready: true,
+            reason: format!("{verified} files verified in {region}"),
+            at: Utc::now(),
+        })
+    } else {
+        None
+    };
+    let Some(verdict) = verdict else {
+        return Ok(json!({ "region": region, "verified": verified, "of": manifest.files.len() }));
+    };
+    let settled = deps
+        .registry
+        .set_readiness(model, version, region, &verdict)
+        .await?;
+    tracing::info!(%region, %model, %version, ready = settled.ready, reason = %settled.reason, "region settled");
+    notify(deps, manifest, &settled).await?;
+    Ok(json!({ "region": region, "settled": settled }))
+}
+
+/// Compares one replica with its manifest entry; `None` when it has not arrived yet.
+async fn check_file(
+    deps: &ReplicaDeps,
+    manifest: &Manifest,
+    bucket: &str,
+    file: &FileEntry,
+) -> Result<Option<FileCheck>, RolloutError> {
+    let key = manifest.object_key(file);
+    let object = match deps.s3.get_object().bucket(bucket).key(&key).send().await {
+        Ok(object) => object,
+        Err(error) if error.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
+            return Ok(None)
+        }
+        Err(error) => {
+            return Err(retryable(
+                "reading a replica",
+                aws_sdk_s3::error::DisplayErrorContext(error),
+            ))
+        }
+    };
+    let at = Utc::now();
+    let size = object.content_length().unwrap_or(0);
+    if size != file.size as i64 {
+        return Ok(Some(FileCheck {
+            path: file.path.clone(),
+            ok: false,
+            detail: format!("size {size}, manifest says {}", file.size),
+            at,
+        }));
+    }
+    let mut body = object.body;
+    let mut hasher = Sha256::new();
+    while let Some(chunk) = body
+        .try_next()
+        .await
+        .map_err(|e| retryable("reading a replica", e))?
+    {
+        hasher.update(&chunk);
+    }
+    let digest = hex::encode(hasher.finalize());
+    Ok(Some(if digest == file.sha256 {
+        FileCheck {
+            path: file.path.clone(),
+            ok: true,
+            detail: "size and SHA-256 match".into(),
+            at,
+        }
+    } else {
+        FileCheck {
+            path: file.path.clone(),
+            ok: false,
+            detail: format!("SHA-256 {digest}, manifest says {}", file.sha256),
+            at,
+        }
+    }))
+}
+
+/// Resumes the waiting rollout task of this region, if its token is stored yet.
+pub async fn notify(
+    deps: &ReplicaDeps,
+    manifest: &Manifest,
+    readiness: &Readiness,
+) -> Result<(), RolloutError> {
+    let Some(token) = deps
+        .registry
+        .token(&manifest.model, &manifest.version, &deps.region)
+        .await?
+    else {
+        return Ok(());
+    };
+    resume(&deps.sfn, &token, &deps.region, readiness).await
+}
+
+/// Sends a region's verdict to the task waiting on `token`. A token already used or
+/// expired is not an error: the verdict is recorded either way.
+pub async fn resume(
+    sfn: &aws_sdk_sfn::Client,
+    token: &str,
+    region: &str,
+    readiness: &Readiness,
+) -> Result<(), RolloutError> {
+    let result = if readiness.ready {
+        sfn.send_task_success()
+            .task_token(token)
+            .output(
+                json!({ "region": region, "ready": true, "reason": readiness.reason }).to_string(),
+            )
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                (
+                    aws_sdk_sfn::error::ProvideErrorMetadata::code(&e)
+                        .unwrap_or_default()
+                        .to_owned(),
+                    aws_sdk_sfn::error::DisplayErrorContext(e).to_string(),
+                )
+            })
+    } else {
+        sfn.send_task_failure()
+            .task_token(token)
+            .error("Meridian.ReplicaFailed")
+            .cause(&readiness.reason)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                (
+                    aws_sdk_sfn::error::ProvideErrorMetadata::code(&e)
+                        .unwrap_or_default()
+                        .to_owned(),
+                    aws_sdk_sfn::error::DisplayErrorContext(e).to_string(),
+                )
+            })
+    };
+    match result {
+        Ok(()) => Ok(()),
+        Err((code, _))
+            if matches!(
+                code.as_str(),
+                "TaskDoesNotExist" | "TaskTimedOut" | "InvalidToken"
+            ) =>
+        {
+            tracing::info!(%region, %code, "the waiting task is gone; verdict recorded only");
+            Ok(())
+        }
+        Err((_, message)) => Err(retryable("resuming the rollout", message)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_split_into_model_version_and_path() {
+        assert_eq!(
+            split_key("models/llama/1/weights/a.bin"),
+            Some(("llama".into(), "1".into(), "weights/a.bin".into()))
+        );
+        assert_eq!(
+            split_key("models/llama/1/manifest.json"),
+            Some(("llama".into(), "1".into(), "manifest.json".into()))
+        );
+        assert_eq!(split_key("models/llama/1/"), None);
+        assert_eq!(split_key("other/llama/1/a"), None);
+    }
+}

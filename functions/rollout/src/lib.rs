@@ -1,0 +1,777 @@
+//! The rollout state machine's tasks, one handler dispatched on `task`: wait for replicas
+//! (task token), fast copy, prepare, deploy, status, commit, roll back, mark failed.
+//! Each is idempotent: Step Functions retries and redelivers.
+
+use chrono::{DateTime, Utc};
+use futures::stream::{self, StreamExt, TryStreamExt};
+use meridian::aws::ClientFactory;
+use meridian::fleet::{Fleet, RegionSpec};
+use meridian::registry::{Registry, VersionRecord, VersionStatus};
+use meridian::rollout::{
+    deploy_state, deployment_name, retryable, DeployState, RolloutError, TrafficStrategy,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// What the tasks need. Clients per region are built on demand from `clients`.
+pub struct RolloutDeps {
+    pub fleet: Fleet,
+    pub clients: ClientFactory,
+    pub state_machine_arn: String,
+    /// The SageMaker execution role models run with.
+    pub sagemaker_role_arn: String,
+}
+
+/// The task input: which task, for which version (and region).
+#[derive(Debug, Deserialize)]
+struct TaskInput {
+    task: String,
+    model: String,
+    version: String,
+    #[serde(default)]
+    region: Option<String>,
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    error: Option<Value>,
+}
+
+/// Parts of a multipart server-side copy, and how many run at once.
+const COPY_PART_BYTES: u64 = 64 * 1024 * 1024;
+const COPY_CONCURRENCY: usize = 8;
+
+impl RolloutDeps {
+    async fn registry(&self, region: &str) -> Registry {
+        Registry {
+            client: aws_sdk_dynamodb_client(&self.clients, region).await,
+            table: self.fleet.registry_table.clone(),
+        }
+    }
+
+    fn region(&self, name: Option<&str>) -> Result<&RegionSpec, RolloutError> {
+        let name = name.ok_or_else(|| RolloutError::Invalid("this task needs a region".into()))?;
+        self.fleet.region(name).ok_or_else(|| {
+            RolloutError::Invalid(format!("region {name} is not in fleet {}", self.fleet.name))
+        })
+    }
+}
+
+async fn aws_sdk_dynamodb_client(
+    clients: &ClientFactory,
+    region: &str,
+) -> aws_sdk_dynamodb::Client {
+    aws_sdk_dynamodb::Client::new(&clients.config(region).await)
+}
+
+/// Runs one task.
+pub async fn handle(deps: &RolloutDeps, payload: Value) -> Result<Value, RolloutError> {
+    let input: TaskInput = serde_json::from_value(payload)
+        .map_err(|e| RolloutError::Invalid(format!("bad task input: {e}")))?;
+    let control = deps.registry(&deps.fleet.primary_region).await;
+    let record = control
+        .version(&input.model, &input.version)
+        .await?
+        .ok_or_else(|| {
+            RolloutError::Invalid(format!(
+                "{}/{} is not registered",
+                input.model, input.version
+            ))
+        })?;
+    match input.task.as_str() {
+        "await_replicas" => await_replicas(deps, &record, &input).await,
+        "fast_copy" => fast_copy(deps, &control, &record, &input).await,
+        "prepare" => prepare(deps, &control, &record, &input).await,
+        "deploy" => deploy(deps, &control, &record, &input).await,
+        "status" => status(deps, &control, &record, &input).await,
+        "commit" => commit(deps, &control, &record).await,
+        "rollback" => rollback(deps, &control, &record, &input).await,
+        "mark_failed" => mark_failed(deps, &control, &record, &input).await,
+        other => Err(RolloutError::Invalid(format!("unknown task {other:?}"))),
+    }
+}
+
+/// Stores the task token in the region's replica, then reads the region's verdict there:
+/// the replica function does the same in the other order, so neither can miss the other.
+async fn await_replicas(
+    deps: &RolloutDeps,
+    record: &VersionRecord,
+    input: &TaskInput,
+) -> Result<Value, RolloutError> {
+    let region = deps.region(input.region.as_deref())?;
+    let token = input
+        .token
+        .as_deref()
+        .ok_or_else(|| RolloutError::Invalid("await_replicas needs the task token".into()))?;
+    let regional = deps.registry(&region.name).await;
+    regional
+        .store_token(&record.model, &record.version, &region.name, token)
+        .await?;
+    if let Some(readiness) = regional
+        .readiness(&record.model, &record.version, &region.name)
+        .await?
+    {
+        let sfn = aws_sdk_sfn::Client::new(&deps.clients.config(&deps.fleet.primary_region).await);
+        meridian_replica::resume(&sfn, token, &region.name, &readiness).await?;
+    }
+    Ok(json!({ "region": region.name, "waiting": true }))
+}
+
+/// The fallback for late or failed replication: server-side parallel multipart copy of
+/// every file not yet verified in the region, from the primary bucket.
+async fn fast_copy(
+    deps: &RolloutDeps,
+    control: &Registry,
+    record: &VersionRecord,
+    input: &TaskInput,
+) -> Result<Value, RolloutError> {
+    let region = deps.region(input.region.as_deref())?;
+    let regional = deps.registry(&region.name).await;
+    let checks = regional
+        .file_checks(&record.model, &record.version, &region.name)
+        .await?;
+    regional
+        .reset_readiness(&record.model, &record.version, &region.name)
+        .await?;
+    let s3 = deps.clients.s3(&region.name).await;
+    let mut copied = 0;
+    for file in &record.manifest.files {
+        if checks.iter().any(|c| c.path == file.path && c.ok) {
+            continue;
+        }
+        let key = record.manifest.object_key(file);
+        copy_object(
+            &s3,
+            &deps.fleet.primary_bucket,
+            &region.bucket,
+            &key,
+            file.size,
+        )
+        .await?;
+        copied += 1;
+    }
+    let manifest_key = meridian::manifest::manifest_key(&record.model, &record.version);
+    let body =
+        serde_json::to_vec(&record.manifest).map_err(|e| RolloutError::Invalid(e.to_string()))?;
+    s3.put_object()
+        .bucket(&region.bucket)
+        .key(&manifest_key)
+        .body(body.into())
+        .content_type("application/json")
+        .send()
+        .await
+        .map_err(|e| {
+            retryable(
+                "copying the manifest",
+                aws_sdk_s3::error::DisplayErrorContext(e),
+            )
+        })?;
+    let name = region.name.clone();
+    control
+        .update_version(&record.model, &record.version, |r| {
+            r.regions.entry(name.clone()).or_default().fast_copied = Some(Utc::now());
+        })
+        .await?;
+    tracing::info!(region = %region.name, copied, "fast copy done");
+    Ok(json!({ "region": region.name, "copied": copied }))
+}
+
+/// Copies one object between buckets server-side: `CopyObject` for a single part, parallel
+/// `UploadPartCopy` ranges otherwise.
+async fn copy_object(
+    s3: &aws_sdk_s3::Client,
+    from_bucket: &str,
+    to_bucket: &str,
+    key: &str,
+    size: u64,
+) -> Result<(), RolloutError> {
+    let source = format!("{from_bucket}/{key}");
+    if size <= COPY_PART_BYTES {
+        s3.copy_object()
+            .bucket(to_bucket)
+            .key(key)
+            .copy_source(&source)
+            .send()
+            .await
+            .map_err(|e| retryable("copying a file", aws_sdk_s3::error::DisplayErrorContext(e)))?;
+        return Ok(());
+    }
+    let upload = s3
+        .create_multipart_upload()
+        .bucket(to_bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| {
+            retryable(
+                "starting a multipart copy",
+                aws_sdk_s3::error::DisplayErrorContext(e),
+            )
+        })?;
+    let upload_id = upload.upload_id().unwrap_or_default().to_owned();
+    let ranges: Vec<(i32, u64, u64)> = (0..size.div_ceil(COPY_PART_BYTES))
+        .map(|i| {
+            (
+                i32::try_from(i + 1).unwrap_or(i32::MAX),
+                i * COPY_PART_BYTES,
+                ((i + 1) * COPY_PART_BYTES).min(size) - 1,
+            )
+        })
+        .collect();
+    let parts: Result<Vec<aws_sdk_s3::types::CompletedPart>, RolloutError> = stream::iter(ranges)
+        .map(|(number, first, last)| {
+            let (source, upload_id) = (source.clone(), upload_id.clone());
+            async move {
+                let part = s3
+                    .upload_part_copy()
+                    .bucket(to_bucket)
+                    .key(key)
+                    .upload_id(upload_id)
+                    .part_number(number)
+                    .copy_source(source)
+                    .copy_source_range(format!("bytes={first}-{last}"))
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        retryable("copying a part", aws_sdk_s3::error::DisplayErrorContext(e))
+                    })?;
+                let etag = part
+                    .copy_part_result()
+                    .and_then(|r| r.e_tag())
+                    .unwrap_or_default()
+                    .to_owned();
+                Ok(aws_sdk_s3::types::CompletedPart::builder()
+                    .part_number(number)
+                    .e_tag(etag)
+                    .build())
+            }
+        })
+        .buffer_unordered(COPY_CONCURRENCY)
+        .try_collect()
+        .await;
+    let mut parts = match parts {
+        Ok(parts) => parts,
+        Err(error) => {
+            let _ = s3
+                .abort_multipart_upload()
+                .bucket(to_bucket)
+                .key(key)
+                .upload_id(&upload_id)
+                .send()
+                .await;
+            return Err(error);
+        }
+    };
+    parts.sort_by_key(|p| p.part_number());
+    s3.complete_multipart_upload()
+        .bucket(to_bucket)
+        .key(key)
+        .upload_id(&upload_id)
+        .multipart_upload(
+            aws_sdk_s3::types::CompletedMultipartUpload::builder()
+                .set_parts(Some(parts))
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| {
+            retryable(
+                "completing a multipart copy",
+                aws_sdk_s3::error::DisplayErrorContext(e),
+            )
+        })?;
+    Ok(())
+}
+
+fn sagemaker_error(context: &str, error: impl std::fmt::Display) -> RolloutError {
+    retryable(context, error)
+}
+
+/// SageMaker model and endpoint configuration for the version, from the regional bucket.
+async fn prepare(
+    deps: &RolloutDeps,
+    control: &Registry,
+    record: &VersionRecord,
+    input: &TaskInput,
+) -> Result<Value, RolloutError> {
+    use aws_sdk_sagemaker::types::{
+        ContainerDefinition, ModelCompressionType, ModelDataSource, ProductionVariant,
+        ProductionVariantInstanceType, S3ModelDataSource, S3ModelDataType,
+    };
+    let region = deps.region(input.region.as_deref())?;
+    let sagemaker = aws_sdk_sagemaker::Client::new(&deps.clients.config(&region.name).await);
+    let name = deployment_name(&record.model, &record.version, &record.digest);
+    let endpoint = sagemaker
+        .describe_endpoint()
+        .endpoint_name(&region.endpoint)
+        .send()
+        .await
+        .map_err(|e| {
+            sagemaker_error(
+                "reading the endpoint",
+                aws_sdk_sagemaker::error::DisplayErrorContext(e),
+            )
+        })?;
+    let current = endpoint
+        .endpoint_config_name()
+        .unwrap_or_default()
+        .to_owned();
+    let serving = &record.manifest.serving;
+    let data = S3ModelDataSource::builder()
+        .s3_uri(format!(
+            "s3://{}/{}",
+            region.bucket,
+            meridian::manifest::version_prefix(&record.model, &record.version)
+        ))
+        .s3_data_type(S3ModelDataType::S3Prefix)
+        .compression_type(ModelCompressionType::None)
+        .build();
+    let created = sagemaker
+        .create_model()
+        .model_name(&name)
+        .execution_role_arn(&deps.sagemaker_role_arn)
+        .primary_container(
+            ContainerDefinition::builder()
+                .image(&serving.image)
+                .model_data_source(ModelDataSource::builder().s3_data_source(data).build())
+                .set_environment(Some(serving.environment.clone().into_iter().collect()))
+                .build(),
+        )
+        .send()
+        .await;
+    ignore_existing(created.map(|_| ()), "creating the model")?;
+    let config = sagemaker
+        .create_endpoint_config()
+        .endpoint_config_name(&name)
+        .production_variants(
+            ProductionVariant::builder()
+                .variant_name(&serving.variant_name)
+                .model_name(&name)
+                .instance_type(ProductionVariantInstanceType::from(
+                    serving.instance_type.as_str(),
+                ))
+                .initial_instance_count(i32::try_from(serving.instance_count).unwrap_or(i32::MAX))
+                .build(),
+        )
+        .send()
+        .await;
+    ignore_existing(config.map(|_| ()), "creating the endpoint config")?;
+    let (model, version, region_name) = (
+        record.model.clone(),
+        record.version.clone(),
+        region.name.clone(),
+    );
+    let previous = if current == name {
+        None
+    } else {
+        Some(current.clone())
+    };
+    control
+        .update_version(&model, &version, |r| {
+            let progress = r.regions.entry(region_name.clone()).or_default();
+            if progress.previous_config.is_none() {
+                progress.previous_config = previous.clone();
+            }
+            progress.config = Some(name.clone());
+            r.phases.entry("replicated".into()).or_insert_with(Utc::now);
+        })
+        .await?;
+    Ok(json!({ "region": region.name, "config": name }))
+}
+
+fn ignore_existing<
+    E: aws_sdk_sagemaker::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+>(
+    result: Result<(), aws_sdk_sagemaker::error::SdkError<E, R>>,
+    context: &str,
+) -> Result<(), RolloutError> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(error) => {
+            let message = aws_sdk_sagemaker::error::ProvideErrorMetadata::message(&error)
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            if message.contains("already exist") {
+                Ok(())
+            } else {
+                Err(sagemaker_error(
+                    context,
+                    aws_sdk_sagemaker::error::DisplayErrorContext(error),
+                ))
+            }
+        }
+    }
+}
+
+/// `UpdateEndpoint` with the fleet's guardrails (blue/green traffic shifting, auto-rollback
+/// on the region's alarms). Idempotent: an endpoint already on (or moving to) the config
+/// is left alone.
+async fn deploy(
+    deps: &RolloutDeps,
+    control: &Registry,
+    record: &VersionRecord,
+    input: &TaskInput,
+) -> Result<Value, RolloutError> {
+    use aws_sdk_sagemaker::types::*;
+    let region = deps.region(input.region.as_deref())?;
+    let name = deployment_name(&record.model, &record.version, &record.digest);
+    let sagemaker = aws_sdk_sagemaker::Client::new(&deps.clients.config(&region.name).await);
+    let endpoint = sagemaker
+        .describe_endpoint()
+        .endpoint_name(&region.endpoint)
+        .send()
+        .await
+        .map_err(|e| {
+            sagemaker_error(
+                "reading the endpoint",
+                aws_sdk_sagemaker::error::DisplayErrorContext(e),
+            )
+        })?;
+    let status = endpoint
+        .endpoint_status()
+        .map(|s| s.as_str().to_owned())
+        .unwrap_or_default();
+    let started_before = record
+        .regions
+        .get(&region.name)
+        .and_then(|p| p.deploy_started);
+    if started_before.is_some() || endpoint.endpoint_config_name() == Some(name.as_str()) {
+        return Ok(json!({ "region": region.name, "config": name, "note": "already deploying" }));
+    }
+    if status == "Updating" || status == "RollingBack" {
+        return Err(RolloutError::Retryable(format!(
+            "endpoint {} in {} is {status}; waiting to deploy",
+            region.endpoint, region.name
+        )));
+    }
+    let settings = &deps.fleet.rollout;
+    let percent = i32::try_from(settings.traffic_percent).unwrap_or(10);
+    let bake = i32::try_from(settings.bake.as_secs()).unwrap_or(3600);
+    let capacity = |value: i32| {
+        CapacitySize::builder()
+            .r#type(CapacitySizeType::CapacityPercent)
+            .value(value)
+            .build()
+    };
+    let routing = match settings.strategy {
+        TrafficStrategy::Canary => TrafficRoutingConfig::builder()
+            .r#type(TrafficRoutingConfigType::Canary)
+            .canary_size(capacity(percent)),
+        TrafficStrategy::Linear => TrafficRoutingConfig::builder()
+            .r#type(TrafficRoutingConfigType::Linear)
+            .linear_step_size(capacity(percent)),
+        TrafficStrategy::AllAtOnce => {
+            TrafficRoutingConfig::builder().r#type(TrafficRoutingConfigType::AllAtOnce)
+        }
+    }
+    .wait_interval_in_seconds(bake)
+    .build();
+    let mut deployment = DeploymentConfig::builder().blue_green_update_policy(
+        BlueGreenUpdatePolicy::builder()
+            .traffic_routing_configuration(routing)
+            .termination_wait_in_seconds(0)
+            .build(),
+    );
+    if !region.alarms.is_empty() {
+        let mut rollback = AutoRollbackConfig::builder();
+        for alarm in region.alarms.iter().take(10) {
+            rollback = rollback.alarms(Alarm::builder().alarm_name(alarm).build());
+        }
+        deployment = deployment.auto_rollback_configuration(rollback.build());
+    }
+    sagemaker
+        .update_endpoint()
+        .endpoint_name(&region.endpoint)
+        .endpoint_config_name(&name)
+        .deployment_config(deployment.build())
+        .send()
+        .await
+        .map_err(|e| {
+            sagemaker_error(
+                "updating the endpoint",
+                aws_sdk_sagemaker::error::DisplayErrorContext(e),
+            )
+        })?;
+    let region_name = region.name.clone();
+    control
+        .update_version(&record.model, &record.version, |r| {
+            r.regions
+                .entry(region_name.clone())
+                .or_default()
+                .deploy_started
+                .get_or_insert_with(Utc::now);
+        })
+        .await?;
+    Ok(json!({ "region": region.name, "config": name }))
+}
+
+/// Whether the region's update is done. `InService` on a configuration that is not ours
+/// is a (silent) rollback: a failure.
+async fn status(
+    deps: &RolloutDeps,
+    control: &Registry,
+    record: &VersionRecord,
+    input: &TaskInput,
+) -> Result<Value, RolloutError> {
+    let region = deps.region(input.region.as_deref())?;
+    let name = deployment_name(&record.model, &record.version, &record.digest);
+    let sagemaker = aws_sdk_sagemaker::Client::new(&deps.clients.config(&region.name).await);
+    let endpoint = sagemaker
+        .describe_endpoint()
+        .endpoint_name(&region.endpoint)
+        .send()
+        .await
+        .map_err(|e| {
+            sagemaker_error(
+                "reading the endpoint",
+                aws_sdk_sagemaker::error::DisplayErrorContext(e),
+            )
+        })?;
+    let state = deploy_state(
+        endpoint
+            .endpoint_status()
+            .map(|s| s.as_str())
+            .unwrap_or_default(),
+        endpoint.endpoint_config_name().unwrap_or_default(),
+        &name,
+        endpoint.failure_reason(),
+    );
+    let started: Option<DateTime<Utc>> = record
+        .regions
+        .get(&region.name)
+        .and_then(|p| p.deploy_started);
+    match state {
+        DeployState::InProgress => {
+            let deadline = started.map(|s| {
+                s + chrono::Duration::from_std(deps.fleet.rollout.deploy_timeout)
+                    .unwrap_or(chrono::Duration::MAX)
+            });
+            if deadline.is_some_and(|d| Utc::now() > d) {
+                return Err(RolloutError::DeployFailed(format!(
+                    "the update of {} in {} did not finish within {:?}",
+                    region.endpoint, region.name, deps.fleet.rollout.deploy_timeout
+                )));
+            }
+            Ok(json!({ "region": region.name, "done": false }))
+        }
+        DeployState::Done => {
+            let region_name = region.name.clone();
+            control
+                .update_version(&record.model, &record.version, |r| {
+                    let progress = r.regions.entry(region_name.clone()).or_default();
+                    let now = Utc::now();
+                    progress.deployed.get_or_insert(now);
+                    progress.verified.get_or_insert(now);
+                })
+                .await?;
+            Ok(json!({ "region": region.name, "done": true }))
+        }
+        DeployState::RolledBack { serving } => Err(RolloutError::SilentRollback(format!(
+            "{} in {} is in service on {serving}, not {name}: SageMaker rolled the update back",
+            region.endpoint, region.name
+        ))),
+        DeployState::Failed { reason } => Err(RolloutError::DeployFailed(format!(
+            "{} in {}: {reason}",
+            region.endpoint, region.name
+        ))),
+    }
+}
+
+/// Moves the active pointer (one conditional write), releases the model's lock and starts
+/// the next queued version, if any.
+async fn commit(
+    deps: &RolloutDeps,
+    control: &Registry,
+    record: &VersionRecord,
+) -> Result<Value, RolloutError> {
+    let active = control.active(&record.model).await?;
+    let expected = active
+        .as_ref()
+        .filter(|a| a.version != record.version)
+        .map(|a| a.version.clone());
+    if !control
+        .commit(
+            &record.model,
+            &record.version,
+            &record.digest,
+            expected.as_deref(),
+            Utc::now(),
+        )
+        .await?
+    {
+        return Err(RolloutError::Retryable(format!(
+            "the active pointer of {} moved during the commit; retrying",
+            record.model
+        )));
+    }
+    control
+        .update_version(&record.model, &record.version, |r| {
+            r.status = VersionStatus::Active;
+            r.reason = None;
+            r.phases.entry("committed".into()).or_insert_with(Utc::now);
+        })
+        .await?;
+    let next = start_next(deps, control, record).await?;
+    Ok(json!({ "model": record.model, "active": record.version, "next": next }))
+}
+
+/// Puts one region back on the configuration it served before this rollout. Retryable
+/// while the endpoint is still updating, so the state machine's retry waits for it.
+async fn rollback(
+    deps: &RolloutDeps,
+    control: &Registry,
+    record: &VersionRecord,
+    input: &TaskInput,
+) -> Result<Value, RolloutError> {
+    let region = deps.region(input.region.as_deref())?;
+    let Some(previous) = record
+        .regions
+        .get(&region.name)
+        .and_then(|p| p.previous_config.clone())
+    else {
+        return Ok(json!({ "region": region.name, "note": "nothing deployed here" }));
+    };
+    let sagemaker = aws_sdk_sagemaker::Client::new(&deps.clients.config(&region.name).await);
+    let endpoint = sagemaker
+        .describe_endpoint()
+        .endpoint_name(&region.endpoint)
+        .send()
+        .await
+        .map_err(|e| {
+            sagemaker_error(
+                "reading the endpoint",
+                aws_sdk_sagemaker::error::DisplayErrorContext(e),
+            )
+        })?;
+    let status = endpoint
+        .endpoint_status()
+        .map(|s| s.as_str().to_owned())
+        .unwrap_or_default();
+    let serving = endpoint
+        .endpoint_config_name()
+        .unwrap_or_default()
+        .to_owned();
+    if status == "Updating" || status == "RollingBack" {
+        return Err(RolloutError::Retryable(format!(
+            "{} in {} is {status}; rolling back once it settles",
+            region.endpoint, region.name
+        )));
+    }
+    if serving == previous && status == "InService" {
+        let region_name = region.name.clone();
+        control
+            .update_version(&record.model, &record.version, |r| {
+                r.regions
+                    .entry(region_name.clone())
+                    .or_default()
+                    .rolled_back
+                    .get_or_insert_with(Utc::now);
+            })
+            .await?;
+        return Ok(json!({ "region": region.name, "serving": previous }));
+    }
+    sagemaker
+        .update_endpoint()
+        .endpoint_name(&region.endpoint)
+        .endpoint_config_name(&previous)
+        .send()
+        .await
+        .map_err(|e| {
+            sagemaker_error(
+                "rolling the endpoint back",
+                aws_sdk_sagemaker::error::DisplayErrorContext(e),
+            )
+        })?;
+    Err(RolloutError::Retryable(format!(
+        "{} in {} is rolling back to {previous}",
+        region.endpoint, region.name
+    )))
+}
+
+/// Marks the version failed with the error that stopped it, releases the lock and starts
+/// the next queued version.
+async fn mark_failed(
+    deps: &RolloutDeps,
+    control: &Registry,
+    record: &VersionRecord,
+    input: &TaskInput,
+) -> Result<Value, RolloutError> {
+    let reason = failure_reason(input.error.as_ref());
+    control
+        .update_version(&record.model, &record.version, |r| {
+            r.status = VersionStatus::Failed;
+            r.reason = Some(reason.clone());
+            r.phases.entry("failed".into()).or_insert_with(Utc::now);
+        })
+        .await?;
+    let next = start_next(deps, control, record).await?;
+    Ok(json!({ "model": record.model, "failed": record.version, "reason": reason, "next": next }))
+}
+
+/// A readable reason from a Step Functions error object (`Error`, `Cause`).
+fn failure_reason(error: Option<&Value>) -> String {
+    let Some(error) = error else {
+        return "rollout failed".into();
+    };
+    let name = error["Error"].as_str().unwrap_or("error");
+    let cause = error["Cause"].as_str().unwrap_or("");
+    let message = serde_json::from_str::<Value>(cause)
+        .ok()
+        .and_then(|c| c["errorMessage"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| cause.to_owned());
+    format!("{name}: {message}")
+}
+
+async fn start_next(
+    deps: &RolloutDeps,
+    control: &Registry,
+    record: &VersionRecord,
+) -> Result<Option<String>, RolloutError> {
+    let Some(next) = control.release(&record.model, &record.version).await? else {
+        return Ok(None);
+    };
+    let queued = control
+        .version(&record.model, &next)
+        .await?
+        .ok_or_else(|| RolloutError::Invalid(format!("queued version {next} is not registered")))?;
+    let sfn = aws_sdk_sfn::Client::new(&deps.clients.config(&deps.fleet.primary_region).await);
+    let execution = meridian_upload::start_rollout(
+        &sfn,
+        &deps.state_machine_arn,
+        &deps.fleet,
+        &queued.model,
+        &queued.version,
+        &queued.digest,
+    )
+    .await?;
+    control
+        .update_version(&queued.model, &queued.version, |r| {
+            r.status = VersionStatus::RollingOut;
+            r.execution = Some(execution.clone());
+            r.reason = None;
+            r.phases
+                .entry("rollout_started".into())
+                .or_insert_with(Utc::now);
+        })
+        .await?;
+    Ok(Some(next))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_reasons_read_lambda_errors() {
+        let error = json!({ "Error": "Meridian.SilentRollback", "Cause": "{\"errorType\":\"Meridian.SilentRollback\",\"errorMessage\":\"rolled back\"}" });
+        assert_eq!(
+            failure_reason(Some(&error)),
+            "Meridian.SilentRollback: rolled back"
+        );
+        assert_eq!(
+            failure_reason(Some(&json!({ "Error": "States.Timeout", "Cause": "" }))),
+            "States.Timeout: "
+        );
+        assert_eq!(failure_reason(None), "rollout failed");
+    }
+}

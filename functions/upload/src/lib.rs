@@ -1,0 +1,229 @@
+//! The upload handler: a manifest's arrival in the primary bucket is the commit signal of
+//! a model version. Validate it, check every file is there with its stated size, register
+//! the version (immutable), and start its rollout under a deterministic execution name —
+//! or queue it behind a rollout of the same model that is still running.
+
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use chrono::Utc;
+use futures::stream::{self, StreamExt, TryStreamExt};
+use meridian::fleet::Fleet;
+use meridian::manifest::{self, Manifest};
+use meridian::registry::{Registration, Registry, VersionStatus};
+use meridian::rollout::{execution_name, retryable, RolloutError};
+use serde_json::{json, Value};
+
+/// What the handler needs.
+pub struct UploadDeps {
+    pub fleet: Fleet,
+    /// The registry through the primary region's replica.
+    pub registry: Registry,
+    /// S3 in the primary region.
+    pub s3: aws_sdk_s3::Client,
+    pub sfn: aws_sdk_sfn::Client,
+    pub state_machine_arn: String,
+}
+
+/// Files checked for presence at once.
+const HEAD_CONCURRENCY: usize = 16;
+
+/// Handles one `Object Created` event of the primary bucket.
+pub async fn handle(deps: &UploadDeps, payload: Value) -> Result<Value, RolloutError> {
+    let event: EventBridgeEvent = serde_json::from_value(payload)
+        .map_err(|e| RolloutError::Invalid(format!("not an EventBridge event: {e}")))?;
+    let bucket = event.detail["bucket"]["name"].as_str().unwrap_or_default();
+    let key = event.detail["object"]["key"].as_str().unwrap_or_default();
+    if bucket != deps.fleet.primary_bucket {
+        return Err(RolloutError::Invalid(format!(
+            "event for bucket {bucket:?}, not the primary bucket {}",
+            deps.fleet.primary_bucket
+        )));
+    }
+    let Some((model, version)) = manifest::parse_manifest_key(key) else {
+        return Ok(json!({ "ignored": key, "why": "not a manifest" }));
+    };
+    let bytes = read_manifest(deps, key).await?;
+    let manifest = match manifest::parse(&bytes).and_then(|m| m.check_key(key).map(|()| m)) {
+        Ok(manifest) => manifest,
+        Err(error) => {
+            tracing::warn!(%key, %error, "manifest rejected");
+            return Ok(
+                json!({ "rejected": key, "model": model, "version": version, "reason": error.to_string() }),
+            );
+        }
+    };
+    let digest = manifest.canonical_digest();
+    if let Err(reason) = check_files(deps, &manifest).await? {
+        deps.registry
+            .record_rejection(&manifest, &digest, &reason, Utc::now())
+            .await?;
+        tracing::warn!(%key, %reason, "manifest rejected");
+        return Ok(json!({ "rejected": key, "reason": reason }));
+    }
+    let record = match deps
+        .registry
+        .register(&manifest, &digest, VersionStatus::Queued, Utc::now())
+        .await?
+    {
+        Registration::New(record) | Registration::Same(record) => record,
+        Registration::Conflict(existing) => {
+            let reason = format!(
+                "version {version} of {model} is registered with manifest {}; versions are immutable, this manifest ({digest}) is refused",
+                existing.digest
+            );
+            deps.registry
+                .record_rejection(&manifest, &digest, &reason, Utc::now())
+                .await?;
+            tracing::warn!(%key, %reason, "manifest rejected");
+            return Ok(json!({ "rejected": key, "reason": reason }));
+        }
+    };
+    if matches!(record.status, VersionStatus::Active | VersionStatus::Failed) {
+        return Ok(
+            json!({ "model": model, "version": version, "status": record.status, "note": "already rolled out; nothing to do" }),
+        );
+    }
+    if !deps.registry.acquire_or_queue(&model, &version).await? {
+        let (lock, _) = deps.registry.lock(&model).await?;
+        let holder = lock.holder.unwrap_or_default();
+        deps.registry
+            .update_version(&model, &version, |r| {
+                r.status = VersionStatus::Queued;
+                r.reason = Some(format!("queued behind the rollout of {holder}"));
+            })
+            .await?;
+        return Ok(
+            json!({ "model": model, "version": version, "status": "queued", "behind": holder }),
+        );
+    }
+    let execution = start_rollout(
+        &deps.sfn,
+        &deps.state_machine_arn,
+        &deps.fleet,
+        &model,
+        &version,
+        &digest,
+    )
+    .await?;
+    deps.registry
+        .update_version(&model, &version, |r| {
+            r.status = VersionStatus::RollingOut;
+            r.execution = Some(execution.clone());
+            r.reason = None;
+            r.phases
+                .entry("rollout_started".into())
+                .or_insert_with(Utc::now);
+        })
+        .await?;
+    Ok(
+        json!({ "model": model, "version": version, "status": "rolling_out", "execution": execution }),
+    )
+}
+
+async fn read_manifest(deps: &UploadDeps, key: &str) -> Result<Vec<u8>, RolloutError> {
+    let object = deps
+        .s3
+        .get_object()
+        .bucket(&deps.fleet.primary_bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| {
+            retryable(
+                "reading the manifest",
+                aws_sdk_s3::error::DisplayErrorContext(e),
+            )
+        })?;
+    if object.content_length().unwrap_or(0) > manifest::MAX_MANIFEST_BYTES as i64 {
+        return Ok(vec![0; manifest::MAX_MANIFEST_BYTES + 1]);
+    }
+    let bytes = object
+        .body
+        .collect()
+        .await
+        .map_err(|e| retryable("reading the manifest", e))?;
+    Ok(bytes.to_vec())
+}
+
+/// Every file of the manifest is in the primary bucket with its stated size.
+async fn check_files(
+    deps: &UploadDeps,
+    manifest: &Manifest,
+) -> Result<Result<(), String>, RolloutError> {
+    let bucket = deps.fleet.primary_bucket.clone();
+    let lookups: Vec<_> = manifest
+        .files
+        .iter()
+        .map(|file| (file.path.clone(), file.size, manifest.object_key(file)))
+        .map(|(path, size, key)| {
+            let (s3, bucket) = (deps.s3.clone(), bucket.clone());
+            async move {
+                match s3.head_object().bucket(&bucket).key(&key).send().await {
+                    Ok(head) if head.content_length() == Some(size as i64) => Ok(None),
+                    Ok(head) => Ok(Some(format!(
+                        "{path}: size {} in S3, {size} in the manifest",
+                        head.content_length().unwrap_or(0)
+                    ))),
+                    Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => {
+                        Ok(Some(format!("{path}: missing from s3://{bucket}/{key}")))
+                    }
+                    Err(error) => Err(retryable(
+                        "checking the uploaded files",
+                        aws_sdk_s3::error::DisplayErrorContext(error),
+                    )),
+                }
+            }
+        })
+        .collect();
+    let found: Vec<Option<String>> = stream::iter(lookups)
+        .buffer_unordered(HEAD_CONCURRENCY)
+        .try_collect()
+        .await?;
+    let mut problems: Vec<String> = found.into_iter().flatten().collect();
+    if problems.is_empty() {
+        return Ok(Ok(()));
+    }
+    problems.sort();
+    Ok(Err(format!(
+        "the upload is incomplete: {}",
+        problems.join("; ")
+    )))
+}
+
+/// Starts (idempotently) the rollout execution of a version.
+pub async fn start_rollout(
+    sfn: &aws_sdk_sfn::Client,
+    state_machine_arn: &str,
+    fleet: &Fleet,
+    model: &str,
+    version: &str,
+    digest: &str,
+) -> Result<String, RolloutError> {
+    let name = execution_name(model, version, digest);
+    let input = json!({
+        "model": model,
+        "version": version,
+        "digest": digest,
+        "regions": fleet.regions.iter().map(|r| json!({ "model": model, "version": version, "digest": digest, "region": r.name })).collect::<Vec<_>>(),
+    });
+    match sfn
+        .start_execution()
+        .state_machine_arn(state_machine_arn)
+        .name(&name)
+        .input(input.to_string())
+        .send()
+        .await
+    {
+        Ok(_) => Ok(name),
+        Err(error)
+            if error
+                .as_service_error()
+                .is_some_and(|e| e.is_execution_already_exists()) =>
+        {
+            Ok(name)
+        }
+        Err(error) => Err(retryable(
+            "starting the rollout",
+            aws_sdk_sfn::error::DisplayErrorContext(error),
+        )),
+    }
+}

@@ -1,0 +1,635 @@
+//! The model registry in the global table. Key design (pk / sk):
+//!
+//! | item | pk | sk | writer |
+//! |---|---|---|---|
+//! | version | `model#<m>` | `version#<v>` | control region (upload, rollout tasks) |
+//! | rejected manifest | `model#<m>` | `rejected#<v>#<digest>` | control region |
+//! | active pointer | `model#<m>` | `active` | control region (commit only) |
+//! | rollout lock + queue | `model#<m>` | `lock` | control region |
+//! | replica check of a file | `rollout#<m>#<v>` | `file#<region>#<path>` | that region (replica function) |
+//! | region ready / failed | `rollout#<m>#<v>` | `ready#<region>` | that region (replica function) |
+//! | waiting task token | `rollout#<m>#<v>` | `token#<region>` | control, written into that region's replica |
+//!
+//! Every item has one writer region, and every conditional write goes to that region's
+//! replica, so last-writer-wins replication never loses a decision. The readiness
+//! protocol of a region runs entirely in that region's replica (strongly consistent
+//! reads): the waiting task writes its token then reads readiness; the replica function
+//! writes readiness then reads the token. Whichever comes second sees the other, so the
+//! last replica arriving before the token is stored cannot hang the rollout.
+
+use std::collections::BTreeMap;
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::manifest::Manifest;
+
+/// Why a registry operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("registry unavailable: {0}")]
+    Unavailable(String),
+    #[error("corrupt registry item {0}")]
+    Corrupt(String),
+}
+
+fn unavailable(context: &str, error: impl std::fmt::Display) -> RegistryError {
+    RegistryError::Unavailable(format!("{context}: {error}"))
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+pub fn model_key(model: &str) -> String {
+    format!("model#{model}")
+}
+
+pub fn rollout_key(model: &str, version: &str) -> String {
+    format!("rollout#{model}#{version}")
+}
+
+/// Where a version is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VersionStatus {
+    /// Registered, waiting for another rollout of the model to end.
+    Queued,
+    /// Its rollout runs.
+    RollingOut,
+    /// Every region serves it; the active pointer names it.
+    Active,
+    /// Its rollout failed; every region is back on the previous version.
+    Failed,
+}
+
+/// Per-region progress of a rollout, as the control region records it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RegionProgress {
+    pub replicated: Option<DateTime<Utc>>,
+    pub fast_copied: Option<DateTime<Utc>>,
+    pub deploy_started: Option<DateTime<Utc>>,
+    pub deployed: Option<DateTime<Utc>>,
+    pub verified: Option<DateTime<Utc>>,
+    pub rolled_back: Option<DateTime<Utc>>,
+    /// The endpoint configuration the region served before this rollout.
+    pub previous_config: Option<String>,
+    pub config: Option<String>,
+}
+
+/// One registered model version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionRecord {
+    pub model: String,
+    pub version: String,
+    pub digest: String,
+    pub manifest: Manifest,
+    pub status: VersionStatus,
+    /// Phase name → when it was reached (registered, rollout_started, replicated, deployed, committed, failed...).
+    pub phases: BTreeMap<String, DateTime<Utc>>,
+    pub regions: BTreeMap<String, RegionProgress>,
+    pub execution: Option<String>,
+    pub reason: Option<String>,
+}
+
+/// The outcome of registering a manifest.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Registration {
+    /// First time: registered.
+    New(VersionRecord),
+    /// The same manifest again: nothing changes.
+    Same(VersionRecord),
+    /// A different manifest for a registered version: rejected.
+    Conflict(VersionRecord),
+}
+
+/// The active version of a model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActivePointer {
+    pub version: String,
+    pub digest: String,
+    pub previous: Option<String>,
+    pub since: DateTime<Utc>,
+}
+
+/// The rollout lock of a model and the versions queued behind it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RolloutLock {
+    pub holder: Option<String>,
+    pub queue: Vec<String>,
+}
+
+/// What a replica check found for one file in one region.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileCheck {
+    pub path: String,
+    pub ok: bool,
+    pub detail: String,
+    pub at: DateTime<Utc>,
+}
+
+/// A region's readiness for a version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Readiness {
+    pub ready: bool,
+    pub reason: String,
+    pub at: DateTime<Utc>,
+}
+
+/// The registry, through one region's table replica.
+#[derive(Clone)]
+pub struct Registry {
+    pub client: aws_sdk_dynamodb::Client,
+    pub table: String,
+}
+
+fn json_attr<T: Serialize>(value: &T) -> Result<AttributeValue, RegistryError> {
+    serde_json::to_string(value)
+        .map(AttributeValue::S)
+        .map_err(|e| RegistryError::Corrupt(e.to_string()))
+}
+
+fn from_item<T: for<'de> Deserialize<'de>>(
+    item: &HashMap<String, AttributeValue>,
+    what: &str,
+) -> Result<T, RegistryError> {
+    let body = item
+        .get("body")
+        .and_then(|v| v.as_s().ok())
+        .ok_or_else(|| RegistryError::Corrupt(format!("{what}: no body")))?;
+    serde_json::from_str(body).map_err(|e| RegistryError::Corrupt(format!("{what}: {e}")))
+}
+
+fn is_condition_failure<E>(error: &aws_sdk_dynamodb::error::SdkError<E>) -> bool
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::fmt::Debug,
+{
+    error
+        .as_service_error()
+        .and_then(|e| e.code())
+        .is_some_and(|c| {
+            c == "ConditionalCheckFailedException" || c == "TransactionCanceledException"
+        })
+}
+
+impl Registry {
+    async fn get(
+        &self,
+        pk: String,
+        sk: String,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, RegistryError> {
+        Ok(self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| {
+                unavailable(
+                    "reading the registry",
+                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
+                )
+            })?
+            .item)
+    }
+
+    /// Writes `body` unless the item exists (or, with `version`, unless its version differs).
+    async fn put(
+        &self,
+        pk: String,
+        sk: String,
+        body: AttributeValue,
+        expected: Expect,
+    ) -> Result<bool, RegistryError> {
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(pk))
+            .item("sk", s(sk))
+            .item("body", body.clone());
+        put = match expected {
+            Expect::Absent => put.condition_expression("attribute_not_exists(pk)"),
+            Expect::Body(old) => put
+                .condition_expression("body = :old")
+                .expression_attribute_values(":old", old),
+            Expect::Anything => put,
+        };
+        match put.send().await {
+            Ok(_) => Ok(true),
+            Err(error) if is_condition_failure(&error) => Ok(false),
+            Err(error) => Err(unavailable(
+                "writing the registry",
+                aws_sdk_dynamodb::error::DisplayErrorContext(error),
+            )),
+        }
+    }
+
+    /// Registers a version; idempotent for the same manifest, refuses a different one.
+    pub async fn register(
+        &self,
+        manifest: &Manifest,
+        digest: &str,
+        status: VersionStatus,
+        now: DateTime<Utc>,
+    ) -> Result<Registration, RegistryError> {
+        let record = VersionRecord {
+            model: manifest.model.clone(),
+            version: manifest.version.clone(),
+            digest: digest.to_owned(),
+            manifest: manifest.clone(),
+            status,
+            phases: BTreeMap::from([("registered".to_owned(), now)]),
+            regions: BTreeMap::new(),
+            execution: None,
+            reason: None,
+        };
+        let created = self
+            .put(
+                model_key(&record.model),
+                format!("version#{}", record.version),
+                json_attr(&record)?,
+                Expect::Absent,
+            )
+            .await?;
+        if created {
+            return Ok(Registration::New(record));
+        }
+        let existing = self
+            .version(&record.model, &record.version)
+            .await?
+            .ok_or_else(|| RegistryError::Corrupt("version vanished during registration".into()))?;
+        Ok(if existing.digest == digest {
+            Registration::Same(existing)
+        } else {
+            Registration::Conflict(existing)
+        })
+    }
+
+    pub async fn version(
+        &self,
+        model: &str,
+        version: &str,
+    ) -> Result<Option<VersionRecord>, RegistryError> {
+        self.get(model_key(model), format!("version#{version}"))
+            .await?
+            .map(|i| from_item(&i, "version"))
+            .transpose()
+    }
+
+    /// Applies `change` to a version with optimistic concurrency (retrying on conflict).
+    pub async fn update_version(
+        &self,
+        model: &str,
+        version: &str,
+        change: impl Fn(&mut VersionRecord),
+    ) -> Result<VersionRecord, RegistryError> {
+        for _ in 0..10 {
+            let item = self
+                .get(model_key(model), format!("version#{version}"))
+                .await?
+                .ok_or_else(|| {
+                    RegistryError::Corrupt(format!("version {model}/{version} is not registered"))
+                })?;
+            let old = item
+                .get("body")
+                .cloned()
+                .ok_or_else(|| RegistryError::Corrupt("version: no body".into()))?;
+            let mut record: VersionRecord = from_item(&item, "version")?;
+            change(&mut record);
+            if self
+                .put(
+                    model_key(model),
+                    format!("version#{version}"),
+                    json_attr(&record)?,
+                    Expect::Body(old),
+                )
+                .await?
+            {
+                return Ok(record);
+            }
+        }
+        Err(RegistryError::Unavailable(format!(
+            "version {model}/{version}: too many concurrent updates"
+        )))
+    }
+
+    /// Records a manifest that was refused (kept for the operator; changes nothing else).
+    pub async fn record_rejection(
+        &self,
+        manifest: &Manifest,
+        digest: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), RegistryError> {
+        let body = serde_json::json!({ "model": manifest.model, "version": manifest.version, "digest": digest, "reason": reason, "at": now });
+        self.put(
+            model_key(&manifest.model),
+            format!("rejected#{}#{digest}", manifest.version),
+            json_attr(&body)?,
+            Expect::Anything,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Rejections recorded for a model.
+    pub async fn rejections(&self, model: &str) -> Result<Vec<serde_json::Value>, RegistryError> {
+        let items = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(model_key(model)))
+            .expression_attribute_values(":prefix", s("rejected#"))
+            .send()
+            .await
+            .map_err(|e| {
+                unavailable(
+                    "reading rejections",
+                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
+                )
+            })?;
+        items
+            .items()
+            .iter()
+            .map(|i| from_item(i, "rejection"))
+            .collect()
+    }
+
+    pub async fn active(&self, model: &str) -> Result<Option<ActivePointer>, RegistryError> {
+        self.get(model_key(model), "active".into())
+            .await?
+            .map(|i| from_item(&i, "active pointer"))
+            .transpose()
+    }
+
+    /// Moves the active pointer to `version` in one conditional write, only if it still
+    /// names `expected_previous`. True if moved (or already there).
+    pub async fn commit(
+        &self,
+        model: &str,
+        version: &str,
+        digest: &str,
+        expected_previous: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, RegistryError> {
+        let current = self.get(model_key(model), "active".into()).await?;
+        let current_pointer: Option<ActivePointer> = current
+            .as_ref()
+            .map(|i| from_item(i, "active pointer"))
+            .transpose()?;
+        if current_pointer
+            .as_ref()
+            .is_some_and(|p| p.version == version && p.digest == digest)
+        {
+            return Ok(true);
+        }
+        if current_pointer.as_ref().map(|p| p.version.as_str()) != expected_previous {
+            return Ok(false);
+        }
+        let pointer = ActivePointer {
+            version: version.into(),
+            digest: digest.into(),
+            previous: expected_previous.map(str::to_owned),
+            since: now,
+        };
+        let expect = match current.and_then(|i| i.get("body").cloned()) {
+            Some(old) => Expect::Body(old),
+            None => Expect::Absent,
+        };
+        self.put(
+            model_key(model),
+            "active".into(),
+            json_attr(&pointer)?,
+            expect,
+        )
+        .await
+    }
+
+    pub async fn lock(
+        &self,
+        model: &str,
+    ) -> Result<(RolloutLock, Option<AttributeValue>), RegistryError> {
+        let item = self.get(model_key(model), "lock".into()).await?;
+        let body = item.as_ref().and_then(|i| i.get("body").cloned());
+        let lock = item
+            .map(|i| from_item(&i, "lock"))
+            .transpose()?
+            .unwrap_or_default();
+        Ok((lock, body))
+    }
+
+    /// Takes the model's rollout lock for `version`, or queues `version` behind the
+    /// holder. Returns true when `version` holds the lock.
+    pub async fn acquire_or_queue(
+        &self,
+        model: &str,
+        version: &str,
+    ) -> Result<bool, RegistryError> {
+        for _ in 0..10 {
+            let (mut lock, old) = self.lock(model).await?;
+            if lock.holder.as_deref() == Some(version) {
+                return Ok(true);
+            }
+            let holds = lock.holder.is_none();
+            if holds {
+                lock.holder = Some(version.to_owned());
+                lock.queue.retain(|v| v != version);
+            } else if lock.queue.iter().any(|v| v == version) {
+                return Ok(false);
+            } else {
+                lock.queue.push(version.to_owned());
+            }
+            let expect = old.map_or(Expect::Absent, Expect::Body);
+            if self
+                .put(model_key(model), "lock".into(), json_attr(&lock)?, expect)
+                .await?
+            {
+                return Ok(holds);
+            }
+        }
+        Err(RegistryError::Unavailable(format!(
+            "lock of {model}: too many concurrent updates"
+        )))
+    }
+
+    /// Releases the lock held by `version` and hands it to the next queued version,
+    /// which is returned (the caller starts its rollout). Idempotent.
+    pub async fn release(
+        &self,
+        model: &str,
+        version: &str,
+    ) -> Result<Option<String>, RegistryError> {
+        for _ in 0..10 {
+            let (mut lock, old) = self.lock(model).await?;
+            if lock.holder.as_deref() != Some(version) {
+                return Ok(None);
+            }
+            lock.holder = if lock.queue.is_empty() {
+                None
+            } else {
+                Some(lock.queue.remove(0))
+            };
+            let next = lock.holder.clone();
+            let expect = old.map_or(Expect::Absent, Expect::Body);
+            if self
+                .put(model_key(model), "lock".into(), json_attr(&lock)?, expect)
+                .await?
+            {
+                return Ok(next);
+            }
+        }
+        Err(RegistryError::Unavailable(format!(
+            "lock of {model}: too many concurrent updates"
+        )))
+    }
+
+    /// Records a replica check (written by the region's replica function).
+    pub async fn record_file(
+        &self,
+        model: &str,
+        version: &str,
+        region: &str,
+        check: &FileCheck,
+    ) -> Result<(), RegistryError> {
+        self.put(
+            rollout_key(model, version),
+            format!("file#{region}#{}", check.path),
+            json_attr(check)?,
+            Expect::Anything,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The replica checks of a region, strongly consistent in that region's replica.
+    pub async fn file_checks(
+        &self,
+        model: &str,
+        version: &str,
+        region: &str,
+    ) -> Result<Vec<FileCheck>, RegistryError> {
+        let pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(rollout_key(model, version)))
+            .expression_attribute_values(":prefix", s(format!("file#{region}#")))
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(|e| {
+                unavailable(
+                    "reading replica checks",
+                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
+                )
+            })?;
+        pages.iter().map(|i| from_item(i, "file check")).collect()
+    }
+
+    /// Records a region ready (or failed) once; the first verdict stands.
+    pub async fn set_readiness(
+        &self,
+        model: &str,
+        version: &str,
+        region: &str,
+        readiness: &Readiness,
+    ) -> Result<Readiness, RegistryError> {
+        let created = self
+            .put(
+                rollout_key(model, version),
+                format!("ready#{region}"),
+                json_attr(readiness)?,
+                Expect::Absent,
+            )
+            .await?;
+        if created {
+            return Ok(readiness.clone());
+        }
+        Ok(self
+            .readiness(model, version, region)
+            .await?
+            .unwrap_or_else(|| readiness.clone()))
+    }
+
+    pub async fn readiness(
+        &self,
+        model: &str,
+        version: &str,
+        region: &str,
+    ) -> Result<Option<Readiness>, RegistryError> {
+        self.get(rollout_key(model, version), format!("ready#{region}"))
+            .await?
+            .map(|i| from_item(&i, "readiness"))
+            .transpose()
+    }
+
+    /// Clears a failed verdict so that a fast copy can be verified afresh.
+    pub async fn reset_readiness(
+        &self,
+        model: &str,
+        version: &str,
+        region: &str,
+    ) -> Result<(), RegistryError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(rollout_key(model, version)))
+            .key("sk", s(format!("ready#{region}")))
+            .send()
+            .await
+            .map_err(|e| {
+                unavailable(
+                    "clearing readiness",
+                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
+                )
+            })?;
+        Ok(())
+    }
+
+    pub async fn store_token(
+        &self,
+        model: &str,
+        version: &str,
+        region: &str,
+        token: &str,
+    ) -> Result<(), RegistryError> {
+        self.put(
+            rollout_key(model, version),
+            format!("token#{region}"),
+            s(token),
+            Expect::Anything,
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn token(
+        &self,
+        model: &str,
+        version: &str,
+        region: &str,
+    ) -> Result<Option<String>, RegistryError> {
+        Ok(self
+            .get(rollout_key(model, version), format!("token#{region}"))
+            .await?
+            .and_then(|i| i.get("body").and_then(|b| b.as_s().ok()).cloned()))
+    }
+}
+
+/// The condition of a registry write.
+enum Expect {
+    Absent,
+    Body(AttributeValue),
+    Anything,
+}

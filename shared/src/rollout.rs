@@ -1,0 +1,219 @@
+//! Rollout decisions: guardrail settings, deployment names, and how an endpoint's state
+//! reads for a rollout (done, still going, silently rolled back, failed). Pure.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// How SageMaker shifts traffic to the new fleet during `UpdateEndpoint`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TrafficStrategy {
+    /// One step of `traffic_percent`, bake, then the rest.
+    Canary,
+    /// Steps of `traffic_percent` each, baking between them.
+    Linear,
+    /// All traffic at once, then bake.
+    AllAtOnce,
+}
+
+/// Rollout settings, from the fleet file's `[rollout]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RolloutSettings {
+    pub strategy: TrafficStrategy,
+    /// Canary size or linear step, percent of capacity (canary ≤ 50, linear 10–50).
+    pub traffic_percent: u32,
+    /// Bake time between traffic steps and before SageMaker ends the update (0–3600 s).
+    #[serde(with = "seconds")]
+    pub bake: Duration,
+    /// How long to wait for a region's replicas before the fast-copy fallback.
+    #[serde(with = "seconds")]
+    pub replica_timeout: Duration,
+    /// How long one region's endpoint update may take before the rollout fails.
+    #[serde(with = "seconds")]
+    pub deploy_timeout: Duration,
+}
+
+impl Default for RolloutSettings {
+    fn default() -> Self {
+        Self {
+            strategy: TrafficStrategy::Canary,
+            traffic_percent: 10,
+            bake: Duration::from_secs(300),
+            replica_timeout: Duration::from_secs(1800),
+            deploy_timeout: Duration::from_secs(3600),
+        }
+    }
+}
+
+mod seconds {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(duration.as_secs())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_secs(u64::deserialize(deserializer)?))
+    }
+}
+
+/// A SageMaker resource name for a model version: `[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}`,
+/// unique per (model, version, manifest digest) so a different manifest never reuses one.
+pub fn deployment_name(model: &str, version: &str, digest: &str) -> String {
+    let sanitized: String = format!("{model}-{version}")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let mut collapsed = String::new();
+    for c in sanitized.chars() {
+        if !(c == '-' && collapsed.ends_with('-')) {
+            collapsed.push(c);
+        }
+    }
+    let stem: String = collapsed.trim_matches('-').chars().take(54).collect();
+    let suffix: String = digest
+        .chars()
+        .filter(|c| c.is_ascii_hexdigit())
+        .take(8)
+        .collect();
+    format!("{}-{suffix}", stem.trim_end_matches('-'))
+}
+
+/// A Step Functions execution name for a rollout (≤ 80 of `[A-Za-z0-9-_]`), the same for
+/// every delivery of the same manifest, so duplicate events start nothing twice.
+pub fn execution_name(model: &str, version: &str, digest: &str) -> String {
+    deployment_name(model, version, digest)
+        .chars()
+        .take(80)
+        .collect()
+}
+
+/// How an endpoint stands for a rollout that deployed `ours`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeployState {
+    /// Still updating (or rolling back): ask again later.
+    InProgress,
+    /// In service on our configuration.
+    Done,
+    /// In service on another configuration: SageMaker rolled back (silently).
+    RolledBack { serving: String },
+    /// The update failed.
+    Failed { reason: String },
+}
+
+/// Reads `DescribeEndpoint`'s status and configuration for a rollout.
+pub fn deploy_state(
+    status: &str,
+    serving_config: &str,
+    ours: &str,
+    failure_reason: Option<&str>,
+) -> DeployState {
+    match status {
+        "InService" if serving_config == ours => DeployState::Done,
+        "InService" => DeployState::RolledBack {
+            serving: serving_config.to_owned(),
+        },
+        "Failed" | "UpdateRollbackFailed" | "OutOfService" | "Deleting" => DeployState::Failed {
+            reason: format!(
+                "endpoint is {status}: {}",
+                failure_reason.unwrap_or("no reason given")
+            ),
+        },
+        _ => DeployState::InProgress,
+    }
+}
+
+/// Why a rollout step failed. The error name is what Step Functions `Retry`/`Catch`
+/// match on: only `Meridian.Retryable` is retried.
+#[derive(Debug, thiserror::Error)]
+pub enum RolloutError {
+    /// A dependency failed transiently (throttling, a network error, a lagging replica).
+    #[error("{0}")]
+    Retryable(String),
+    /// The input can never succeed as given.
+    #[error("{0}")]
+    Invalid(String),
+    /// A region's replicas do not match the manifest.
+    #[error("{0}")]
+    ReplicaFailed(String),
+    /// The endpoint update failed or timed out.
+    #[error("{0}")]
+    DeployFailed(String),
+    /// The endpoint is in service on a configuration that is not ours: SageMaker rolled back.
+    #[error("{0}")]
+    SilentRollback(String),
+}
+
+impl RolloutError {
+    pub fn error_name(&self) -> &'static str {
+        match self {
+            RolloutError::Retryable(_) => "Meridian.Retryable",
+            RolloutError::Invalid(_) => "Meridian.Invalid",
+            RolloutError::ReplicaFailed(_) => "Meridian.ReplicaFailed",
+            RolloutError::DeployFailed(_) => "Meridian.DeployFailed",
+            RolloutError::SilentRollback(_) => "Meridian.SilentRollback",
+        }
+    }
+}
+
+impl From<crate::registry::RegistryError> for RolloutError {
+    fn from(error: crate::registry::RegistryError) -> Self {
+        match error {
+            crate::registry::RegistryError::Unavailable(m) => RolloutError::Retryable(m),
+            crate::registry::RegistryError::Corrupt(m) => RolloutError::Invalid(m),
+        }
+    }
+}
+
+/// Wraps an SDK error as retryable, with its context.
+pub fn retryable(context: &str, error: impl std::fmt::Display) -> RolloutError {
+    RolloutError::Retryable(format!("{context}: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deployment_names_are_valid_sagemaker_names_and_unique_per_digest() {
+        let name = deployment_name("llama", "2026.11_24", "abcdef0123456789");
+        assert_eq!(name, "llama-2026-11-24-abcdef01");
+        let long = deployment_name(&"m".repeat(63), &"v".repeat(64), "ffffffffffff");
+        assert!(long.len() <= 63, "{}", long.len());
+        assert!(long.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+        assert!(!long.contains("--"));
+        assert_ne!(
+            deployment_name("m", "1", "aaaaaaaa"),
+            deployment_name("m", "1", "bbbbbbbb")
+        );
+        assert!(execution_name("m", "1", "aaaaaaaa").len() <= 80);
+    }
+
+    #[test]
+    fn endpoint_states_read_for_the_rollout() {
+        assert_eq!(
+            deploy_state("Updating", "old", "new", None),
+            DeployState::InProgress
+        );
+        assert_eq!(
+            deploy_state("RollingBack", "old", "new", None),
+            DeployState::InProgress
+        );
+        assert_eq!(
+            deploy_state("InService", "new", "new", None),
+            DeployState::Done
+        );
+        assert_eq!(
+            deploy_state("InService", "old", "new", None),
+            DeployState::RolledBack {
+                serving: "old".into()
+            }
+        );
+        assert!(
+            matches!(deploy_state("Failed", "old", "new", Some("boom")), DeployState::Failed { reason } if reason.contains("boom"))
+        );
+    }
+}
