@@ -1,6 +1,6 @@
 //! Failure injection for the emulations, so failure paths can be tested on demand.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
@@ -12,8 +12,20 @@ use serde::{Deserialize, Serialize};
 pub struct FaultSet {
     /// Regions whose buckets receive no replicas: replication to them fails.
     pub replication_fails_to: BTreeSet<String>,
-    /// Regions where every `UpdateEndpoint` ends `Failed`.
+    /// Regions where the next `UpdateEndpoint` ends `Failed` (one update each: the
+    /// rollback that follows succeeds).
     pub endpoint_updates_fail_in: BTreeSet<String>,
+    /// Regions whose replicas arrive damaged: `"size"` (one byte more) or `"checksum"`
+    /// (same size, first byte changed).
+    pub corrupt_replicas_in: BTreeMap<String, Corruption>,
+}
+
+/// How a replica is damaged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Corruption {
+    Size,
+    Checksum,
 }
 
 /// Shared, mutable fault settings.
@@ -35,17 +47,31 @@ impl Faults {
         faults.replication_fails_to.insert(region.to_owned());
     }
 
-    /// Makes every endpoint update in `region` end `Failed` from now on.
+    /// Makes the next endpoint update in `region` end `Failed`.
     pub fn fail_endpoint_updates_in(&self, region: &str) {
         let mut faults = self.0.lock().unwrap_or_else(|e| e.into_inner());
         faults.endpoint_updates_fail_in.insert(region.to_owned());
+    }
+
+    /// Makes replicas arriving in `region` damaged from now on.
+    pub fn corrupt_replicas_in(&self, region: &str, corruption: Corruption) {
+        let mut faults = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        faults
+            .corrupt_replicas_in
+            .insert(region.to_owned(), corruption);
+    }
+
+    pub fn replica_corruption(&self, region: &str) -> Option<Corruption> {
+        self.snapshot().corrupt_replicas_in.get(region).copied()
     }
 
     pub fn replication_fails_to(&self, region: &str) -> bool {
         self.snapshot().replication_fails_to.contains(region)
     }
 
-    pub fn endpoint_updates_fail_in(&self, region: &str) -> bool {
-        self.snapshot().endpoint_updates_fail_in.contains(region)
+    /// Whether this update in `region` fails; consumes the injected fault.
+    pub fn take_endpoint_update_failure(&self, region: &str) -> bool {
+        let mut faults = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        faults.endpoint_updates_fail_in.remove(region)
     }
 }

@@ -103,6 +103,32 @@ async fn replicate(ctx: &Arc<Ctx>, bucket: &str, key: &str) -> Result<()> {
             );
             continue;
         }
+        if let Some(corruption) = ctx.faults.replica_corruption(&region) {
+            let original = s3
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .with_context(|| format!("reading s3://{bucket}/{key}"))?;
+            let mut bytes = original.body.collect().await?.to_vec();
+            match corruption {
+                crate::faults::Corruption::Size => bytes.push(0),
+                crate::faults::Corruption::Checksum => {
+                    if let Some(first) = bytes.first_mut() {
+                        *first = first.wrapping_add(1);
+                    }
+                }
+            }
+            s3.put_object()
+                .bucket(&destination.bucket)
+                .key(key)
+                .body(bytes.into())
+                .send()
+                .await?;
+            tracing::warn!(source = %bucket, %key, destination = %destination.bucket, %region, ?corruption, "injected fault: replica damaged");
+            continue;
+        }
         let copy_source = format!("{bucket}/{}", utf8_percent_encode(key, COPY_SOURCE));
         s3.copy_object()
             .bucket(&destination.bucket)

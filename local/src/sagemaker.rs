@@ -284,7 +284,7 @@ async fn update_endpoint(ctx: &Arc<Ctx>, region: &str, body: &Value) -> Result<G
         started,
         finishes: started + duration,
         rollback_alarms,
-        fails: ctx.faults.endpoint_updates_fail_in(region),
+        fails: ctx.faults.take_endpoint_update_failure(region),
     };
     tracing::info!(%region, endpoint = %name, from = %update.from, to = %update.to, "endpoint update started");
     {

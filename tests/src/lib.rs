@@ -37,8 +37,22 @@ pub async fn start_cloud_for(
     functions: Functions,
     host_meridian: bool,
 ) -> LocalCloud {
+    start_cloud_with(test_config(), fleet, functions, host_meridian).await
+}
+
+/// The local cloud settings tests use (short delays, free ports).
+pub fn test_config() -> LocalCloudConfig {
+    LocalCloudConfig::for_tests(workspace_root().join(".meridian"))
+}
+
+/// [`start_cloud_for`] with explicit local cloud settings.
+pub async fn start_cloud_with(
+    config: LocalCloudConfig,
+    fleet: Fleet,
+    functions: Functions,
+    host_meridian: bool,
+) -> LocalCloud {
     init_tracing();
-    let config = LocalCloudConfig::for_tests(workspace_root().join(".meridian"));
     let cloud = match LocalCloud::start(config, fleet, functions).await {
         Ok(cloud) => cloud,
         Err(error) => panic!("the local cloud did not start: {error:#}"),

@@ -163,3 +163,402 @@ async fn happy_path_every_region_serves_the_new_version() {
     assert!(record.phases.contains_key("committed"));
     cloud.shutdown().await.expect("shutdown");
 }
+
+async fn executions(cloud: &LocalCloud) -> Vec<String> {
+    let sfn =
+        aws_sdk_sfn::Client::new(&cloud.clients().config(&cloud.fleet().primary_region).await);
+    sfn.list_executions()
+        .state_machine_arn(meridian_local::hosted::state_machine_arn(cloud.fleet()))
+        .send()
+        .await
+        .expect("list executions")
+        .executions()
+        .iter()
+        .map(|e| e.name().to_owned())
+        .collect()
+}
+
+/// The same event the primary bucket's manifest upload produced.
+fn manifest_event(cloud: &LocalCloud, model: &str, version: &str) -> serde_json::Value {
+    serde_json::json!({
+        "version": "0", "id": format!("evt-{model}-{version}"), "detail-type": "Object Created", "source": "aws.s3",
+        "account": "123456789012", "region": cloud.fleet().primary_region, "resources": [],
+        "detail": { "bucket": { "name": cloud.fleet().primary_bucket }, "object": { "key": manifest_key(model, version) } }
+    })
+}
+
+async fn invoke_upload(cloud: &LocalCloud, payload: serde_json::Value) -> serde_json::Value {
+    cloud
+        .functions()
+        .invoke(meridian_local::Invocation {
+            function_name: meridian::names::function_name(
+                &cloud.fleet().name,
+                meridian::names::FunctionRole::Upload,
+            ),
+            region: cloud.fleet().primary_region.clone(),
+            payload,
+        })
+        .await
+        .expect("upload function")
+}
+
+async fn rolled_out(cloud: &LocalCloud, version: &str, seed: u8) -> Manifest {
+    let dir = model_dir(seed);
+    let manifest = upload(cloud, dir.path(), "llama", version).await;
+    let record = settled(cloud, "llama", version).await;
+    assert_eq!(record.status, VersionStatus::Active, "{record:?}");
+    manifest
+}
+
+async fn assert_all_serve(cloud: &LocalCloud, manifest: &Manifest) {
+    let expected = deployment_name(
+        &manifest.model,
+        &manifest.version,
+        &manifest.canonical_digest(),
+    );
+    for (region, config) in serving_configs(cloud).await {
+        assert_eq!(config, expected, "{region} serves the expected version");
+    }
+    let active = registry(cloud)
+        .await
+        .active(&manifest.model)
+        .await
+        .expect("pointer")
+        .expect("an active version");
+    assert_eq!(active.version, manifest.version, "active pointer");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_manifest_twice_starts_one_execution_and_a_different_one_is_rejected() {
+    let cloud = start().await;
+    let first = rolled_out(&cloud, "1", 1).await;
+    let again = invoke_upload(&cloud, manifest_event(&cloud, "llama", "1")).await;
+    assert!(again.get("rejected").is_none(), "{again}");
+    assert_eq!(
+        executions(&cloud).await.len(),
+        1,
+        "one execution for duplicate events"
+    );
+
+    let mut different = first.clone();
+    different.serving.instance_count = 2;
+    put_manifest(
+        &cloud,
+        "llama",
+        "1",
+        different.to_json_pretty().into_bytes(),
+    )
+    .await;
+    let verdict = invoke_upload(&cloud, manifest_event(&cloud, "llama", "1")).await;
+    assert!(
+        verdict["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("immutable")),
+        "{verdict}"
+    );
+    let registry = registry(&cloud).await;
+    eventually("the rejection to be recorded", WITHIN, || async {
+        (!registry.rejections("llama").await.ok()?.is_empty()).then_some(())
+    })
+    .await;
+    let record = registry
+        .version("llama", "1")
+        .await
+        .expect("read")
+        .expect("registered");
+    assert_eq!(
+        record.digest,
+        first.canonical_digest(),
+        "the first version is intact"
+    );
+    assert_eq!(record.status, VersionStatus::Active);
+    assert_eq!(executions(&cloud).await.len(), 1);
+    assert_all_serve(&cloud, &first).await;
+    cloud.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_file_is_rejected_at_upload_and_nothing_starts() {
+    let cloud = start().await;
+    let dir = model_dir(3);
+    let manifest = describe_dir(dir.path(), "llama", "2", serving()).expect("manifest");
+    put_manifest(&cloud, "llama", "2", manifest.to_json_pretty().into_bytes()).await;
+    let verdict = invoke_upload(&cloud, manifest_event(&cloud, "llama", "2")).await;
+    assert!(
+        verdict["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("missing")),
+        "{verdict}"
+    );
+    assert!(
+        registry(&cloud)
+            .await
+            .version("llama", "2")
+            .await
+            .expect("read")
+            .is_none(),
+        "nothing registered"
+    );
+    assert!(executions(&cloud).await.is_empty());
+    cloud.shutdown().await.expect("shutdown");
+}
+
+async fn damaged_replicas_fail_the_version(
+    corruption: meridian_local::faults::Corruption,
+    expected: &str,
+) {
+    let cloud = start().await;
+    let first = rolled_out(&cloud, "1", 1).await;
+    cloud
+        .faults()
+        .corrupt_replicas_in("ap-southeast-1", corruption);
+    let dir = model_dir(2);
+    upload(&cloud, dir.path(), "llama", "2").await;
+    let record = settled(&cloud, "llama", "2").await;
+    assert_eq!(record.status, VersionStatus::Failed, "{record:?}");
+    let reason = record.reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("ap-southeast-1") && reason.contains(expected),
+        "{reason}"
+    );
+    assert_all_serve(&cloud, &first).await;
+    cloud.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_size_mismatch_in_one_region_fails_the_version_without_a_commit() {
+    damaged_replicas_fail_the_version(meridian_local::faults::Corruption::Size, "size").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checksum_mismatch_in_one_region_fails_the_version_without_a_commit() {
+    damaged_replicas_fail_the_version(meridian_local::faults::Corruption::Checksum, "SHA-256")
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replication_failure_falls_back_to_the_fast_copy() {
+    let mut fleet = fleet();
+    fleet.rollout.replica_timeout = Duration::from_secs(3);
+    let cloud = start_cloud_for(fleet, Functions::new(), true).await;
+    cloud.faults().fail_replication_to("eu-west-1");
+    let dir = model_dir(4);
+    let manifest = upload(&cloud, dir.path(), "llama", "1").await;
+    let record = settled(&cloud, "llama", "1").await;
+    assert_eq!(record.status, VersionStatus::Active, "{record:?}");
+    assert!(
+        record.regions["eu-west-1"].fast_copied.is_some(),
+        "eu-west-1 was fast-copied"
+    );
+    assert!(record.regions["us-east-1"].fast_copied.is_none());
+    assert_all_serve(&cloud, &manifest).await;
+    cloud.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_upload_during_a_rollout_is_queued_and_its_replicas_arriving_first_do_not_hang_it()
+{
+    // Slow endpoint updates keep v1's rollout running while v2's replicas all arrive.
+    let mut config = meridian_tests::test_config();
+    config.endpoint_update_duration = Duration::from_secs(8);
+    let cloud = meridian_tests::start_cloud_with(config, fleet(), Functions::new(), true).await;
+    let first_dir = model_dir(1);
+    let second_dir = model_dir(2);
+    upload(&cloud, first_dir.path(), "llama", "1").await;
+    let second = upload(&cloud, second_dir.path(), "llama", "2").await;
+    let registry = registry(&cloud).await;
+    let queued = eventually("v2 to be queued behind v1", WITHIN, || async {
+        let record = registry.version("llama", "2").await.ok()??;
+        record
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("queued behind"))
+            .then_some(record)
+    })
+    .await;
+    assert_eq!(queued.status, VersionStatus::Queued, "{queued:?}");
+
+    let first = settled(&cloud, "llama", "1").await;
+    assert_eq!(first.status, VersionStatus::Active, "{first:?}");
+    let record = settled(&cloud, "llama", "2").await;
+    assert_eq!(record.status, VersionStatus::Active, "{record:?}");
+    let started = record.phases["rollout_started"];
+    for region in &cloud.fleet().regions {
+        let regional = Registry {
+            client: aws_sdk_dynamodb::Client::new(&cloud.clients().config(&region.name).await),
+            table: cloud.fleet().registry_table.clone(),
+        };
+        let readiness = regional
+            .readiness("llama", "2", &region.name)
+            .await
+            .expect("read")
+            .expect("ready");
+        assert!(
+            readiness.ready && readiness.at < started,
+            "{}: ready at {} before the rollout started at {started}",
+            region.name,
+            readiness.at
+        );
+    }
+    assert_all_serve(&cloud, &second).await;
+    assert_eq!(
+        registry
+            .active("llama")
+            .await
+            .expect("read")
+            .expect("pointer")
+            .previous
+            .as_deref(),
+        Some("1")
+    );
+    cloud.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_failure_in_one_region_rolls_every_region_back() {
+    let cloud = start().await;
+    let first = rolled_out(&cloud, "1", 1).await;
+    cloud.faults().fail_endpoint_updates_in("eu-west-1");
+    let dir = model_dir(2);
+    upload(&cloud, dir.path(), "llama", "2").await;
+    let record = settled(&cloud, "llama", "2").await;
+    assert_eq!(record.status, VersionStatus::Failed, "{record:?}");
+    assert!(
+        record
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("DeployFailed")),
+        "{record:?}"
+    );
+    assert_all_serve(&cloud, &first).await;
+    cloud.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_sagemaker_rollback_in_one_region_rolls_every_region_back() {
+    let cloud = start().await;
+    let first = rolled_out(&cloud, "1", 1).await;
+    aws_sdk_cloudwatch::Client::new(&cloud.clients().config("ap-southeast-1").await)
+        .set_alarm_state()
+        .alarm_name("meridian-demo-llm-5xx")
+        .state_value(aws_sdk_cloudwatch::types::StateValue::Alarm)
+        .state_reason("test: errors during the update")
+        .send()
+        .await
+        .expect("set alarm");
+    let dir = model_dir(2);
+    upload(&cloud, dir.path(), "llama", "2").await;
+    let record = settled(&cloud, "llama", "2").await;
+    assert_eq!(record.status, VersionStatus::Failed, "{record:?}");
+    assert!(
+        record
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("SilentRollback")),
+        "{record:?}"
+    );
+    assert_all_serve(&cloud, &first).await;
+    cloud.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_malformed_manifest_class_is_rejected_with_a_clear_error_and_changes_nothing() {
+    let cloud = start().await;
+    let dir = model_dir(5);
+    let good = describe_dir(dir.path(), "llama", "9", serving()).expect("manifest");
+    let good_json: serde_json::Value = serde_json::from_str(&good.to_json_pretty()).expect("json");
+    let digest = "a".repeat(64);
+    let cases: Vec<(&str, serde_json::Value)> = vec![
+        ("unknown field", {
+            let mut m = good_json.clone();
+            m["extra"] = serde_json::json!(1);
+            m
+        }),
+        ("..", {
+            let mut m = good_json.clone();
+            m["files"][0]["path"] = serde_json::json!("../escape.bin");
+            m
+        }),
+        ("absolute", {
+            let mut m = good_json.clone();
+            m["files"][0]["path"] = serde_json::json!("/etc/passwd");
+            m
+        }),
+        ("empty segment", {
+            let mut m = good_json.clone();
+            m["files"][0]["path"] = serde_json::json!("weights//a.bin");
+            m
+        }),
+        ("twice", {
+            let mut m = good_json.clone();
+            let first = m["files"][0].clone();
+            m["files"].as_array_mut().expect("files").push(first);
+            m
+        }),
+        ("hex", {
+            let mut m = good_json.clone();
+            m["files"][0]["sha256"] = serde_json::json!("z".repeat(64));
+            m
+        }),
+        ("64", {
+            let mut m = good_json.clone();
+            m["files"][0]["sha256"] = serde_json::json!(&digest[..10]);
+            m
+        }),
+        ("empty file", {
+            let mut m = good_json.clone();
+            m["files"][0]["size"] = serde_json::json!(0);
+            m
+        }),
+        ("5 TiB", {
+            let mut m = good_json.clone();
+            m["files"][0]["size"] = serde_json::json!(6u64 * 1024u64.pow(4));
+            m
+        }),
+    ];
+    let mut reasons = Vec::new();
+    for (expected, manifest) in &cases {
+        put_manifest(
+            &cloud,
+            "llama",
+            "9",
+            serde_json::to_vec(manifest).expect("bytes"),
+        )
+        .await;
+        let verdict = invoke_upload(&cloud, manifest_event(&cloud, "llama", "9")).await;
+        let reason = verdict["reason"].as_str().unwrap_or_default().to_owned();
+        assert!(
+            reason.to_lowercase().contains(&expected.to_lowercase()),
+            "{expected}: {verdict}"
+        );
+        reasons.push(reason);
+    }
+    put_manifest(
+        &cloud,
+        "llama",
+        "9",
+        vec![b' '; meridian::manifest::MAX_MANIFEST_BYTES + 1],
+    )
+    .await;
+    let too_large = invoke_upload(&cloud, manifest_event(&cloud, "llama", "9")).await;
+    assert!(
+        too_large["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("large")),
+        "{too_large}"
+    );
+    reasons.sort();
+    reasons.dedup();
+    assert_eq!(reasons.len(), cases.len(), "each class has its own message");
+    assert!(
+        registry(&cloud)
+            .await
+            .version("llama", "9")
+            .await
+            .expect("read")
+            .is_none(),
+        "nothing registered"
+    );
+    assert!(executions(&cloud).await.is_empty(), "nothing started");
+    cloud.shutdown().await.expect("shutdown");
+}

@@ -696,7 +696,17 @@ async fn mark_failed(
     record: &VersionRecord,
     input: &TaskInput,
 ) -> Result<Value, RolloutError> {
-    let reason = failure_reason(input.error.as_ref());
+    let mut reason = failure_reason(input.error.as_ref());
+    for region in &deps.fleet.regions {
+        let regional = deps.registry(&region.name).await;
+        if let Some(readiness) = regional
+            .readiness(&record.model, &record.version, &region.name)
+            .await?
+            .filter(|r| !r.ready)
+        {
+            reason = format!("{reason} ({})", readiness.reason);
+        }
+    }
     control
         .update_version(&record.model, &record.version, |r| {
             r.status = VersionStatus::Failed;
