@@ -1,6 +1,6 @@
-//! `meridian demo`: Meridian's main job on a throw-away local cloud. For now it stops at
-//! a provisioned, verified fleet whose replication and event delivery are shown working;
-//! the rollout and failover stories join it as they land.
+//! `meridian demo`: Meridian's main job on a throw-away local cloud: provision the fleet,
+//! upload a model version once, watch it roll out to every region, then fail a region
+//! over on an alarm and back after the hysteresis.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -9,23 +9,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use aws_sdk_cloudwatch::types::StateValue;
-use comfy_table::Table;
 use meridian::adapters::HealthDeps;
 use meridian::failover::HealthState;
 use meridian::fleet::Fleet;
 use meridian::health::HealthStore;
-use meridian::names::{function_name, FunctionRole};
 use meridian_local::moto::{self, MOTO_VERSION};
 use meridian_local::provision::verify;
-use meridian_local::{Functions, Invocation, LocalCloud, LocalCloudConfig};
-use serde_json::Value;
-use tokio::sync::mpsc;
+use meridian_local::{Functions, LocalCloud, LocalCloudConfig};
 
 /// Cooldown and failback hysteresis of the demo (the fleet file's are minutes).
 const DEMO_HYSTERESIS: Duration = Duration::from_secs(5);
-
-/// Size of the sample object the demo uploads.
-const SAMPLE_BYTES: usize = 8 * 1024 * 1024;
 
 pub async fn run(fleet_path: &Path) -> Result<ExitCode> {
     let started = Instant::now();
@@ -41,17 +34,6 @@ pub async fn run(fleet_path: &Path) -> Result<ExitCode> {
         ));
     }
     let functions = Functions::new();
-    let (sender, mut replicas) = mpsc::unbounded_channel::<Invocation>();
-    functions.register(
-        function_name(&fleet.name, FunctionRole::Replica),
-        move |invocation: Invocation| {
-            let sender = sender.clone();
-            async move {
-                let _ = sender.send(invocation);
-                Ok(Value::Null)
-            }
-        },
-    );
     let mut fleet = fleet;
     fleet.failover.cooldown = DEMO_HYSTERESIS;
     fleet.failover.failback_after = DEMO_HYSTERESIS;
@@ -68,19 +50,14 @@ pub async fn run(fleet_path: &Path) -> Result<ExitCode> {
         "local cloud started at {} (moto {MOTO_VERSION} behind Meridian's gateway)",
         cloud.endpoint_url()
     ));
-    let outcome = story(&cloud, &fleet, &mut replicas, &step).await;
+    let outcome = story(&cloud, &fleet, &step).await;
     cloud.shutdown().await?;
     outcome?;
     step("done; the local cloud is stopped and nothing is left running");
     Ok(ExitCode::SUCCESS)
 }
 
-async fn story(
-    cloud: &LocalCloud,
-    fleet: &Fleet,
-    replicas: &mut mpsc::UnboundedReceiver<Invocation>,
-    step: &impl Fn(&str),
-) -> Result<()> {
+async fn story(cloud: &LocalCloud, fleet: &Fleet, step: &impl Fn(&str)) -> Result<()> {
     cloud.provision().await?;
     let regions = verify(&cloud.clients(), fleet).await?;
     step(&format!(
@@ -92,55 +69,92 @@ async fn story(
     if let Some(region) = regions.iter().find(|r| !r.is_ready()) {
         bail!("region {} is not fully provisioned", region.region);
     }
-
-    let key = "models/demo/0/sample.bin";
-    let body: Vec<u8> = (0..SAMPLE_BYTES).map(|i| (i % 251) as u8).collect();
-    let uploaded = Instant::now();
-    cloud
-        .clients()
-        .s3(&fleet.primary_region)
-        .await
-        .put_object()
-        .bucket(&fleet.primary_bucket)
-        .key(key)
-        .body(body.into())
-        .send()
-        .await
-        .context("uploading the sample object")?;
-    step(&format!(
-        "uploaded s3://{}/{key} ({} MiB); waiting for its replicas",
-        fleet.primary_bucket,
-        SAMPLE_BYTES / (1024 * 1024)
-    ));
-
-    let mut arrivals: BTreeMap<String, Duration> = BTreeMap::new();
-    while arrivals.len() < fleet.regions.len() {
-        let invocation = tokio::time::timeout(Duration::from_secs(60), replicas.recv())
-            .await
-            .ok()
-            .flatten()
-            .context("a replica did not arrive within 60 s")?;
-        if invocation.payload["detail"]["object"]["key"] != key {
-            continue;
-        }
-        let elapsed = uploaded.elapsed();
-        step(&format!(
-            "replica event delivered to {} in {}",
-            function_name(&fleet.name, FunctionRole::Replica),
-            invocation.region
-        ));
-        arrivals.entry(invocation.region).or_insert(elapsed);
-    }
-    let mut table = Table::new();
-    table.set_header(["region", "bucket", "replica event after"]);
-    for region in &fleet.regions {
-        let after = arrivals
-            .get(&region.name)
-            .map_or("-".into(), |d| format!("{:.2} s", d.as_secs_f64()));
-        table.add_row([region.name.clone(), region.bucket.clone(), after]);
-    }
-    println!("{table}");
+    rollout(cloud, fleet, step).await?;
     failover(cloud, fleet, step).await
+}
+
+/// Generates a small model, uploads it once and follows its rollout to every region.
+async fn rollout(cloud: &LocalCloud, fleet: &Fleet, step: &impl Fn(&str)) -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("meridian-demo-model-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("weights"))?;
+    for (name, mib) in [
+        ("weights/model-00001-of-00002.safetensors", 6usize),
+        ("weights/model-00002-of-00002.safetensors", 4),
+    ] {
+        let bytes: Vec<u8> = (0..mib * 1024 * 1024)
+            .map(|i| (i % 251) as u8 ^ (mib as u8))
+            .collect();
+        std::fs::write(dir.join(name), bytes)?;
+    }
+    std::fs::write(
+        dir.join("config.json"),
+        br#"{"architectures": ["LlamaForCausalLM"], "demo": true}"#,
+    )?;
+    let version = crate::upload::VersionArgs {
+        dir: dir.clone(),
+        model: "demo-llm".into(),
+        version: "1".into(),
+        image: "763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-tgi-inference:2.4-tgi2.4-gpu-py311-cu124-ubuntu22.04".into(),
+        instance_type: None,
+        instance_count: None,
+        variant_name: meridian::names::VARIANT_NAME.into(),
+        env: vec![("HF_MODEL_ID".into(), "/opt/ml/model".into())],
+    };
+    let started = Instant::now();
+    let summary = crate::upload::upload_version(&version, 8, 5, fleet, &cloud.clients()).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let summary = summary?;
+    step(&format!(
+        "uploaded {} files ({:.1} MiB) of demo-llm 1 to s3://{}/models/demo-llm/1/, manifest.json last",
+        summary.files,
+        summary.total_bytes as f64 / 1048576.0,
+        fleet.primary_bucket
+    ));
+    let control = meridian::registry::Registry {
+        client: aws_sdk_dynamodb::Client::new(&cloud.clients().config(&fleet.primary_region).await),
+        table: fleet.registry_table.clone(),
+    };
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let record = loop {
+        if let Some(record) = control.version("demo-llm", "1").await? {
+            let report = crate::rollout_cmd::report(fleet, &cloud.clients(), &record).await?;
+            for row in &report.regions {
+                let stage = if row.verified.is_some() {
+                    "deployed and verified"
+                } else if row.replicated.is_some() {
+                    "every file replicated and verified"
+                } else {
+                    ""
+                };
+                if !stage.is_empty() && seen.get(&row.region).map(String::as_str) != Some(stage) {
+                    step(&format!("{}: {stage}", row.region));
+                    seen.insert(row.region.clone(), stage.into());
+                }
+            }
+            if matches!(
+                record.status,
+                meridian::registry::VersionStatus::Active
+                    | meridian::registry::VersionStatus::Failed
+            ) {
+                crate::rollout_cmd::print_report(&report);
+                break record;
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("the rollout did not finish within 180 s");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    if record.status != meridian::registry::VersionStatus::Active {
+        bail!("the rollout failed: {}", record.reason.unwrap_or_default());
+    }
+    step(&format!(
+        "demo-llm 1 is active in all {} regions, {:.1} s after the upload started",
+        fleet.regions.len(),
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(())
 }
 
 /// Alarm one region, show traffic moving away, clear the alarm, show the failback.

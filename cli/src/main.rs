@@ -5,6 +5,7 @@ mod demo;
 mod fleet_cmd;
 mod local;
 mod ops;
+mod rollout_cmd;
 mod upload;
 
 use std::path::PathBuf;
@@ -36,6 +37,11 @@ enum Command {
     Fleet {
         #[command(subcommand)]
         command: fleet_cmd::FleetCommand,
+    },
+    /// Model rollouts.
+    Rollout {
+        #[command(subcommand)]
+        command: rollout_cmd::RolloutCommand,
     },
     /// Each region's health, since when and why, its DNS state and what it serves.
     Status(ops::Target),
@@ -91,6 +97,7 @@ async fn main() -> ExitCode {
         Command::Fleet { command } => fleet_cmd::run(command),
         Command::Local { command } => local::run(command).await,
         Command::Status(target) => ops::status(target).await,
+        Command::Rollout { command } => rollout_cmd::run(command).await,
         Command::Drain {
             region,
             reason,

@@ -22,6 +22,7 @@ use base64::Engine as _;
 use clap::Args;
 use futures::stream::{self, StreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
+use meridian::aws::ClientFactory;
 use meridian::fleet::Fleet;
 use meridian::manifest::{self, describe_dir, FileEntry, Manifest, Serving};
 use serde::Serialize;
@@ -193,12 +194,33 @@ pub struct Summary {
 
 /// `meridian upload`.
 pub async fn upload(args: UploadArgs) -> Result<ExitCode> {
-    let started = Instant::now();
     let (fleet, clients) = args.target.load()?;
-    let serving = args.version.serving(Some(&fleet))?;
-    let manifest = args.version.describe(serving).await?;
+    let summary = upload_version(
+        &args.version,
+        args.concurrency,
+        args.part_size_mib,
+        &fleet,
+        &clients,
+    )
+    .await?;
+    report(&summary, args.target.json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Uploads a version folder to `fleet`'s primary bucket through `clients`, the manifest
+/// last; what `meridian upload` and the demo do.
+pub async fn upload_version(
+    version: &VersionArgs,
+    concurrency: u16,
+    part_size_mib: u64,
+    fleet: &Fleet,
+    clients: &ClientFactory,
+) -> Result<Summary> {
+    let started = Instant::now();
+    let serving = version.serving(Some(fleet))?;
+    let manifest = version.describe(serving).await?;
     let hash_seconds = started.elapsed().as_secs_f64();
-    let stamps = file_stamps(&args.version.dir, &manifest)?;
+    let stamps = file_stamps(&version.dir, &manifest)?;
 
     let region = fleet.primary_region.clone();
     let bucket = fleet.primary_bucket.clone();
@@ -225,12 +247,11 @@ pub async fn upload(args: UploadArgs) -> Result<ExitCode> {
     if existing_manifest(&s3, &bucket, &manifest_key, &manifest).await? {
         summary.already_uploaded = true;
         summary.elapsed_seconds = started.elapsed().as_secs_f64();
-        report(&summary, args.target.json)?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(summary);
     }
 
     let upload_started = Instant::now();
-    let part_size = args.part_size_mib * MIB;
+    let part_size = part_size_mib * MIB;
     let progress = ProgressBar::new(manifest.total_bytes()).with_style(
         style(
             "uploading [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
@@ -241,14 +262,14 @@ pub async fn upload(args: UploadArgs) -> Result<ExitCode> {
     let uploader = Arc::new(Uploader {
         s3: s3.clone(),
         bucket: bucket.clone(),
-        permits: Semaphore::new(usize::from(args.concurrency)),
-        concurrency: usize::from(args.concurrency),
+        permits: Semaphore::new(usize::from(concurrency)),
+        concurrency: usize::from(concurrency),
         failed: AtomicBool::new(false),
         progress: progress.clone(),
     });
     let jobs = manifest.files.iter().map(|entry| {
         let job = FileJob {
-            local: args.version.dir.join(&entry.path),
+            local: version.dir.join(&entry.path),
             key: manifest.object_key(entry),
             entry: entry.clone(),
             part_size: part_size_for(entry.size, part_size),
@@ -257,7 +278,7 @@ pub async fn upload(args: UploadArgs) -> Result<ExitCode> {
         async move { uploader.upload_file(job).await }
     });
     let results: Vec<Result<u64>> = stream::iter(jobs)
-        .buffer_unordered(usize::from(args.concurrency))
+        .buffer_unordered(usize::from(concurrency))
         .collect()
         .await;
     progress.finish_and_clear();
@@ -282,7 +303,7 @@ pub async fn upload(args: UploadArgs) -> Result<ExitCode> {
             failures.join("\n  ")
         );
     }
-    check_unchanged(&args.version.dir, &manifest, &stamps)?;
+    check_unchanged(&version.dir, &manifest, &stamps)?;
     write_manifest(&s3, &bucket, &manifest_key, &manifest).await?;
 
     summary.upload_seconds = upload_started.elapsed().as_secs_f64();
@@ -292,8 +313,7 @@ pub async fn upload(args: UploadArgs) -> Result<ExitCode> {
     } else {
         0.0
     };
-    report(&summary, args.target.json)?;
-    Ok(ExitCode::SUCCESS)
+    Ok(summary)
 }
 
 fn report(summary: &Summary, json: bool) -> Result<()> {

@@ -271,6 +271,73 @@ impl Registry {
         })
     }
 
+    /// The most recently registered version of a model.
+    pub async fn latest_version(
+        &self,
+        model: &str,
+    ) -> Result<Option<VersionRecord>, RegistryError> {
+        let pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(model_key(model)))
+            .expression_attribute_values(":prefix", s("version#"))
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(|e| {
+                unavailable(
+                    "listing versions",
+                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
+                )
+            })?;
+        let records: Vec<VersionRecord> = pages
+            .iter()
+            .map(|i| from_item(i, "version"))
+            .collect::<Result<_, _>>()?;
+        Ok(records
+            .into_iter()
+            .max_by_key(|r| r.phases.get("registered").copied()))
+    }
+
+    /// Every model with a registered version (a scan: the registry is small).
+    pub async fn models(&self) -> Result<Vec<String>, RegistryError> {
+        let items = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("begins_with(pk, :model) AND begins_with(sk, :version)")
+            .expression_attribute_values(":model", s("model#"))
+            .expression_attribute_values(":version", s("version#"))
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(|e| {
+                unavailable(
+                    "listing models",
+                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
+                )
+            })?;
+        let mut models: Vec<String> = items
+            .iter()
+            .filter_map(|i| {
+                i.get("pk")?
+                    .as_s()
+                    .ok()?
+                    .strip_prefix("model#")
+                    .map(str::to_owned)
+            })
+            .collect();
+        models.sort();
+        models.dedup();
+        Ok(models)
+    }
+
     pub async fn version(
         &self,
         model: &str,

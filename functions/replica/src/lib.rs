@@ -150,7 +150,20 @@ async fn check_file(
     file: &FileEntry,
 ) -> Result<Option<FileCheck>, RolloutError> {
     let key = manifest.object_key(file);
-    let object = match deps.s3.get_object().bucket(bucket).key(&key).send().await {
+    // The SHA-256 below is the check; S3's own response checksums are composite for
+    // multipart objects and need not be validated again here.
+    let no_validation = aws_sdk_s3::config::Builder::default()
+        .response_checksum_validation(aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired);
+    let object = match deps
+        .s3
+        .get_object()
+        .bucket(bucket)
+        .key(&key)
+        .customize()
+        .config_override(no_validation)
+        .send()
+        .await
+    {
         Ok(object) => object,
         Err(error) if error.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
             return Ok(None)
