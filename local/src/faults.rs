@@ -18,6 +18,8 @@ pub struct FaultSet {
     /// Regions whose replicas arrive damaged: `"size"` (one byte more) or `"checksum"`
     /// (same size, first byte changed).
     pub corrupt_replicas_in: BTreeMap<String, Corruption>,
+    /// Regions whose endpoints answer every invocation with a model error (HTTP 424).
+    pub invocations_fail_in: BTreeSet<String>,
 }
 
 /// How a replica is damaged.
@@ -59,6 +61,16 @@ impl Faults {
         faults
             .corrupt_replicas_in
             .insert(region.to_owned(), corruption);
+    }
+
+    /// Makes every endpoint invocation in `region` fail from now on.
+    pub fn fail_invocations_in(&self, region: &str) {
+        let mut faults = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        faults.invocations_fail_in.insert(region.to_owned());
+    }
+
+    pub fn invocations_fail_in(&self, region: &str) -> bool {
+        self.snapshot().invocations_fail_in.contains(region)
     }
 
     pub fn replica_corruption(&self, region: &str) -> Option<Corruption> {

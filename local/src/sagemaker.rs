@@ -76,6 +76,9 @@ pub async fn handle(
     region: &str,
     request: GatewayRequest,
 ) -> Result<GatewayResponse> {
+    if let Some(endpoint) = invocation_target(request.path()) {
+        return invoke_endpoint(ctx, region, &endpoint).await;
+    }
     let operation = request
         .target()
         .and_then(|t| t.strip_prefix(TARGET_PREFIX))
@@ -372,6 +375,81 @@ fn restore_instance_types(description: &mut Value, real: &HashMap<String, String
     }
 }
 
+/// The endpoint of a SageMaker runtime `InvokeEndpoint` path, `/endpoints/{name}/invocations`.
+pub fn invocation_target(path: &str) -> Option<String> {
+    let name = path
+        .strip_prefix("/endpoints/")?
+        .strip_suffix("/invocations")?;
+    (!name.is_empty() && !name.contains('/')).then(|| name.to_owned())
+}
+
+/// What SageMaker runtime answers: the model's reply when the endpoint is in service. The
+/// local cloud runs no model, so the reply is a fixed JSON body naming the configuration
+/// that answered; `invocations_fail_in` makes it a model error (HTTP 424).
+async fn invoke_endpoint(ctx: &Arc<Ctx>, region: &str, endpoint: &str) -> Result<GatewayResponse> {
+    let described = ctx
+        .moto_json(
+            region,
+            "sagemaker",
+            "SageMaker.DescribeEndpoint",
+            "1.1",
+            &json!({ "EndpointName": endpoint }),
+        )
+        .await?;
+    if !described.status.is_success() {
+        return Ok(runtime_error(
+            StatusCode::BAD_REQUEST,
+            "ValidationError",
+            &format!(
+                "Endpoint {endpoint} of account {} not found.",
+                crate::cloud::LOCAL_ACCOUNT
+            ),
+        ));
+    }
+    let state = resolve(ctx, region, endpoint).await;
+    let status = state.status.clone().unwrap_or_else(|| "InService".into());
+    if !matches!(status.as_str(), "InService" | "Updating" | "RollingBack") {
+        return Ok(runtime_error(
+            StatusCode::BAD_REQUEST,
+            "ValidationError",
+            &format!("Endpoint {endpoint} is {status}; it cannot be invoked."),
+        ));
+    }
+    if ctx.faults.invocations_fail_in(region) {
+        return Ok(runtime_error(
+            StatusCode::FAILED_DEPENDENCY,
+            "ModelError",
+            "Received server error (500) from primary with message \"injected fault: the model failed\".",
+        ));
+    }
+    let config = state
+        .config
+        .or_else(|| {
+            described.body["EndpointConfigName"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .unwrap_or_default();
+    let mut response = GatewayResponse::json(
+        StatusCode::OK,
+        &json!({ "generated_text": format!("meridian local cloud: {endpoint} in {region} on {config}") }),
+    );
+    response.headers.insert(
+        "x-amzn-invoked-production-variant",
+        http::HeaderValue::from_static("primary"),
+    );
+    Ok(response)
+}
+
+fn runtime_error(status: StatusCode, code: &str, message: &str) -> GatewayResponse {
+    let mut response =
+        GatewayResponse::json(status, &json!({ "message": message, "Message": message }));
+    if let Ok(value) = http::HeaderValue::from_str(code) {
+        response.headers.insert("x-amzn-errortype", value);
+    }
+    response
+}
+
 fn validation_error(message: &str) -> GatewayResponse {
     GatewayResponse::aws_json_error(StatusCode::BAD_REQUEST, "ValidationException", message)
 }
@@ -390,6 +468,16 @@ mod tests {
         assert_eq!(update_phase(true, true, false), RolledBack);
         assert_eq!(update_phase(true, false, true), Failed);
         assert_eq!(update_phase(true, true, true), Failed);
+    }
+
+    #[test]
+    fn runtime_invocation_paths_name_the_endpoint() {
+        assert_eq!(
+            invocation_target("/endpoints/llm/invocations").as_deref(),
+            Some("llm")
+        );
+        assert_eq!(invocation_target("/endpoints//invocations"), None);
+        assert_eq!(invocation_target("/"), None);
     }
 
     #[test]

@@ -562,3 +562,23 @@ async fn every_malformed_manifest_class_is_rejected_with_a_clear_error_and_chang
     assert!(executions(&cloud).await.is_empty(), "nothing started");
     cloud.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_smoke_test_in_one_region_rolls_every_region_back() {
+    let cloud = start().await;
+    let first = rolled_out(&cloud, "1", 1).await;
+    cloud.faults().fail_invocations_in("us-east-1");
+    let dir = model_dir(2);
+    upload(&cloud, dir.path(), "llama", "2").await;
+    let record = settled(&cloud, "llama", "2").await;
+    assert_eq!(record.status, VersionStatus::Failed, "{record:?}");
+    assert!(
+        record
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("smoke test")),
+        "{record:?}"
+    );
+    assert_all_serve(&cloud, &first).await;
+    cloud.shutdown().await.expect("shutdown");
+}

@@ -83,6 +83,7 @@ pub async fn handle(deps: &RolloutDeps, payload: Value) -> Result<Value, Rollout
         "prepare" => prepare(deps, &control, &record, &input).await,
         "deploy" => deploy(deps, &control, &record, &input).await,
         "status" => status(deps, &control, &record, &input).await,
+        "smoke_test" => smoke_test(deps, &control, &record, &input).await,
         "commit" => commit(deps, &control, &record).await,
         "rollback" => rollback(deps, &control, &record, &input).await,
         "mark_failed" => mark_failed(deps, &control, &record, &input).await,
@@ -558,10 +559,11 @@ async fn status(
             let region_name = region.name.clone();
             control
                 .update_version(&record.model, &record.version, |r| {
-                    let progress = r.regions.entry(region_name.clone()).or_default();
-                    let now = Utc::now();
-                    progress.deployed.get_or_insert(now);
-                    progress.verified.get_or_insert(now);
+                    r.regions
+                        .entry(region_name.clone())
+                        .or_default()
+                        .deployed
+                        .get_or_insert_with(Utc::now);
                 })
                 .await?;
             Ok(json!({ "region": region.name, "done": true }))
@@ -575,6 +577,71 @@ async fn status(
             region.endpoint, region.name
         ))),
     }
+}
+
+/// The request a smoke test sends: one short generation.
+pub const SMOKE_REQUEST: &str = r#"{"inputs": "Say OK.", "parameters": {"max_new_tokens": 4}}"#;
+
+/// Invokes the region's endpoint once on the new version; a model error fails the
+/// rollout, a throttle or transient error is retried.
+async fn smoke_test(
+    deps: &RolloutDeps,
+    control: &Registry,
+    record: &VersionRecord,
+    input: &TaskInput,
+) -> Result<Value, RolloutError> {
+    let region = deps.region(input.region.as_deref())?;
+    let runtime = aws_sdk_sagemakerruntime::Client::new(&deps.clients.config(&region.name).await);
+    let answer = runtime
+        .invoke_endpoint()
+        .endpoint_name(&region.endpoint)
+        .content_type("application/json")
+        .accept("application/json")
+        .body(aws_sdk_sagemakerruntime::primitives::Blob::new(
+            SMOKE_REQUEST,
+        ))
+        .send()
+        .await;
+    let answer = match answer {
+        Ok(answer) => answer,
+        Err(error) => {
+            let permanent = error
+                .as_service_error()
+                .is_some_and(|e| e.is_model_error() || e.is_validation_error());
+            let message = format!(
+                "smoke test of {} in {}: {}",
+                region.endpoint,
+                region.name,
+                aws_sdk_sagemakerruntime::error::DisplayErrorContext(&error)
+            );
+            return Err(if permanent {
+                RolloutError::DeployFailed(message)
+            } else {
+                RolloutError::Retryable(message)
+            });
+        }
+    };
+    let body = answer
+        .body()
+        .map(|b| b.as_ref().to_vec())
+        .unwrap_or_default();
+    if body.is_empty() {
+        return Err(RolloutError::DeployFailed(format!(
+            "smoke test of {} in {}: empty answer",
+            region.endpoint, region.name
+        )));
+    }
+    let region_name = region.name.clone();
+    control
+        .update_version(&record.model, &record.version, |r| {
+            r.regions
+                .entry(region_name.clone())
+                .or_default()
+                .verified
+                .get_or_insert_with(Utc::now);
+        })
+        .await?;
+    Ok(json!({ "region": region.name, "answer_bytes": body.len() }))
 }
 
 /// Moves the active pointer (one conditional write), releases the model's lock and starts

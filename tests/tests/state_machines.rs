@@ -1,0 +1,142 @@
+//! Every ASL definition is well formed once its `DefinitionSubstitutions` are applied:
+//! valid JSON, every transition names an existing state, every state is reachable, every
+//! task calls the rollout function with a task it implements, and every `${...}` has a value.
+
+use std::collections::{BTreeSet, HashSet};
+
+use meridian_local::provision::{substitute, ROLLOUT_ASL};
+use serde_json::Value;
+
+const TASKS: &[&str] = &[
+    "await_replicas",
+    "fast_copy",
+    "prepare",
+    "deploy",
+    "status",
+    "smoke_test",
+    "commit",
+    "rollback",
+    "mark_failed",
+];
+
+fn rendered() -> Value {
+    let text = substitute(
+        ROLLOUT_ASL,
+        &[
+            (
+                "RolloutFunctionArn",
+                "arn:aws:lambda:us-east-1:123456789012:function:meridian-demo-rollout".into(),
+            ),
+            ("ReplicaTimeoutSeconds", "1800".into()),
+            ("StatusPollSeconds", "30".into()),
+        ],
+    );
+    assert!(
+        !text.contains("${"),
+        "a substitution has no value: {}",
+        text.lines().find(|l| l.contains("${")).unwrap_or_default()
+    );
+    serde_json::from_str(&text).expect("valid JSON after substitution")
+}
+
+/// Checks one `States` block (and nested Map iterators); returns the task names used.
+fn check_block(block: &Value, path: &str, tasks: &mut BTreeSet<String>) {
+    let states = block["States"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{path}: no States"));
+    let start = block["StartAt"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{path}: no StartAt"));
+    assert!(
+        states.contains_key(start),
+        "{path}: StartAt {start} is not a state"
+    );
+    let mut targets: HashSet<String> = HashSet::from([start.to_owned()]);
+    for (name, state) in states {
+        let here = format!("{path}.{name}");
+        let kind = state["Type"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{here}: no Type"));
+        let mut nexts: Vec<&str> = Vec::new();
+        nexts.extend(state["Next"].as_str());
+        nexts.extend(state["Default"].as_str());
+        for list in ["Catch", "Choices"] {
+            for entry in state[list].as_array().into_iter().flatten() {
+                nexts.extend(entry["Next"].as_str());
+            }
+        }
+        for next in &nexts {
+            assert!(
+                states.contains_key(*next),
+                "{here}: transition to unknown state {next}"
+            );
+            targets.insert((*next).to_owned());
+        }
+        let terminal = matches!(kind, "Succeed" | "Fail") || state["End"] == true;
+        assert!(
+            terminal || state["Next"].is_string() || kind == "Choice",
+            "{here}: neither Next nor End"
+        );
+        if kind == "Task" {
+            assert!(
+                state["Resource"]
+                    .as_str()
+                    .is_some_and(|r| r.starts_with("arn:aws:states:::lambda:invoke")),
+                "{here}: unexpected resource"
+            );
+            assert!(
+                state["Parameters"]["FunctionName"]
+                    .as_str()
+                    .is_some_and(|f| f.ends_with("-rollout")),
+                "{here}: not the rollout function"
+            );
+            let task = state["Parameters"]["Payload"]["task"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{here}: no task"));
+            tasks.insert(task.to_owned());
+            let retries: Vec<&str> = state["Retry"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|r| {
+                    r["ErrorEquals"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                })
+                .collect();
+            assert!(
+                retries.contains(&"Meridian.Retryable"),
+                "{here}: retryable errors are not retried"
+            );
+            if state["Resource"]
+                .as_str()
+                .is_some_and(|r| r.ends_with("waitForTaskToken"))
+            {
+                assert!(
+                    state["TimeoutSeconds"].is_number() || state["HeartbeatSeconds"].is_number(),
+                    "{here}: a wait without a timeout"
+                );
+            }
+        }
+        if kind == "Map" {
+            check_block(&state["Iterator"], &here, tasks);
+        }
+    }
+    for name in states.keys() {
+        assert!(targets.contains(name), "{path}.{name} is unreachable");
+    }
+}
+
+#[test]
+fn the_rollout_definition_is_well_formed_and_uses_only_implemented_tasks() {
+    let definition = rendered();
+    let mut tasks = BTreeSet::new();
+    check_block(&definition, "rollout", &mut tasks);
+    let implemented: BTreeSet<String> = TASKS.iter().map(|t| t.to_string()).collect();
+    assert_eq!(
+        tasks, implemented,
+        "every task is used, and only implemented ones"
+    );
+}
