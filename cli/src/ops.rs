@@ -59,6 +59,21 @@ pub struct RegionStatus {
     pub serving: String,
 }
 
+/// The endpoint configuration a region serves, or `-` when it cannot be read.
+pub async fn serving_config(
+    clients: &ClientFactory,
+    region: &meridian::fleet::RegionSpec,
+) -> String {
+    aws_sdk_sagemaker::Client::new(&clients.config(&region.name).await)
+        .describe_endpoint()
+        .endpoint_name(&region.endpoint)
+        .send()
+        .await
+        .ok()
+        .and_then(|e| e.endpoint_config_name().map(str::to_owned))
+        .unwrap_or_else(|| "-".into())
+}
+
 /// Every region's health, DNS state and serving endpoint configuration.
 pub async fn region_statuses(fleet: &Fleet, clients: &ClientFactory) -> Result<Vec<RegionStatus>> {
     let mut statuses = Vec::new();
@@ -69,14 +84,7 @@ pub async fn region_statuses(fleet: &Fleet, clients: &ClientFactory) -> Result<V
         let health =
             stored.map_or_else(|| RegionHealth::new(&region.name, Utc::now()), |v| v.value);
         let inverted = deps.dns.is_inverted(&region.name).await?;
-        let serving = aws_sdk_sagemaker::Client::new(&clients.config(&region.name).await)
-            .describe_endpoint()
-            .endpoint_name(&region.endpoint)
-            .send()
-            .await
-            .ok()
-            .and_then(|e| e.endpoint_config_name().map(str::to_owned))
-            .unwrap_or_else(|| "-".into());
+        let serving = serving_config(clients, region).await;
         statuses.push(RegionStatus {
             region: region.name.clone(),
             health,

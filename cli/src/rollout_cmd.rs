@@ -134,14 +134,7 @@ pub async fn report(
             .get(&region.name)
             .cloned()
             .unwrap_or_default();
-        let config = aws_sdk_sagemaker::Client::new(&clients.config(&region.name).await)
-            .describe_endpoint()
-            .endpoint_name(&region.endpoint)
-            .send()
-            .await
-            .ok()
-            .and_then(|e| e.endpoint_config_name().map(str::to_owned))
-            .unwrap_or_else(|| "-".into());
+        let config = crate::ops::serving_config(clients, region).await;
         regions.push(RegionRow {
             region: region.name.clone(),
             replicated: readiness.as_ref().filter(|r| r.ready).map(|r| r.at),

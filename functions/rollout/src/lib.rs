@@ -283,6 +283,24 @@ async fn copy_object(
     Ok(())
 }
 
+/// The region's endpoint as SageMaker describes it.
+async fn describe_endpoint(
+    sagemaker: &aws_sdk_sagemaker::Client,
+    region: &RegionSpec,
+) -> Result<aws_sdk_sagemaker::operation::describe_endpoint::DescribeEndpointOutput, RolloutError> {
+    sagemaker
+        .describe_endpoint()
+        .endpoint_name(&region.endpoint)
+        .send()
+        .await
+        .map_err(|e| {
+            sagemaker_error(
+                "reading the endpoint",
+                aws_sdk_sagemaker::error::DisplayErrorContext(e),
+            )
+        })
+}
+
 fn sagemaker_error(context: &str, error: impl std::fmt::Display) -> RolloutError {
     retryable(context, error)
 }
@@ -301,17 +319,7 @@ async fn prepare(
     let region = deps.region(input.region.as_deref())?;
     let sagemaker = aws_sdk_sagemaker::Client::new(&deps.clients.config(&region.name).await);
     let name = deployment_name(&record.model, &record.version, &record.digest);
-    let endpoint = sagemaker
-        .describe_endpoint()
-        .endpoint_name(&region.endpoint)
-        .send()
-        .await
-        .map_err(|e| {
-            sagemaker_error(
-                "reading the endpoint",
-                aws_sdk_sagemaker::error::DisplayErrorContext(e),
-            )
-        })?;
+    let endpoint = describe_endpoint(&sagemaker, region).await?;
     let current = endpoint
         .endpoint_config_name()
         .unwrap_or_default()
@@ -417,17 +425,7 @@ async fn deploy(
     let region = deps.region(input.region.as_deref())?;
     let name = deployment_name(&record.model, &record.version, &record.digest);
     let sagemaker = aws_sdk_sagemaker::Client::new(&deps.clients.config(&region.name).await);
-    let endpoint = sagemaker
-        .describe_endpoint()
-        .endpoint_name(&region.endpoint)
-        .send()
-        .await
-        .map_err(|e| {
-            sagemaker_error(
-                "reading the endpoint",
-                aws_sdk_sagemaker::error::DisplayErrorContext(e),
-            )
-        })?;
+    let endpoint = describe_endpoint(&sagemaker, region).await?;
     let status = endpoint
         .endpoint_status()
         .map(|s| s.as_str().to_owned())
@@ -517,17 +515,7 @@ async fn status(
     let region = deps.region(input.region.as_deref())?;
     let name = deployment_name(&record.model, &record.version, &record.digest);
     let sagemaker = aws_sdk_sagemaker::Client::new(&deps.clients.config(&region.name).await);
-    let endpoint = sagemaker
-        .describe_endpoint()
-        .endpoint_name(&region.endpoint)
-        .send()
-        .await
-        .map_err(|e| {
-            sagemaker_error(
-                "reading the endpoint",
-                aws_sdk_sagemaker::error::DisplayErrorContext(e),
-            )
-        })?;
+    let endpoint = describe_endpoint(&sagemaker, region).await?;
     let state = deploy_state(
         endpoint
             .endpoint_status()
@@ -699,17 +687,7 @@ async fn rollback(
         return Ok(json!({ "region": region.name, "note": "nothing deployed here" }));
     };
     let sagemaker = aws_sdk_sagemaker::Client::new(&deps.clients.config(&region.name).await);
-    let endpoint = sagemaker
-        .describe_endpoint()
-        .endpoint_name(&region.endpoint)
-        .send()
-        .await
-        .map_err(|e| {
-            sagemaker_error(
-                "reading the endpoint",
-                aws_sdk_sagemaker::error::DisplayErrorContext(e),
-            )
-        })?;
+    let endpoint = describe_endpoint(&sagemaker, region).await?;
     let status = endpoint
         .endpoint_status()
         .map(|s| s.as_str().to_owned())
