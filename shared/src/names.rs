@@ -17,8 +17,13 @@ pub enum FunctionRole {
 }
 
 impl FunctionRole {
-    pub const ALL: [FunctionRole; 4] =
-        [Self::Upload, Self::Replica, Self::Failover, Self::Failback];
+    pub const ALL: [FunctionRole; 5] = [
+        Self::Upload,
+        Self::Replica,
+        Self::Failover,
+        Self::Failback,
+        Self::Rollout,
+    ];
 
     fn suffix(self) -> &'static str {
         match self {
