@@ -13,6 +13,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         .json()
         .without_time()
         .with_target(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .init();
     let fleet = Fleet::from_toml_str(&std::env::var("MERIDIAN_FLEET_TOML")?)?;
     let clients = ClientFactory::from_env();
