@@ -17,6 +17,8 @@ const TARGET_PREFIX: &str = "DynamoDB_20120810.";
 #[derive(Default)]
 pub struct GlobalTables {
     inner: Mutex<Inner>,
+    /// Held while a write request is in moto, making conditional writes atomic.
+    writes: tokio::sync::Mutex<()>,
 }
 
 #[derive(Default)]
@@ -99,7 +101,13 @@ pub async fn handle(
             Ok(response)
         }
         "PutItem" | "UpdateItem" | "DeleteItem" | "BatchWriteItem" | "TransactWriteItems" => {
-            let response = forward(ctx, &request).await?;
+            // moto evaluates a condition and applies the write without a lock, so two
+            // concurrent conditional writes can both pass; DynamoDB makes each one atomic.
+            // Writes through the gateway are serialized to keep that guarantee.
+            let response = {
+                let _atomic = ctx.global_tables.writes.lock().await;
+                forward(ctx, &request).await?
+            };
             if response.is_success() {
                 for (table, key) in written_keys(&operation, &body) {
                     if let Some(global) = ctx.global_tables.table(&table) {
