@@ -140,3 +140,60 @@ fn the_rollout_definition_is_well_formed_and_uses_only_implemented_tasks() {
         "every task is used, and only implemented ones"
     );
 }
+
+/// The `${Name}` placeholders of an ASL text.
+fn placeholders(text: &str) -> BTreeSet<String> {
+    text.split("${")
+        .skip(1)
+        .filter_map(|rest| rest.split_once('}').map(|(name, _)| name.to_owned()))
+        .collect()
+}
+
+fn template() -> String {
+    std::fs::read_to_string(meridian_tests::workspace_root().join("template.yaml"))
+        .expect("template.yaml")
+}
+
+#[test]
+fn the_template_builds_exactly_the_function_crates() {
+    let template = template();
+    let binaries: BTreeSet<String> = template
+        .lines()
+        .filter_map(|line| {
+            line.trim()
+                .strip_prefix("Binary:")
+                .map(|b| b.trim().to_owned())
+        })
+        .collect();
+    let crates: BTreeSet<String> =
+        std::fs::read_dir(meridian_tests::workspace_root().join("functions"))
+            .expect("functions/")
+            .filter_map(|entry| entry.ok())
+            .filter(|entry| entry.path().join("Cargo.toml").exists())
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .collect();
+    assert_eq!(
+        binaries, crates,
+        "template functions and crates under functions/ match one to one"
+    );
+    assert_eq!(
+        template.matches("BuildMethod: rust-cargolambda").count(),
+        crates.len(),
+        "every function is built with cargo-lambda"
+    );
+}
+
+#[test]
+fn the_template_substitutes_exactly_the_placeholders_of_the_definition() {
+    let template = template();
+    let start = template
+        .find("DefinitionSubstitutions:")
+        .expect("DefinitionSubstitutions");
+    let substituted: BTreeSet<String> = template[start..]
+        .lines()
+        .skip(1)
+        .take_while(|line| line.starts_with("        "))
+        .filter_map(|line| line.trim().split_once(':').map(|(name, _)| name.to_owned()))
+        .collect();
+    assert_eq!(substituted, placeholders(ROLLOUT_ASL));
+}
