@@ -499,31 +499,22 @@ impl Registry {
         model: &str,
         version: &str,
     ) -> Result<bool, RegistryError> {
-        for _ in 0..10 {
-            let (mut lock, old) = self.lock(model).await?;
+        self.change_lock(model, |lock| {
             if lock.holder.as_deref() == Some(version) {
-                return Ok(true);
+                return None;
             }
-            let holds = lock.holder.is_none();
-            if holds {
+            if lock.holder.is_none() {
                 lock.holder = Some(version.to_owned());
                 lock.queue.retain(|v| v != version);
-            } else if lock.queue.iter().any(|v| v == version) {
-                return Ok(false);
-            } else {
+            } else if !lock.queue.iter().any(|v| v == version) {
                 lock.queue.push(version.to_owned());
+            } else {
+                return None;
             }
-            let expect = old.map_or(Expect::Absent, Expect::Body);
-            if self
-                .put(model_key(model), "lock".into(), json_attr(&lock)?, expect)
-                .await?
-            {
-                return Ok(holds);
-            }
-        }
-        Err(RegistryError::Unavailable(format!(
-            "lock of {model}: too many concurrent updates"
-        )))
+            Some(())
+        })
+        .await
+        .map(|lock| lock.holder.as_deref() == Some(version))
     }
 
     /// Releases the lock held by `version` and hands it to the next queued version,
@@ -533,23 +524,36 @@ impl Registry {
         model: &str,
         version: &str,
     ) -> Result<Option<String>, RegistryError> {
+        let mut released = false;
+        let lock = self
+            .change_lock(model, |lock| {
+                released = lock.holder.as_deref() == Some(version);
+                released.then(|| {
+                    lock.holder = (!lock.queue.is_empty()).then(|| lock.queue.remove(0));
+                })
+            })
+            .await?;
+        Ok(if released { lock.holder } else { None })
+    }
+
+    /// Applies `change` to the model's lock with optimistic concurrency; `change` returns
+    /// `None` when there is nothing to write. Returns the lock as it now stands.
+    async fn change_lock(
+        &self,
+        model: &str,
+        mut change: impl FnMut(&mut RolloutLock) -> Option<()>,
+    ) -> Result<RolloutLock, RegistryError> {
         for _ in 0..10 {
             let (mut lock, old) = self.lock(model).await?;
-            if lock.holder.as_deref() != Some(version) {
-                return Ok(None);
+            if change(&mut lock).is_none() {
+                return Ok(lock);
             }
-            lock.holder = if lock.queue.is_empty() {
-                None
-            } else {
-                Some(lock.queue.remove(0))
-            };
-            let next = lock.holder.clone();
             let expect = old.map_or(Expect::Absent, Expect::Body);
             if self
                 .put(model_key(model), "lock".into(), json_attr(&lock)?, expect)
                 .await?
             {
-                return Ok(next);
+                return Ok(lock);
             }
         }
         Err(RegistryError::Unavailable(format!(

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use meridian::aws::ClientFactory;
 use meridian::fleet::{Fleet, RegionSpec};
-use meridian::registry::{Registry, VersionRecord, VersionStatus};
+use meridian::registry::{RegionProgress, Registry, VersionRecord, VersionStatus};
 use meridian::rollout::{
     deploy_state, deployment_name, retryable, DeployState, RolloutError, TrafficStrategy,
 };
@@ -166,12 +166,7 @@ async fn fast_copy(
                 aws_sdk_s3::error::DisplayErrorContext(e),
             )
         })?;
-    let name = region.name.clone();
-    control
-        .update_version(&record.model, &record.version, |r| {
-            r.regions.entry(name.clone()).or_default().fast_copied = Some(Utc::now());
-        })
-        .await?;
+    stamp(control, record, &region.name, |p| &mut p.fast_copied).await?;
     tracing::info!(region = %region.name, copied, "fast copy done");
     Ok(json!({ "region": region.name, "copied": copied }))
 }
@@ -280,6 +275,21 @@ async fn copy_object(
                 aws_sdk_s3::error::DisplayErrorContext(e),
             )
         })?;
+    Ok(())
+}
+
+/// Records, once, when a region reached a stage of the rollout.
+async fn stamp(
+    control: &Registry,
+    record: &VersionRecord,
+    region: &str,
+    stage: fn(&mut RegionProgress) -> &mut Option<DateTime<Utc>>,
+) -> Result<(), RolloutError> {
+    control
+        .update_version(&record.model, &record.version, |r| {
+            stage(r.regions.entry(region.to_owned()).or_default()).get_or_insert_with(Utc::now);
+        })
+        .await?;
     Ok(())
 }
 
@@ -491,16 +501,7 @@ async fn deploy(
                 aws_sdk_sagemaker::error::DisplayErrorContext(e),
             )
         })?;
-    let region_name = region.name.clone();
-    control
-        .update_version(&record.model, &record.version, |r| {
-            r.regions
-                .entry(region_name.clone())
-                .or_default()
-                .deploy_started
-                .get_or_insert_with(Utc::now);
-        })
-        .await?;
+    stamp(control, record, &region.name, |p| &mut p.deploy_started).await?;
     Ok(json!({ "region": region.name, "config": name }))
 }
 
@@ -544,16 +545,7 @@ async fn status(
             Ok(json!({ "region": region.name, "done": false }))
         }
         DeployState::Done => {
-            let region_name = region.name.clone();
-            control
-                .update_version(&record.model, &record.version, |r| {
-                    r.regions
-                        .entry(region_name.clone())
-                        .or_default()
-                        .deployed
-                        .get_or_insert_with(Utc::now);
-                })
-                .await?;
+            stamp(control, record, &region.name, |p| &mut p.deployed).await?;
             Ok(json!({ "region": region.name, "done": true }))
         }
         DeployState::RolledBack { serving } => Err(RolloutError::SilentRollback(format!(
@@ -619,16 +611,7 @@ async fn smoke_test(
             region.endpoint, region.name
         )));
     }
-    let region_name = region.name.clone();
-    control
-        .update_version(&record.model, &record.version, |r| {
-            r.regions
-                .entry(region_name.clone())
-                .or_default()
-                .verified
-                .get_or_insert_with(Utc::now);
-        })
-        .await?;
+    stamp(control, record, &region.name, |p| &mut p.verified).await?;
     Ok(json!({ "region": region.name, "answer_bytes": body.len() }))
 }
 
@@ -703,16 +686,7 @@ async fn rollback(
         )));
     }
     if serving == previous && status == "InService" {
-        let region_name = region.name.clone();
-        control
-            .update_version(&record.model, &record.version, |r| {
-                r.regions
-                    .entry(region_name.clone())
-                    .or_default()
-                    .rolled_back
-                    .get_or_insert_with(Utc::now);
-            })
-            .await?;
+        stamp(control, record, &region.name, |p| &mut p.rolled_back).await?;
         return Ok(json!({ "region": region.name, "serving": previous }));
     }
     sagemaker
