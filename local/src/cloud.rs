@@ -13,6 +13,7 @@ use serde_json::Value;
 use tokio::task::AbortHandle;
 
 use crate::alarms::AlarmWatcher;
+use crate::calls::{ApiCall, CallLog};
 use crate::delivery::Subscription;
 use crate::faults::Faults;
 use crate::functions::Functions;
@@ -105,6 +106,8 @@ pub struct Ctx {
     pub global_tables: GlobalTables,
     pub alarms: AlarmWatcher,
     pub schedule_targets: crate::events::ScheduleTargets,
+    /// Who called which API (CloudTrail's view), for least-privilege checks.
+    pub calls: CallLog,
     provisioned: AtomicBool,
     tasks: Mutex<Vec<AbortHandle>>,
 }
@@ -206,6 +209,7 @@ impl LocalCloud {
             global_tables: GlobalTables::default(),
             alarms: AlarmWatcher::default(),
             schedule_targets: crate::events::ScheduleTargets::default(),
+            calls: CallLog::default(),
             faults: Faults::default(),
             provisioned: AtomicBool::new(false),
             tasks: Mutex::new(Vec::new()),
@@ -264,6 +268,11 @@ impl LocalCloud {
     /// Clients that reach the local cloud through the gateway.
     pub fn clients(&self) -> ClientFactory {
         ClientFactory::for_endpoint(self.endpoint_url())
+    }
+
+    /// Every distinct AWS API call made through the gateway so far, with its caller.
+    pub fn api_calls(&self) -> Vec<ApiCall> {
+        self.ctx.calls.calls()
     }
 
     pub fn fleet(&self) -> &Fleet {

@@ -192,6 +192,7 @@ async fn route(ctx: &Arc<Ctx>, request: GatewayRequest) -> anyhow::Result<Gatewa
         return Ok(control_api(ctx, control, &request));
     }
     let scope = credential_scope(&request.headers);
+    ctx.calls.record(&request, scope.as_ref());
     if let Some(identifier) = lambda_invoke_target(request.path()) {
         return Ok(invoke_lambda(ctx, &identifier, scope.as_ref(), &request).await);
     }

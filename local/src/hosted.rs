@@ -62,14 +62,14 @@ fn rollout_error(error: RolloutError) -> FunctionError {
 /// Registers every Meridian function of `fleet` (upload, replica, rollout, failover,
 /// failback), reaching AWS through `clients`.
 pub fn register(functions: &Functions, fleet: &Fleet, clients: ClientFactory) {
-    register_rollout(functions, fleet, clients.clone());
-    let deps = DepsByRegion {
-        clients,
+    register_rollout(functions, fleet, &clients);
+    let deps_of = |role: FunctionRole| DepsByRegion {
+        clients: clients.clone().for_function(role),
         fleet: Arc::new(fleet.clone()),
         built: Arc::default(),
     };
 
-    let failover = deps.clone();
+    let failover = deps_of(FunctionRole::Failover);
     functions.register(
         function_name(&fleet.name, FunctionRole::Failover),
         move |invocation: Invocation| {
@@ -94,7 +94,7 @@ pub fn register(functions: &Functions, fleet: &Fleet, clients: ClientFactory) {
         },
     );
 
-    let failback = deps;
+    let failback = deps_of(FunctionRole::Failback);
     functions.register(
         function_name(&fleet.name, FunctionRole::Failback),
         move |invocation: Invocation| {
@@ -120,10 +120,13 @@ pub fn register(functions: &Functions, fleet: &Fleet, clients: ClientFactory) {
     );
 }
 
-fn register_rollout(functions: &Functions, fleet: &Fleet, clients: ClientFactory) {
+fn register_rollout(functions: &Functions, fleet: &Fleet, clients: &ClientFactory) {
     let fleet = Arc::new(fleet.clone());
 
-    let (upload_fleet, upload_clients) = (fleet.clone(), clients.clone());
+    let (upload_fleet, upload_clients) = (
+        fleet.clone(),
+        clients.clone().for_function(FunctionRole::Upload),
+    );
     functions.register(
         function_name(&fleet.name, FunctionRole::Upload),
         move |invocation: Invocation| {
@@ -147,7 +150,10 @@ fn register_rollout(functions: &Functions, fleet: &Fleet, clients: ClientFactory
         },
     );
 
-    let (replica_fleet, replica_clients) = (fleet.clone(), clients.clone());
+    let (replica_fleet, replica_clients) = (
+        fleet.clone(),
+        clients.clone().for_function(FunctionRole::Replica),
+    );
     functions.register(
         function_name(&fleet.name, FunctionRole::Replica),
         move |invocation: Invocation| {
@@ -175,16 +181,18 @@ fn register_rollout(functions: &Functions, fleet: &Fleet, clients: ClientFactory
         state_machine_arn: state_machine_arn(&fleet),
         sagemaker_role_arn: sagemaker_role_arn(&fleet),
         fleet: (*fleet).clone(),
-        clients,
+        clients: clients.clone().for_function(FunctionRole::Rollout),
     });
     functions.register(
         function_name(&fleet.name, FunctionRole::Rollout),
         move |invocation: Invocation| {
             let deps = deps.clone();
             async move {
-                meridian_rollout::handle(&deps, invocation.payload)
-                    .await
-                    .map_err(rollout_error)
+                let outcome = meridian_rollout::handle(&deps, invocation.payload).await;
+                for line in &outcome.metrics {
+                    tracing::info!(target: "emf", "{line}");
+                }
+                outcome.result.map_err(rollout_error)
             }
         },
     );

@@ -4,6 +4,7 @@
 //! CloudWatch alarm events, scheduled rules and Lambda invocation.
 
 pub mod alarms;
+pub mod calls;
 pub mod cbor;
 pub mod cloud;
 pub mod delivery;

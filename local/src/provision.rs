@@ -54,11 +54,7 @@ pub async fn provision(
             fleet,
             &region.name,
             FunctionRole::Replica,
-            json!({
-                "source": ["aws.s3"],
-                "detail-type": ["Object Created"],
-                "detail": { "bucket": { "name": [region.bucket] } },
-            }),
+            event_pattern(fleet, region, FunctionRole::Replica),
         )
         .await?;
         provisioned.subscriptions.push(replica);
@@ -67,10 +63,7 @@ pub async fn provision(
             fleet,
             &region.name,
             FunctionRole::Failover,
-            json!({
-                "source": ["aws.cloudwatch"],
-                "detail-type": ["CloudWatch Alarm State Change"],
-            }),
+            event_pattern(fleet, region, FunctionRole::Failover),
         )
         .await?;
         provisioned.subscriptions.push(failover);
@@ -79,19 +72,15 @@ pub async fn provision(
         scalable_target(clients, region).await?;
         failback_schedule(clients, fleet, &region.name).await?;
     }
+    let primary = fleet
+        .region(&fleet.primary_region)
+        .context("the primary region is not in the fleet")?;
     let upload = route_events(
         clients,
         fleet,
         &fleet.primary_region,
         FunctionRole::Upload,
-        json!({
-            "source": ["aws.s3"],
-            "detail-type": ["Object Created"],
-            "detail": {
-                "bucket": { "name": [fleet.primary_bucket] },
-                "object": { "key": [{ "prefix": MODELS_PREFIX }] },
-            },
-        }),
+        event_pattern(fleet, primary, FunctionRole::Upload),
     )
     .await?;
     provisioned.subscriptions.push(upload);
@@ -273,6 +262,33 @@ fn attribute(name: &str) -> Result<AttributeDefinition> {
 }
 
 /// An EventBridge rule with an SQS queue as its target, delivered to `role`'s function.
+/// The EventBridge pattern of a function's rule in `region`: the same patterns
+/// `template.yaml` gives the deployed rules (a test holds them equal), so the local cloud
+/// routes events as AWS will. `Null` for functions no rule targets.
+pub fn event_pattern(fleet: &Fleet, region: &RegionSpec, role: FunctionRole) -> serde_json::Value {
+    match role {
+        FunctionRole::Replica => json!({
+            "source": ["aws.s3"],
+            "detail-type": ["Object Created"],
+            "detail": { "bucket": { "name": [region.bucket] } },
+        }),
+        FunctionRole::Failover => json!({
+            "source": ["aws.cloudwatch"],
+            "detail-type": ["CloudWatch Alarm State Change"],
+            "detail": { "alarmName": region.alarms },
+        }),
+        FunctionRole::Upload => json!({
+            "source": ["aws.s3"],
+            "detail-type": ["Object Created"],
+            "detail": {
+                "bucket": { "name": [fleet.primary_bucket] },
+                "object": { "key": [{ "prefix": MODELS_PREFIX }] },
+            },
+        }),
+        FunctionRole::Failback | FunctionRole::Rollout => serde_json::Value::Null,
+    }
+}
+
 async fn route_events(
     clients: &ClientFactory,
     fleet: &Fleet,

@@ -5,14 +5,17 @@
 //! the standard `AWS_ENDPOINT_URL` and `AWS_ENDPOINT_URL_<SERVICE>` variables (and the
 //! matching shared-config keys) are honoured by the SDK loader used here.
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::{AppName, BehaviorVersion, Region, SdkConfig};
 use aws_sdk_s3::config::Credentials;
+
+use crate::names::{sdk_app_name, FunctionRole};
 
 /// Builds per-region SDK configuration and clients.
 #[derive(Debug, Clone, Default)]
 pub struct ClientFactory {
     endpoint_url: Option<String>,
     credentials: Option<Credentials>,
+    app_name: Option<AppName>,
 }
 
 impl ClientFactory {
@@ -35,7 +38,17 @@ impl ClientFactory {
                 None,
                 "meridian-local",
             )),
+            app_name: None,
         }
+    }
+
+    /// The same factory for the clients of one Meridian function. Every request then
+    /// carries `app/meridian-<function>` in its user agent, so CloudTrail (and the local
+    /// cloud's call log) tells which function made each call: what least-privilege IAM is
+    /// checked against.
+    pub fn for_function(mut self, role: FunctionRole) -> Self {
+        self.app_name = AppName::new(sdk_app_name(role)).ok();
+        self
     }
 
     /// The endpoint override, if this factory sets one explicitly.
@@ -52,6 +65,9 @@ impl ClientFactory {
         }
         if let Some(credentials) = &self.credentials {
             loader = loader.credentials_provider(credentials.clone());
+        }
+        if let Some(app_name) = &self.app_name {
+            loader = loader.app_name(app_name.clone());
         }
         loader.load().await
     }
@@ -86,5 +102,19 @@ mod tests {
         assert_eq!(config.endpoint_url(), Some("http://127.0.0.1:4566"));
         assert_eq!(config.region().map(|r| r.as_ref()), Some("eu-west-1"));
         assert!(config.credentials_provider().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_functions_clients_name_the_function_in_their_user_agent() {
+        let factory = ClientFactory::for_endpoint("http://127.0.0.1:4566");
+        assert_eq!(factory.config("eu-west-1").await.app_name(), None);
+        let config = factory
+            .for_function(FunctionRole::Replica)
+            .config("eu-west-1")
+            .await;
+        assert_eq!(
+            config.app_name().map(|name| name.to_string()),
+            Some("meridian-replica".to_owned())
+        );
     }
 }

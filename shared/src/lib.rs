@@ -3,6 +3,7 @@
 
 pub mod adapters;
 pub mod aws;
+pub mod events;
 pub mod failover;
 pub mod fleet;
 pub mod health;

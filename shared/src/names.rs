@@ -25,7 +25,9 @@ impl FunctionRole {
         Self::Rollout,
     ];
 
-    fn suffix(self) -> &'static str {
+    /// The function's binary (`BuildProperties: Binary` in the template) and the suffix
+    /// of its deployed name.
+    pub fn binary(self) -> &'static str {
         match self {
             Self::Upload => "upload",
             Self::Replica => "replica",
@@ -38,17 +40,23 @@ impl FunctionRole {
 
 /// The deployed name of a function, e.g. `meridian-demo-replica`.
 pub fn function_name(fleet_name: &str, role: FunctionRole) -> String {
-    format!("{fleet_name}-{}", role.suffix())
+    format!("{fleet_name}-{}", role.binary())
+}
+
+/// The user-agent app name of a function's SDK clients (`app/meridian-replica`): tells
+/// in CloudTrail, and in the local cloud's call log, which function made a call.
+pub fn sdk_app_name(role: FunctionRole) -> String {
+    format!("meridian-{}", role.binary())
 }
 
 /// The SQS queue that carries a function's events in the local cloud.
 pub fn event_queue_name(fleet_name: &str, role: FunctionRole) -> String {
-    format!("{fleet_name}-{}-events", role.suffix())
+    format!("{fleet_name}-{}-events", role.binary())
 }
 
 /// The EventBridge rule that routes a function's events.
 pub fn event_rule_name(fleet_name: &str, role: FunctionRole) -> String {
-    format!("{fleet_name}-{}-rule", role.suffix())
+    format!("{fleet_name}-{}-rule", role.binary())
 }
 
 /// The variant name every endpoint config of the fleet uses (guardrail updates require
@@ -62,7 +70,7 @@ pub fn rollout_state_machine_name(fleet_name: &str) -> String {
 
 /// The EventBridge schedule that runs a function (failback evaluation).
 pub fn schedule_rule_name(fleet_name: &str, role: FunctionRole) -> String {
-    format!("{fleet_name}-{}-schedule", role.suffix())
+    format!("{fleet_name}-{}-schedule", role.binary())
 }
 
 /// How often failback is evaluated.

@@ -105,7 +105,11 @@ async fn main() -> anyhow::Result<()> {
                 .invoke(Invocation {
                     function_name: function_name(&fleet.name, FunctionRole::Failback),
                     region: region.into(),
-                    payload: serde_json::json!({ "id": format!("bench-{i}-{}", Utc::now().timestamp_micros()) }),
+                    payload: meridian_local::schedules::scheduled_event(
+                        region,
+                        "arn:aws:events:local:123456789012:rule/bench",
+                        Utc::now(),
+                    ),
                 })
                 .await?;
             if deps

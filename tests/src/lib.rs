@@ -9,6 +9,50 @@ use std::time::Duration;
 use meridian::fleet::Fleet;
 use meridian_local::{Functions, LocalCloud, LocalCloudConfig};
 
+pub mod event_pattern;
+pub mod iam;
+pub mod template;
+
+/// A local cloud for one test. When the test ends (by [`TestCloud::shutdown`] or by
+/// going out of scope without a panic), every AWS call Meridian's functions made in it
+/// must be one their IAM roles allow ([`iam::assert_calls_declared`]).
+pub struct TestCloud {
+    cloud: Option<LocalCloud>,
+}
+
+impl TestCloud {
+    /// Checks the calls made, then stops moto and the gateway.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        match self.cloud.take() {
+            Some(cloud) => {
+                iam::assert_calls_declared(&cloud.api_calls());
+                cloud.shutdown().await
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+impl std::ops::Deref for TestCloud {
+    type Target = LocalCloud;
+
+    fn deref(&self) -> &LocalCloud {
+        self.cloud
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("a TestCloud holds its cloud until shut down"))
+    }
+}
+
+impl Drop for TestCloud {
+    fn drop(&mut self) {
+        if let Some(cloud) = self.cloud.take() {
+            if !std::thread::panicking() {
+                iam::assert_calls_declared(&cloud.api_calls());
+            }
+        }
+    }
+}
+
 /// The repository root.
 pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -26,17 +70,13 @@ pub fn example_fleet() -> Fleet {
 }
 
 /// Starts and provisions a local cloud for the example fleet with short delays.
-pub async fn start_cloud(functions: Functions) -> LocalCloud {
+pub async fn start_cloud(functions: Functions) -> TestCloud {
     start_cloud_for(example_fleet(), functions, false).await
 }
 
 /// Starts and provisions a local cloud for `fleet`, optionally hosting Meridian's own
 /// functions (failover, failback) as deployed.
-pub async fn start_cloud_for(
-    fleet: Fleet,
-    functions: Functions,
-    host_meridian: bool,
-) -> LocalCloud {
+pub async fn start_cloud_for(fleet: Fleet, functions: Functions, host_meridian: bool) -> TestCloud {
     start_cloud_with(test_config(), fleet, functions, host_meridian).await
 }
 
@@ -51,7 +91,7 @@ pub async fn start_cloud_with(
     fleet: Fleet,
     functions: Functions,
     host_meridian: bool,
-) -> LocalCloud {
+) -> TestCloud {
     init_tracing();
     let cloud = match LocalCloud::start(config, fleet, functions).await {
         Ok(cloud) => cloud,
@@ -63,7 +103,7 @@ pub async fn start_cloud_with(
     if let Err(error) = cloud.provision().await {
         panic!("provisioning failed: {error:#}");
     }
-    cloud
+    TestCloud { cloud: Some(cloud) }
 }
 
 /// Logs go to the test output when `RUST_LOG` is set.

@@ -12,7 +12,7 @@ use meridian::fleet::{Fleet, Pattern};
 use meridian::health::{apply, FailoverEvent, HealthStore, Trigger};
 use meridian::names::{function_name, FunctionRole};
 use meridian_local::{Functions, Invocation, LocalCloud};
-use meridian_tests::{eventually, example_fleet, start_cloud_for};
+use meridian_tests::{eventually, example_fleet, start_cloud_for, TestCloud};
 use serde_json::{json, Value};
 
 const WITHIN: Duration = Duration::from_secs(30);
@@ -28,7 +28,7 @@ fn fleet(cooldown_s: u64, failback_s: u64) -> Fleet {
     fleet
 }
 
-async fn start(fleet: Fleet) -> LocalCloud {
+async fn start(fleet: Fleet) -> TestCloud {
     start_cloud_for(fleet, Functions::new(), true).await
 }
 
@@ -90,6 +90,15 @@ fn alarm_event(id: &str, region: &str, state: &str, at: DateTime<Utc>) -> Value 
             "configuration": { "metrics": [] }
         }
     })
+}
+
+/// A failback schedule tick, as EventBridge delivers it.
+fn tick_event(region: &str) -> Value {
+    meridian_local::schedules::scheduled_event(
+        region,
+        &format!("arn:aws:events:{region}:123456789012:rule/meridian-demo-failback-schedule"),
+        Utc::now(),
+    )
 }
 
 async fn invoke(cloud: &LocalCloud, role: FunctionRole, region: &str, payload: Value) -> Value {
@@ -192,13 +201,7 @@ async fn alarm_ok_alarm_inside_the_cooldown_does_not_flap() {
         alarm_event("o1", region, "OK", t0 + chrono::Duration::seconds(1)),
     )
     .await;
-    let tick = invoke(
-        &cloud,
-        FunctionRole::Failback,
-        region,
-        json!({ "id": "tick-1", "detail-type": "Scheduled Event" }),
-    )
-    .await;
+    let tick = invoke(&cloud, FunctionRole::Failback, region, tick_event(region)).await;
     assert_eq!(
         tick["action"], "None",
         "no failback inside the cooldown: {tick}"
@@ -349,13 +352,7 @@ async fn a_manual_drain_survives_ok_alarms_until_undrained() {
             .then_some(())
     })
     .await;
-    invoke(
-        &cloud,
-        FunctionRole::Failback,
-        region,
-        json!({ "id": "tick" }),
-    )
-    .await;
+    invoke(&cloud, FunctionRole::Failback, region, tick_event(region)).await;
     assert_eq!(
         health(&cloud, region).await.state,
         HealthState::DrainedByHand

@@ -9,7 +9,7 @@ use meridian::manifest::{describe_dir, manifest_key, Manifest, Serving};
 use meridian::registry::{Registry, VersionRecord, VersionStatus};
 use meridian::rollout::deployment_name;
 use meridian_local::{Functions, LocalCloud};
-use meridian_tests::{eventually, example_fleet, start_cloud_for};
+use meridian_tests::{eventually, example_fleet, start_cloud_for, TestCloud};
 
 const WITHIN: Duration = Duration::from_secs(90);
 
@@ -20,7 +20,7 @@ fn fleet() -> Fleet {
     fleet
 }
 
-async fn start() -> LocalCloud {
+async fn start() -> TestCloud {
     start_cloud_for(fleet(), Functions::new(), true).await
 }
 
@@ -161,6 +161,21 @@ async fn happy_path_every_region_serves_the_new_version() {
         );
     }
     assert!(record.phases.contains_key("committed"));
+    // Every function's calls reach the call log the IAM check reads, each call under
+    // its own function, in the region it was made in.
+    let log = cloud.api_calls();
+    let by_function = meridian_tests::iam::calls_by_function(&log);
+    for function in ["meridian-upload", "meridian-replica", "meridian-rollout"] {
+        assert!(
+            by_function.contains_key(function),
+            "no calls of {function}: {by_function:?}"
+        );
+    }
+    assert!(log
+        .iter()
+        .any(|call| call.caller.as_deref() == Some("meridian-replica")
+            && call.region == "ap-southeast-1"
+            && call.operation == "GetObject"));
     cloud.shutdown().await.expect("shutdown");
 }
 

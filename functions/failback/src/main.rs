@@ -4,6 +4,7 @@ use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use meridian::adapters::HealthDeps;
 use meridian::aws::ClientFactory;
 use meridian::fleet::Fleet;
+use meridian::names::FunctionRole;
 use serde_json::Value;
 
 #[tokio::main]
@@ -18,7 +19,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         .init();
     let region = std::env::var("AWS_REGION")?;
     let fleet = Fleet::from_toml_str(&std::env::var("MERIDIAN_FLEET_TOML")?)?;
-    let deps = HealthDeps::new(&ClientFactory::from_env(), &fleet, &region).await;
+    let deps = HealthDeps::new(
+        &ClientFactory::from_env().for_function(FunctionRole::Failback),
+        &fleet,
+        &region,
+    )
+    .await;
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
         let (fleet, region, deps) = (&fleet, &region, &deps);
         async move {

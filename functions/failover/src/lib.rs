@@ -9,7 +9,7 @@ use chrono::Utc;
 use meridian::failover::{Action, AlarmState, Input};
 use meridian::fleet::Fleet;
 use meridian::health::{apply, DnsSwitch, HealthError, HealthStore, StandbyScaler, Trigger};
-use meridian::metrics::emf_line;
+use meridian::metrics::{FAILBACK_REACTION_TIME, FAILOVER_REACTION_TIME};
 use serde_json::{json, Value};
 
 /// The EventBridge event CloudWatch sends when a metric alarm changes state.
@@ -69,16 +69,10 @@ pub async fn handle<S: HealthStore, D: DnsSwitch, A: StandbyScaler>(
     let mut metrics = Vec::new();
     if let Some(reaction) = applied.event.as_ref().and_then(|e| e.reaction_ms) {
         let metric = match applied.action {
-            Action::Drain => "FailoverReactionTime",
-            _ => "FailbackReactionTime",
+            Action::Drain => FAILOVER_REACTION_TIME,
+            _ => FAILBACK_REACTION_TIME,
         };
-        metrics.push(emf_line(
-            metric,
-            "Milliseconds",
-            reaction as f64,
-            &[("Region", region)],
-            Utc::now(),
-        ));
+        metrics.push(metric.line(reaction as f64, [region], Utc::now()));
     }
     tracing::info!(%region, %alarm, action = ?applied.action, state = ?applied.health.state, "alarm event applied");
     Ok(Outcome {

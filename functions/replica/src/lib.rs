@@ -5,6 +5,7 @@
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::Utc;
+use meridian::events::ObjectCreated;
 use meridian::fleet::Fleet;
 use meridian::manifest::{FileEntry, Manifest, MANIFEST_FILE};
 use meridian::registry::{FileCheck, Readiness, Registry};
@@ -24,15 +25,19 @@ pub struct ReplicaDeps {
     pub sfn: aws_sdk_sfn::Client,
 }
 
+/// The event this function's EventBridge rule delivers: S3's `Object Created` of
+/// the regional bucket.
+pub type Event = EventBridgeEvent<ObjectCreated>;
+
 /// Handles one `Object Created` event of the regional bucket.
 pub async fn handle(deps: &ReplicaDeps, payload: Value) -> Result<Value, RolloutError> {
-    let event: EventBridgeEvent = serde_json::from_value(payload)
-        .map_err(|e| RolloutError::Invalid(format!("not an EventBridge event: {e}")))?;
-    let bucket = event.detail["bucket"]["name"].as_str().unwrap_or_default();
-    let key = event.detail["object"]["key"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let event: Event = serde_json::from_value(payload).map_err(|e| {
+        RolloutError::Invalid(format!("not an S3 Object Created EventBridge event: {e}"))
+    })?;
+    let (bucket, key) = (
+        event.detail.bucket.name.as_str(),
+        event.detail.object.key.clone(),
+    );
     let spec = deps.fleet.region(&deps.region).ok_or_else(|| {
         RolloutError::Invalid(format!("region {} is not in the fleet", deps.region))
     })?;

@@ -3,6 +3,7 @@
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use meridian::aws::ClientFactory;
 use meridian::fleet::Fleet;
+use meridian::names::FunctionRole;
 use meridian::registry::Registry;
 use meridian_replica::ReplicaDeps;
 use serde_json::Value;
@@ -19,7 +20,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         .init();
     let fleet = Fleet::from_toml_str(&std::env::var("MERIDIAN_FLEET_TOML")?)?;
     let region = std::env::var("AWS_REGION")?;
-    let clients = ClientFactory::from_env();
+    let clients = ClientFactory::from_env().for_function(FunctionRole::Replica);
     let deps = ReplicaDeps {
         registry: Registry {
             client: aws_sdk_dynamodb::Client::new(&clients.config(&region).await),

@@ -1,6 +1,16 @@
 //! The rollout state machine's tasks, one handler dispatched on `task`: wait for replicas
 //! (task token), fast copy, prepare, deploy, status, commit, roll back, mark failed.
 //! Each is idempotent: Step Functions retries and redelivers.
+//!
+//! The task that ends a rollout (commit, mark failed) also returns the rollout's timings
+//! as EMF metric lines ([`timings`]); the caller prints them (Lambda) or logs them (the
+//! local cloud).
+
+pub mod timings;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt, TryStreamExt};
@@ -36,6 +46,20 @@ struct TaskInput {
     error: Option<Value>,
 }
 
+/// What a task produced: its result for Step Functions (unchanged by metrics) and the
+/// EMF metric lines to print. The lines are returned with a failed result too: they
+/// are emitted once, by the write that ends the rollout, so a later failure of the
+/// same task (and its retry) must not lose them.
+#[derive(Debug)]
+pub struct Outcome {
+    pub result: Result<Value, RolloutError>,
+    pub metrics: Vec<String>,
+}
+
+/// How long the commit waits for one region's replica verdict, read for the metrics
+/// only: a slow or unreachable region costs its `replicate` value, never the commit.
+const REPLICA_TIME_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Parts of a multipart server-side copy, and how many run at once.
 const COPY_PART_BYTES: u64 = 64 * 1024 * 1024;
 const COPY_CONCURRENCY: usize = 8;
@@ -64,7 +88,17 @@ async fn aws_sdk_dynamodb_client(
 }
 
 /// Runs one task.
-pub async fn handle(deps: &RolloutDeps, payload: Value) -> Result<Value, RolloutError> {
+pub async fn handle(deps: &RolloutDeps, payload: Value) -> Outcome {
+    let mut metrics = Vec::new();
+    let result = run(deps, payload, &mut metrics).await;
+    Outcome { result, metrics }
+}
+
+async fn run(
+    deps: &RolloutDeps,
+    payload: Value,
+    metrics: &mut Vec<String>,
+) -> Result<Value, RolloutError> {
     let input: TaskInput = serde_json::from_value(payload)
         .map_err(|e| RolloutError::Invalid(format!("bad task input: {e}")))?;
     let control = deps.registry(&deps.fleet.primary_region).await;
@@ -84,9 +118,9 @@ pub async fn handle(deps: &RolloutDeps, payload: Value) -> Result<Value, Rollout
         "deploy" => deploy(deps, &control, &record, &input).await,
         "status" => status(deps, &control, &record, &input).await,
         "smoke_test" => smoke_test(deps, &control, &record, &input).await,
-        "commit" => commit(deps, &control, &record).await,
+        "commit" => commit(deps, &control, &record, metrics).await,
         "rollback" => rollback(deps, &control, &record, &input).await,
-        "mark_failed" => mark_failed(deps, &control, &record, &input).await,
+        "mark_failed" => mark_failed(deps, &control, &record, &input, metrics).await,
         other => Err(RolloutError::Invalid(format!("unknown task {other:?}"))),
     }
 }
@@ -616,11 +650,14 @@ async fn smoke_test(
 }
 
 /// Moves the active pointer (one conditional write), releases the model's lock and starts
-/// the next queued version, if any.
+/// the next queued version, if any. The write that first records the version committed
+/// also records when each region's replicas were verified, and yields the rollout's
+/// metrics: a retried or redelivered commit finds it committed and emits nothing.
 async fn commit(
     deps: &RolloutDeps,
     control: &Registry,
     record: &VersionRecord,
+    metrics: &mut Vec<String>,
 ) -> Result<Value, RolloutError> {
     let active = control.active(&record.model).await?;
     let expected = active
@@ -642,15 +679,76 @@ async fn commit(
             record.model
         )));
     }
-    control
+    let replicated = if timings::ended(record) {
+        BTreeMap::new()
+    } else {
+        replica_verified_times(deps, record).await
+    };
+    let ends_rollout = AtomicBool::new(false);
+    let committed = control
         .update_version(&record.model, &record.version, |r| {
+            ends_rollout.store(!timings::ended(r), Ordering::Relaxed);
             r.status = VersionStatus::Active;
             r.reason = None;
-            r.phases.entry("committed".into()).or_insert_with(Utc::now);
+            r.phases
+                .entry(timings::COMMITTED.into())
+                .or_insert_with(Utc::now);
+            record_replicated(r, &replicated);
         })
         .await?;
+    if ends_rollout.load(Ordering::Relaxed) {
+        metrics.extend(timings::metric_lines(&committed, Utc::now()));
+    }
     let next = start_next(deps, control, record).await?;
     Ok(json!({ "model": record.model, "active": record.version, "next": next }))
+}
+
+/// When each region's replicas were verified (its ready verdict), read from the region's
+/// own replica. Best effort, for the metrics: a region that cannot be read in time is
+/// left out (and logged), and the commit goes on.
+async fn replica_verified_times(
+    deps: &RolloutDeps,
+    record: &VersionRecord,
+) -> BTreeMap<String, DateTime<Utc>> {
+    let reads = deps.fleet.regions.iter().map(|region| async move {
+        let read = tokio::time::timeout(REPLICA_TIME_READ_TIMEOUT, async {
+            deps.registry(&region.name)
+                .await
+                .readiness(&record.model, &record.version, &region.name)
+                .await
+        })
+        .await;
+        match read {
+            Ok(Ok(readiness)) => readiness
+                .filter(|r| r.ready)
+                .map(|r| (region.name.clone(), r.at)),
+            Ok(Err(error)) => {
+                tracing::warn!(region = %region.name, %error, "replica verdict unreadable; no replicate metric for the region");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(region = %region.name, "replica verdict not read in time; no replicate metric for the region");
+                None
+            }
+        }
+    });
+    futures::future::join_all(reads)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// Records, once per region, when its replicas were verified.
+fn record_replicated(record: &mut VersionRecord, replicated: &BTreeMap<String, DateTime<Utc>>) {
+    for (region, at) in replicated {
+        record
+            .regions
+            .entry(region.clone())
+            .or_default()
+            .replicated
+            .get_or_insert(*at);
+    }
 }
 
 /// Puts one region back on the configuration it served before this rollout. Retryable
@@ -708,31 +806,45 @@ async fn rollback(
 }
 
 /// Marks the version failed with the error that stopped it, releases the lock and starts
-/// the next queued version.
+/// the next queued version. Like the commit, the write that first ends the rollout
+/// yields the metrics of the phases that did complete (no `RolloutDuration`).
 async fn mark_failed(
     deps: &RolloutDeps,
     control: &Registry,
     record: &VersionRecord,
     input: &TaskInput,
+    metrics: &mut Vec<String>,
 ) -> Result<Value, RolloutError> {
     let mut reason = failure_reason(input.error.as_ref());
+    let mut replicated = BTreeMap::new();
     for region in &deps.fleet.regions {
         let regional = deps.registry(&region.name).await;
-        if let Some(readiness) = regional
+        match regional
             .readiness(&record.model, &record.version, &region.name)
             .await?
-            .filter(|r| !r.ready)
         {
-            reason = format!("{reason} ({})", readiness.reason);
+            Some(readiness) if readiness.ready => {
+                replicated.insert(region.name.clone(), readiness.at);
+            }
+            Some(readiness) => reason = format!("{reason} ({})", readiness.reason),
+            None => {}
         }
     }
-    control
+    let ends_rollout = AtomicBool::new(false);
+    let failed = control
         .update_version(&record.model, &record.version, |r| {
+            ends_rollout.store(!timings::ended(r), Ordering::Relaxed);
             r.status = VersionStatus::Failed;
             r.reason = Some(reason.clone());
-            r.phases.entry("failed".into()).or_insert_with(Utc::now);
+            r.phases
+                .entry(timings::FAILED.into())
+                .or_insert_with(Utc::now);
+            record_replicated(r, &replicated);
         })
         .await?;
+    if ends_rollout.load(Ordering::Relaxed) {
+        metrics.extend(timings::metric_lines(&failed, Utc::now()));
+    }
     let next = start_next(deps, control, record).await?;
     Ok(json!({ "model": record.model, "failed": record.version, "reason": reason, "next": next }))
 }

@@ -6,6 +6,7 @@
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::Utc;
 use futures::stream::{self, StreamExt, TryStreamExt};
+use meridian::events::ObjectCreated;
 use meridian::fleet::Fleet;
 use meridian::manifest::{self, Manifest};
 use meridian::registry::{Registration, Registry, VersionStatus};
@@ -26,12 +27,19 @@ pub struct UploadDeps {
 /// Files checked for presence at once.
 const HEAD_CONCURRENCY: usize = 16;
 
+/// The event this function's EventBridge rule delivers: S3's `Object Created` of
+/// the primary bucket.
+pub type Event = EventBridgeEvent<ObjectCreated>;
+
 /// Handles one `Object Created` event of the primary bucket.
 pub async fn handle(deps: &UploadDeps, payload: Value) -> Result<Value, RolloutError> {
-    let event: EventBridgeEvent = serde_json::from_value(payload)
-        .map_err(|e| RolloutError::Invalid(format!("not an EventBridge event: {e}")))?;
-    let bucket = event.detail["bucket"]["name"].as_str().unwrap_or_default();
-    let key = event.detail["object"]["key"].as_str().unwrap_or_default();
+    let event: Event = serde_json::from_value(payload).map_err(|e| {
+        RolloutError::Invalid(format!("not an S3 Object Created EventBridge event: {e}"))
+    })?;
+    let (bucket, key) = (
+        event.detail.bucket.name.as_str(),
+        event.detail.object.key.as_str(),
+    );
     if bucket != deps.fleet.primary_bucket {
         return Err(RolloutError::Invalid(format!(
             "event for bucket {bucket:?}, not the primary bucket {}",

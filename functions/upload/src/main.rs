@@ -3,6 +3,7 @@
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use meridian::aws::ClientFactory;
 use meridian::fleet::Fleet;
+use meridian::names::FunctionRole;
 use meridian::registry::Registry;
 use meridian_upload::UploadDeps;
 use serde_json::Value;
@@ -18,7 +19,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         )
         .init();
     let fleet = Fleet::from_toml_str(&std::env::var("MERIDIAN_FLEET_TOML")?)?;
-    let clients = ClientFactory::from_env();
+    let clients = ClientFactory::from_env().for_function(FunctionRole::Upload);
     let config = clients.config(&fleet.primary_region).await;
     let deps = UploadDeps {
         registry: Registry {

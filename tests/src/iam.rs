@@ -1,0 +1,180 @@
+//! Least privilege, checked both ways. [`calls`] lists, per function, the AWS API calls
+//! its code makes; [`required_actions`] turns them into IAM actions (the Service
+//! Authorization Reference's mapping, plus each call's dependent actions, each with why).
+//! Tests then hold that list against two things:
+//! - `template.yaml`: each function's role allows exactly the required actions, no more
+//!   (`tests/tests/template.rs`);
+//! - the code: every call a function makes in any end-to-end test is in its list
+//!   ([`assert_calls_declared`], run by [`crate::TestCloud`] when a test ends), and
+//!   every listed call appears in the function's source (no stale entries).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use meridian::names::FunctionRole;
+use meridian_local::calls::ApiCall;
+
+/// The AWS API calls a function's code makes: (SigV4 signing name, operation).
+pub fn calls(role: FunctionRole) -> &'static [(&'static str, &'static str)] {
+    match role {
+        FunctionRole::Upload => &[
+            ("s3", "GetObject"),  // the manifest
+            ("s3", "HeadObject"), // every file is there, with its size
+            ("dynamodb", "GetItem"),
+            ("dynamodb", "PutItem"),
+            ("states", "StartExecution"),
+        ],
+        FunctionRole::Replica => &[
+            ("s3", "GetObject"),
+            ("dynamodb", "GetItem"),
+            ("dynamodb", "PutItem"),
+            ("dynamodb", "Query"),
+            ("states", "SendTaskSuccess"),
+            ("states", "SendTaskFailure"),
+        ],
+        FunctionRole::Rollout => &[
+            ("dynamodb", "GetItem"),
+            ("dynamodb", "PutItem"),
+            ("dynamodb", "DeleteItem"),
+            ("dynamodb", "Query"),
+            // the fast copy: files by server-side copy, the manifest written last
+            ("s3", "CopyObject"),
+            ("s3", "CreateMultipartUpload"),
+            ("s3", "UploadPartCopy"),
+            ("s3", "CompleteMultipartUpload"),
+            ("s3", "AbortMultipartUpload"),
+            ("s3", "PutObject"),
+            ("sagemaker", "CreateModel"),
+            ("sagemaker", "CreateEndpointConfig"),
+            ("sagemaker", "UpdateEndpoint"),
+            ("sagemaker", "DescribeEndpoint"),
+            ("sagemaker", "InvokeEndpoint"), // the smoke test (SageMaker Runtime)
+            ("states", "StartExecution"),    // the next queued version
+            ("states", "SendTaskSuccess"),
+            ("states", "SendTaskFailure"),
+        ],
+        FunctionRole::Failover | FunctionRole::Failback => &[
+            ("dynamodb", "GetItem"),
+            ("dynamodb", "PutItem"),
+            ("dynamodb", "UpdateItem"),
+            ("route53", "ListHealthChecks"),
+            ("route53", "GetHealthCheck"),
+            ("route53", "UpdateHealthCheck"),
+            ("application-autoscaling", "DescribeScalableTargets"),
+            ("application-autoscaling", "RegisterScalableTarget"),
+        ],
+    }
+}
+
+/// The IAM actions one call needs from the caller's role.
+fn call_actions(service: &str, operation: &str) -> Vec<String> {
+    let s3 = |actions: &[&str]| actions.iter().map(|a| format!("s3:{a}")).collect();
+    match (service, operation) {
+        ("s3", "GetObject" | "HeadObject") => s3(&["GetObject"]),
+        (
+            "s3",
+            "PutObject" | "CreateMultipartUpload" | "UploadPart" | "CompleteMultipartUpload",
+        ) => s3(&["PutObject"]),
+        // A copy reads its source and writes its destination.
+        ("s3", "CopyObject" | "UploadPartCopy") => s3(&["GetObject", "PutObject"]),
+        ("s3", "ListObjectsV2") => s3(&["ListBucket"]),
+        ("s3", other) => s3(&[other]),
+        ("monitoring", operation) => vec![format!("cloudwatch:{operation}")],
+        (service, operation) => vec![format!("{service}:{operation}")],
+    }
+}
+
+/// Actions a call needs besides its own (the reference's "dependent actions" and the
+/// services' documented prerequisites), with why.
+fn dependent_actions(
+    role: FunctionRole,
+    service: &str,
+    operation: &str,
+) -> &'static [&'static str] {
+    match (role, service, operation) {
+        // Without s3:ListBucket a missing object is a 403, not the 404 that tells the
+        // upload check "missing" and the replica check "not arrived yet".
+        (FunctionRole::Upload | FunctionRole::Replica, "s3", "GetObject" | "HeadObject") => {
+            &["s3:ListBucket"]
+        }
+        // CopyObject copies the source's tags by default: reading and writing them.
+        (_, "s3", "CopyObject") => &["s3:GetObjectTagging", "s3:PutObjectTagging"],
+        // CreateModel passes the SageMaker execution role.
+        (_, "sagemaker", "CreateModel") => &["iam:PassRole"],
+        // Deployment guardrails read the auto-rollback alarms ("ensure that your IAM
+        // execution role has permission to perform cloudwatch:DescribeAlarms").
+        (_, "sagemaker", "UpdateEndpoint") => &["cloudwatch:DescribeAlarms"],
+        // RegisterScalableTarget checks the caller may scale the variant, and creates
+        // Application Auto Scaling's SageMaker service-linked role on first use.
+        (_, "application-autoscaling", "RegisterScalableTarget") => &[
+            "sagemaker:DescribeEndpoint",
+            "sagemaker:DescribeEndpointConfig",
+            "sagemaker:UpdateEndpointWeightsAndCapacities",
+            "iam:CreateServiceLinkedRole",
+        ],
+        _ => &[],
+    }
+}
+
+/// What the Lambda service itself needs of every function's role: its log stream.
+pub const LAMBDA_LOGGING: &[&str] = &["logs:CreateLogStream", "logs:PutLogEvents"];
+
+/// Every IAM action a function's role needs: its calls, their dependent actions, logging.
+pub fn required_actions(role: FunctionRole) -> BTreeSet<String> {
+    let mut actions: BTreeSet<String> = LAMBDA_LOGGING.iter().map(|a| (*a).to_owned()).collect();
+    for (service, operation) in calls(role) {
+        actions.extend(call_actions(service, operation));
+        actions.extend(
+            dependent_actions(role, service, operation)
+                .iter()
+                .map(|a| (*a).to_owned()),
+        );
+    }
+    actions
+}
+
+/// The function whose SDK clients carry `app_name` (`meridian::names::sdk_app_name`).
+pub fn role_of_caller(app_name: &str) -> Option<FunctionRole> {
+    FunctionRole::ALL
+        .into_iter()
+        .find(|role| meridian::names::sdk_app_name(*role) == app_name)
+}
+
+/// The calls each function made, from a local cloud's call log.
+pub fn calls_by_function(log: &[ApiCall]) -> BTreeMap<String, BTreeSet<(String, String)>> {
+    let mut by_function: BTreeMap<String, BTreeSet<(String, String)>> = BTreeMap::new();
+    for call in log {
+        if let Some(caller) = call
+            .caller
+            .as_deref()
+            .filter(|c| c.starts_with("meridian-"))
+        {
+            by_function
+                .entry(caller.to_owned())
+                .or_default()
+                .insert((call.service.clone(), call.operation.clone()));
+        }
+    }
+    by_function
+}
+
+/// Panics listing every call a Meridian function made that its list does not declare
+/// (and so its role in `template.yaml` does not allow).
+pub fn assert_calls_declared(log: &[ApiCall]) {
+    let mut undeclared = Vec::new();
+    for (caller, made) in calls_by_function(log) {
+        let Some(role) = role_of_caller(&caller) else {
+            undeclared.push(format!("{caller}: not a Meridian function"));
+            continue;
+        };
+        for (service, operation) in made {
+            if !calls(role).contains(&(service.as_str(), operation.as_str())) {
+                undeclared.push(format!("{caller} called {service} {operation}"));
+            }
+        }
+    }
+    assert!(
+        undeclared.is_empty(),
+        "calls missing from tests/src/iam.rs (and so from the function's IAM role):\n  {}",
+        undeclared.join("\n  ")
+    );
+}

@@ -1,0 +1,460 @@
+//! `template.yaml` held against the code: each function's IAM role allows exactly the
+//! actions its calls need; each function's event source delivers the event type its
+//! handler parses (AWS's documented sample events, through the rule's pattern); the
+//! runtime and architecture are the ones the build produces. cfn-lint and
+//! `sam validate --lint` (run by `scripts/lint-template`) check the rest of the template.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use meridian::fleet::{Fleet, RegionSpec};
+use meridian::names::{self, FunctionRole};
+use meridian_tests::event_pattern::matches;
+use meridian_tests::template::{tagged, to_json, FunctionResource, Template};
+use meridian_tests::{example_fleet, iam, workspace_root};
+use serde_json::{json, Value};
+
+fn role_of(function: &FunctionResource) -> FunctionRole {
+    FunctionRole::ALL
+        .into_iter()
+        .find(|role| role.binary() == function.binary)
+        .unwrap_or_else(|| {
+            panic!(
+                "{}: no function is built as {}",
+                function.logical_id, function.binary
+            )
+        })
+}
+
+fn set(actions: &BTreeSet<String>) -> String {
+    actions.iter().cloned().collect::<Vec<_>>().join(", ")
+}
+
+#[test]
+fn each_function_role_allows_exactly_the_actions_its_calls_need() {
+    let template = Template::load();
+    let functions = template.functions();
+    assert_eq!(
+        functions.len(),
+        FunctionRole::ALL.len(),
+        "one template function per role"
+    );
+    let mut problems = Vec::new();
+    for function in &functions {
+        let role = role_of(function);
+        let allowed = template.allowed_actions(&function.role);
+        let required = iam::required_actions(role);
+        let missing: BTreeSet<String> = required.difference(&allowed).cloned().collect();
+        let extra: BTreeSet<String> = allowed.difference(&required).cloned().collect();
+        if !missing.is_empty() {
+            problems.push(format!(
+                "{} ({}) lacks {}",
+                function.logical_id,
+                function.role,
+                set(&missing)
+            ));
+        }
+        if !extra.is_empty() {
+            problems.push(format!(
+                "{} ({}) allows {} that no call of its code needs",
+                function.logical_id,
+                function.role,
+                set(&extra)
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Actions that IAM cannot limit to a resource: the only ones a `Resource: "*"` may allow.
+const NO_RESOURCE_LEVEL_PERMISSIONS: &[&str] = &[
+    "states:SendTaskSuccess",
+    "states:SendTaskFailure",
+    "route53:ListHealthChecks",
+    "application-autoscaling:DescribeScalableTargets",
+    "application-autoscaling:RegisterScalableTarget",
+    "ecr:GetAuthorizationToken",
+    "cloudwatch:PutMetricData",
+];
+
+#[test]
+fn no_role_allows_a_wildcard_action_or_any_resource_where_iam_can_scope_it() {
+    let template = Template::load();
+    let roles: Vec<String> = template
+        .resources()
+        .iter()
+        .filter(|(_, r)| r.get("Type").and_then(|t| t.as_str()) == Some("AWS::IAM::Role"))
+        .filter_map(|(id, _)| id.as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        roles.len() >= 8,
+        "expected every role of the template, found {roles:?}"
+    );
+    let mut problems = Vec::new();
+    for role in &roles {
+        for statement in template.allow_statements(role) {
+            for action in &statement.actions {
+                if action.contains('*') {
+                    problems.push(format!(
+                        "{role}/{}: wildcard action {action}",
+                        statement.sid
+                    ));
+                }
+            }
+            if statement.resource.as_str() == Some("*") {
+                for action in &statement.actions {
+                    if !NO_RESOURCE_LEVEL_PERMISSIONS.contains(&action.as_str()) {
+                        problems.push(format!(
+                            "{role}/{}: {action} on every resource, but IAM can scope it",
+                            statement.sid
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn the_state_machine_may_invoke_the_rollout_function_and_nothing_else() {
+    let template = Template::load();
+    let statements = template.allow_statements("RolloutStateMachineRole");
+    let actions = template.allowed_actions("RolloutStateMachineRole");
+    assert_eq!(set(&actions), "lambda:InvokeFunction");
+    for statement in statements {
+        let resource = serde_yaml_ng::to_string(&statement.resource).unwrap_or_default();
+        assert!(
+            resource.contains("RolloutFunction"),
+            "{}: invokes {resource}, not the rollout function",
+            statement.sid
+        );
+    }
+}
+
+/// `.get_item()` for `GetItem`: the SDK's method name of an operation.
+fn method_of(operation: &str) -> String {
+    let mut method = String::from(".");
+    for (i, c) in operation.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            method.push('_');
+        }
+        method.push(c.to_ascii_lowercase());
+    }
+    method + "()"
+}
+
+fn sources(dir: &Path) -> String {
+    let mut text = String::new();
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.map(|e| e.path()).unwrap_or_default();
+        if path.extension().is_some_and(|e| e == "rs") {
+            text += &std::fs::read_to_string(&path).unwrap_or_default();
+        }
+    }
+    text
+}
+
+/// The function crates a function's binary links: its own and the `meridian-<binary>`
+/// crates its Cargo.toml depends on (the rollout reuses upload's and replica's code).
+fn linked_function_crates(role: FunctionRole) -> Vec<&'static str> {
+    let manifest = workspace_root()
+        .join("functions")
+        .join(role.binary())
+        .join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest)
+        .unwrap_or_else(|e| panic!("{}: {e}", manifest.display()));
+    FunctionRole::ALL
+        .into_iter()
+        .map(FunctionRole::binary)
+        .filter(|binary| {
+            *binary == role.binary()
+                || text
+                    .lines()
+                    .any(|l| l.trim_start().starts_with(&format!("meridian-{binary}")))
+        })
+        .collect()
+}
+
+#[test]
+fn every_listed_call_is_made_somewhere_in_the_functions_code() {
+    let root = workspace_root();
+    let shared = sources(&root.join("shared/src"));
+    let mut stale = Vec::new();
+    for role in FunctionRole::ALL {
+        let own = linked_function_crates(role)
+            .iter()
+            .map(|binary| sources(&root.join("functions").join(binary).join("src")))
+            .collect::<String>();
+        for (service, operation) in iam::calls(role) {
+            let method = method_of(operation);
+            if !own.contains(&method) && !shared.contains(&method) {
+                stale.push(format!(
+                    "{}: {service} {operation} ({method})",
+                    role.binary()
+                ));
+            }
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "listed in tests/src/iam.rs but never called:\n{}",
+        stale.join("\n")
+    );
+}
+
+#[test]
+fn every_function_runs_on_provided_al2023_arm64_built_by_cargo_lambda() {
+    let template = Template::load();
+    let globals = template.function_globals();
+    assert_eq!(
+        globals.get("Runtime").and_then(|v| v.as_str()),
+        Some("provided.al2023")
+    );
+    let architectures = to_json(
+        globals.get("Architectures").unwrap_or(&Default::default()),
+        &|_| Value::Null,
+    );
+    assert_eq!(architectures, json!(["arm64"]));
+    for function in template.functions() {
+        for overridden in ["Runtime", "Architectures", "PackageType"] {
+            assert!(
+                function.properties.get(overridden).is_none(),
+                "{} overrides {overridden}",
+                function.logical_id
+            );
+        }
+        assert_eq!(
+            function.properties.get("Handler").and_then(|v| v.as_str()),
+            Some("bootstrap"),
+            "{}: a provided runtime runs `bootstrap`",
+            function.logical_id
+        );
+        let method = template
+            .resource(&function.logical_id)
+            .get("Metadata")
+            .and_then(|m| m.get("BuildMethod"))
+            .and_then(|v| v.as_str());
+        assert_eq!(method, Some("rust-cargolambda"), "{}", function.logical_id);
+    }
+}
+
+/// The example fleet's value of each template parameter a rule pattern refers to.
+fn parameter(fleet: &Fleet, region: &RegionSpec, name: &str) -> Value {
+    match name {
+        "RegionalBucket" => json!(region.bucket),
+        "PrimaryBucket" => json!(fleet.primary_bucket),
+        "AlarmNames" => json!(region.alarms),
+        other => panic!("a rule pattern refers to {other}, which this test cannot evaluate"),
+    }
+}
+
+/// `!Sub "${FleetName}-..."` with the fleet's name.
+fn name_of(value: Option<&serde_yaml_ng::Value>, fleet: &Fleet) -> String {
+    value
+        .and_then(|v| tagged(v, "Sub"))
+        .and_then(|v| v.as_str())
+        .map(|s| s.replace("${FleetName}", &fleet.name))
+        .unwrap_or_default()
+}
+
+/// A documented sample event (tests/fixtures/events), renamed to the example fleet.
+fn sample(file: &str) -> Value {
+    let path = workspace_root().join("tests/fixtures/events").join(file);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn object_created(bucket: &str, key: &str, region: &str) -> Value {
+    let mut event = sample("s3-object-created.json");
+    event["region"] = json!(region);
+    event["resources"] = json!([format!("arn:aws:s3:::{bucket}")]);
+    event["detail"]["bucket"]["name"] = json!(bucket);
+    event["detail"]["object"]["key"] = json!(key);
+    event
+}
+
+fn alarm_state_change(alarm: &str, region: &str) -> Value {
+    let mut event = sample("cloudwatch-alarm-state-change.json");
+    event["region"] = json!(region);
+    event["resources"] = json!([format!(
+        "arn:aws:cloudwatch:{region}:123456789012:alarm:{alarm}"
+    )]);
+    event["detail"]["alarmName"] = json!(alarm);
+    event
+}
+
+/// The events that must reach a function and the near misses that must not.
+fn samples(fleet: &Fleet, region: &RegionSpec, role: FunctionRole) -> (Vec<Value>, Vec<Value>) {
+    let key = "models/llama/2026-11-24.1/manifest.json";
+    match role {
+        FunctionRole::Upload => {
+            let primary = &fleet.primary_bucket;
+            let mut deleted = object_created(primary, key, &region.name);
+            deleted["detail-type"] = json!("Object Deleted");
+            (
+                vec![object_created(primary, key, &region.name)],
+                vec![
+                    object_created(&region.bucket, key, &region.name),
+                    object_created(primary, "logs/today.txt", &region.name),
+                    deleted,
+                ],
+            )
+        }
+        FunctionRole::Replica => (
+            vec![
+                object_created(&region.bucket, key, &region.name),
+                object_created(
+                    &region.bucket,
+                    "models/llama/2026-11-24.1/weights/0.bin",
+                    &region.name,
+                ),
+            ],
+            vec![object_created(&fleet.primary_bucket, key, &region.name)],
+        ),
+        FunctionRole::Failover => (
+            region
+                .alarms
+                .iter()
+                .map(|a| alarm_state_change(a, &region.name))
+                .collect(),
+            vec![alarm_state_change("someone-elses-alarm", &region.name)],
+        ),
+        FunctionRole::Failback | FunctionRole::Rollout => (Vec::new(), Vec::new()),
+    }
+}
+
+/// Parses `event` as the type the function's handler parses.
+fn parse_as_handler_type(role: FunctionRole, event: &Value) -> Result<(), String> {
+    let parsed = match role {
+        FunctionRole::Upload => {
+            serde_json::from_value::<meridian_upload::Event>(event.clone()).map(drop)
+        }
+        FunctionRole::Replica => {
+            serde_json::from_value::<meridian_replica::Event>(event.clone()).map(drop)
+        }
+        FunctionRole::Failover => {
+            serde_json::from_value::<meridian_failover::AlarmEvent>(event.clone()).map(drop)
+        }
+        FunctionRole::Failback => {
+            serde_json::from_value::<meridian_failback::TickEvent>(event.clone()).map(drop)
+        }
+        FunctionRole::Rollout => return Err("the rollout function takes no events".into()),
+    };
+    parsed.map_err(|e| e.to_string())
+}
+
+#[test]
+fn each_event_source_delivers_the_event_type_its_handler_parses() {
+    let template = Template::load();
+    let fleet = example_fleet();
+    let region = fleet
+        .region("eu-west-1")
+        .cloned()
+        .unwrap_or_else(|| panic!("the example fleet has eu-west-1"));
+    for function in template.functions() {
+        let role = role_of(&function);
+        let events: Vec<(String, serde_yaml_ng::Value)> = function
+            .properties
+            .get("Events")
+            .and_then(|e| e.as_mapping())
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.as_str().unwrap_or_default().to_owned(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if role == FunctionRole::Rollout {
+            assert!(
+                events.is_empty(),
+                "the rollout function is the state machine's alone"
+            );
+            continue;
+        }
+        assert_eq!(events.len(), 1, "{}: one event source", function.logical_id);
+        let (name, event) = &events[0];
+        let kind = event
+            .get("Type")
+            .and_then(|t| t.as_str())
+            .unwrap_or_default();
+        let properties = event.get("Properties").cloned().unwrap_or_default();
+        let context = format!("{}.Events.{name}", function.logical_id);
+        match kind {
+            "EventBridgeRule" => {
+                assert_eq!(
+                    name_of(properties.get("RuleName"), &fleet),
+                    names::event_rule_name(&fleet.name, role),
+                    "{context}: RuleName"
+                );
+                let pattern = to_json(
+                    properties
+                        .get("Pattern")
+                        .unwrap_or_else(|| panic!("{context}: no Pattern")),
+                    &|name| parameter(&fleet, &region, name),
+                );
+                let local = meridian_local::provision::event_pattern(&fleet, &region, role);
+                assert_eq!(
+                    pattern, local,
+                    "{context}: the local cloud must route as AWS does"
+                );
+                let (delivered, missed) = samples(&fleet, &region, role);
+                assert!(!delivered.is_empty(), "{context}: no sample events");
+                for event in &delivered {
+                    assert!(
+                        matches(&pattern, event),
+                        "{context}: pattern {pattern} misses {event}"
+                    );
+                    if let Err(error) = parse_as_handler_type(role, event) {
+                        panic!("{context}: the handler cannot parse a matching event: {error}\n{event}");
+                    }
+                }
+                for event in &missed {
+                    assert!(
+                        !matches(&pattern, event),
+                        "{context}: pattern {pattern} matches {event}"
+                    );
+                }
+            }
+            "Schedule" => {
+                assert_eq!(
+                    role,
+                    FunctionRole::Failback,
+                    "{context}: only failback is scheduled"
+                );
+                assert_eq!(
+                    name_of(properties.get("Name"), &fleet),
+                    names::schedule_rule_name(&fleet.name, role),
+                    "{context}: Name"
+                );
+                let expression = properties
+                    .get("Schedule")
+                    .and_then(|s| s.as_str())
+                    .unwrap_or_default();
+                assert_eq!(
+                    expression,
+                    names::FAILBACK_SCHEDULE,
+                    "{context}: as in the local cloud"
+                );
+                if let Err(error) = meridian_local::schedules::parse_schedule(expression) {
+                    panic!("{context}: {expression:?} is not a schedule expression: {error}");
+                }
+                let tick = sample("scheduled-event.json");
+                if let Err(error) = parse_as_handler_type(role, &tick) {
+                    panic!("{context}: the handler cannot parse a scheduled event: {error}");
+                }
+            }
+            other => panic!("{context}: event source type {other} is not tested"),
+        }
+    }
+}
+
+#[test]
+fn a_handler_type_refuses_the_other_functions_events() {
+    let fleet = example_fleet();
+    let region = &fleet.regions[0];
+    let object = object_created(&region.bucket, "models/m/1/manifest.json", &region.name);
+    let alarm = alarm_state_change(&region.alarms[0], &region.name);
+    assert!(parse_as_handler_type(FunctionRole::Failover, &object).is_err());
+    assert!(parse_as_handler_type(FunctionRole::Replica, &alarm).is_err());
+    assert!(parse_as_handler_type(FunctionRole::Upload, &alarm).is_err());
+}
