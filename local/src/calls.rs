@@ -77,6 +77,18 @@ fn operation(request: &GatewayRequest, service: &str) -> String {
     if crate::gateway::lambda_invoke_target(request.path()).is_some() {
         return "Invoke".to_owned();
     }
+    // The SDK names most S3 operations itself in an `x-id` query parameter.
+    if let Some(id) = (service == "s3")
+        .then(|| {
+            request
+                .query()
+                .split('&')
+                .find_map(|pair| pair.strip_prefix("x-id="))
+        })
+        .flatten()
+    {
+        return id.to_owned();
+    }
     let known = match service {
         "s3" => s3_operation(request),
         "route53" => route53_operation(&request.method, request.path()),
@@ -191,6 +203,10 @@ mod tests {
     fn s3_operations_are_told_apart_by_method_query_and_headers() {
         let copy = [("x-amz-copy-source", "src/models/m/1/a")];
         assert_eq!(s3(Method::GET, "/b/models/m/1/a", &[]), "GetObject");
+        assert_eq!(
+            s3(Method::GET, "/b/k?attributes&x-id=GetObjectAttributes", &[]),
+            "GetObjectAttributes"
+        );
         assert_eq!(s3(Method::HEAD, "/b/models/m/1/a", &[]), "HeadObject");
         assert_eq!(s3(Method::PUT, "/b/k", &[]), "PutObject");
         assert_eq!(s3(Method::PUT, "/b/k", &copy), "CopyObject");
