@@ -18,11 +18,14 @@ pub struct ObjectCreated {
     pub request_id: Option<String>,
 }
 
+/// `detail.bucket`: the bucket the object was created in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventBucket {
     pub name: String,
 }
 
+/// `detail.object`: the key is required; the rest is informational (a replica's
+/// `size` and `etag` are checked against the manifest by reading the object itself).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct EventObject {
