@@ -7,12 +7,9 @@ use std::sync::Arc;
 use meridian::adapters::HealthDeps;
 use meridian::aws::ClientFactory;
 use meridian::fleet::Fleet;
-use meridian::names::{function_name, FunctionRole};
+use meridian::names::{self, function_name, FunctionRole};
+use meridian::NamedError;
 use tokio::sync::Mutex;
-
-use meridian::names;
-use meridian::registry::Registry;
-use meridian::rollout::RolloutError;
 
 use crate::cloud::LOCAL_ACCOUNT;
 use crate::functions::{FunctionError, Functions, Invocation};
@@ -37,7 +34,8 @@ impl DepsByRegion {
     }
 }
 
-fn function_error(error: meridian::health::HealthError) -> FunctionError {
+/// A handler's error as the Lambda API reports it: under its name.
+fn function_error(error: impl NamedError) -> FunctionError {
     FunctionError::new(error.error_name(), error.to_string())
 }
 
@@ -53,10 +51,6 @@ pub fn state_machine_arn(fleet: &Fleet) -> String {
 /// The execution role models are created with in the local cloud.
 pub fn sagemaker_role_arn(fleet: &Fleet) -> String {
     format!("arn:aws:iam::{LOCAL_ACCOUNT}:role/{}-sagemaker", fleet.name)
-}
-
-fn rollout_error(error: RolloutError) -> FunctionError {
-    FunctionError::new(error.error_name(), error.to_string())
 }
 
 /// Registers every Meridian function of `fleet` (upload, replica, rollout, failover,
@@ -132,20 +126,11 @@ fn register_rollout(functions: &Functions, fleet: &Fleet, clients: &ClientFactor
         move |invocation: Invocation| {
             let (fleet, clients) = (upload_fleet.clone(), upload_clients.clone());
             async move {
-                let config = clients.config(&fleet.primary_region).await;
-                let deps = meridian_upload::UploadDeps {
-                    registry: Registry {
-                        client: aws_sdk_dynamodb::Client::new(&config),
-                        table: fleet.registry_table.clone(),
-                    },
-                    s3: clients.s3(&fleet.primary_region).await,
-                    sfn: aws_sdk_sfn::Client::new(&config),
-                    state_machine_arn: state_machine_arn(&fleet),
-                    fleet: (*fleet).clone(),
-                };
+                let arn = state_machine_arn(&fleet);
+                let deps = meridian_upload::UploadDeps::new(&clients, (*fleet).clone(), arn).await;
                 meridian_upload::handle(&deps, invocation.payload)
                     .await
-                    .map_err(rollout_error)
+                    .map_err(function_error)
             }
         },
     );
@@ -160,19 +145,11 @@ fn register_rollout(functions: &Functions, fleet: &Fleet, clients: &ClientFactor
             let (fleet, clients) = (replica_fleet.clone(), replica_clients.clone());
             async move {
                 let region = invocation.region.clone();
-                let deps = meridian_replica::ReplicaDeps {
-                    registry: Registry {
-                        client: aws_sdk_dynamodb::Client::new(&clients.config(&region).await),
-                        table: fleet.registry_table.clone(),
-                    },
-                    s3: clients.s3(&region).await,
-                    sfn: aws_sdk_sfn::Client::new(&clients.config(&fleet.primary_region).await),
-                    region,
-                    fleet: (*fleet).clone(),
-                };
+                let deps =
+                    meridian_replica::ReplicaDeps::new(&clients, (*fleet).clone(), region).await;
                 meridian_replica::handle(&deps, invocation.payload)
                     .await
-                    .map_err(rollout_error)
+                    .map_err(function_error)
             }
         },
     );
@@ -192,7 +169,7 @@ fn register_rollout(functions: &Functions, fleet: &Fleet, clients: &ClientFactor
                 for line in &outcome.metrics {
                     tracing::info!(target: "emf", "{line}");
                 }
-                outcome.result.map_err(rollout_error)
+                outcome.result.map_err(function_error)
             }
         },
     );

@@ -24,9 +24,8 @@ pub enum HealthError {
     Invalid(String),
 }
 
-impl HealthError {
-    /// The Lambda `errorType` for this error.
-    pub fn error_name(&self) -> &'static str {
+impl crate::NamedError for HealthError {
+    fn error_name(&self) -> &'static str {
         match self {
             HealthError::Retryable(_) => "Meridian.Retryable",
             HealthError::Invalid(_) => "Meridian.Invalid",

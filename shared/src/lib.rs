@@ -7,9 +7,17 @@ pub mod events;
 pub mod failover;
 pub mod fleet;
 pub mod health;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 pub mod manifest;
 pub mod metrics;
 pub mod names;
 pub mod registry;
 pub mod rollout;
 pub mod routing;
+
+/// An error that Step Functions' `Retry`/`Catch` match by name: the Lambda `errorType` a
+/// function reports for it, in AWS and in the local cloud alike.
+pub trait NamedError: std::fmt::Display {
+    fn error_name(&self) -> &'static str;
+}

@@ -147,8 +147,8 @@ pub enum RolloutError {
     SilentRollback(String),
 }
 
-impl RolloutError {
-    pub fn error_name(&self) -> &'static str {
+impl crate::NamedError for RolloutError {
+    fn error_name(&self) -> &'static str {
         match self {
             RolloutError::Retryable(_) => "Meridian.Retryable",
             RolloutError::Invalid(_) => "Meridian.Invalid",

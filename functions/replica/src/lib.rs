@@ -5,6 +5,7 @@
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::Utc;
+use meridian::aws::ClientFactory;
 use meridian::events::ObjectCreated;
 use meridian::fleet::Fleet;
 use meridian::manifest::{FileEntry, Manifest, MANIFEST_FILE};
@@ -23,6 +24,22 @@ pub struct ReplicaDeps {
     pub s3: aws_sdk_s3::Client,
     /// Step Functions in the control (primary) region.
     pub sfn: aws_sdk_sfn::Client,
+}
+
+impl ReplicaDeps {
+    /// The clients of the replica function in `region` (Lambda and the local cloud alike).
+    pub async fn new(clients: &ClientFactory, fleet: Fleet, region: String) -> Self {
+        Self {
+            registry: Registry {
+                client: aws_sdk_dynamodb::Client::new(&clients.config(&region).await),
+                table: fleet.registry_table.clone(),
+            },
+            s3: clients.s3(&region).await,
+            sfn: aws_sdk_sfn::Client::new(&clients.config(&fleet.primary_region).await),
+            region,
+            fleet,
+        }
+    }
 }
 
 /// The event this function's EventBridge rule delivers: S3's `Object Created` of

@@ -6,6 +6,7 @@
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::Utc;
 use futures::stream::{self, StreamExt, TryStreamExt};
+use meridian::aws::ClientFactory;
 use meridian::events::ObjectCreated;
 use meridian::fleet::Fleet;
 use meridian::manifest::{self, Manifest};
@@ -22,6 +23,23 @@ pub struct UploadDeps {
     pub s3: aws_sdk_s3::Client,
     pub sfn: aws_sdk_sfn::Client,
     pub state_machine_arn: String,
+}
+
+impl UploadDeps {
+    /// The clients of the upload function, all in the primary region.
+    pub async fn new(clients: &ClientFactory, fleet: Fleet, state_machine_arn: String) -> Self {
+        let config = clients.config(&fleet.primary_region).await;
+        Self {
+            registry: Registry {
+                client: aws_sdk_dynamodb::Client::new(&config),
+                table: fleet.registry_table.clone(),
+            },
+            s3: clients.s3(&fleet.primary_region).await,
+            sfn: aws_sdk_sfn::Client::new(&config),
+            state_machine_arn,
+            fleet,
+        }
+    }
 }
 
 /// Files checked for presence at once.
