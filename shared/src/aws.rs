@@ -5,6 +5,9 @@
 //! the standard `AWS_ENDPOINT_URL` and `AWS_ENDPOINT_URL_<SERVICE>` variables (and the
 //! matching shared-config keys) are honoured by the SDK loader used here.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use aws_config::{AppName, BehaviorVersion, Region, SdkConfig};
 use aws_sdk_s3::config::Credentials;
 
@@ -16,6 +19,10 @@ pub struct ClientFactory {
     endpoint_url: Option<String>,
     credentials: Option<Credentials>,
     app_name: Option<AppName>,
+    /// Each region's configuration, loaded once and shared by clones: clients built from
+    /// it share one connection pool and one credentials cache, so a warm Lambda does not
+    /// resolve credentials or open new TLS connections on every invocation.
+    loaded: Arc<Mutex<HashMap<String, SdkConfig>>>,
 }
 
 impl ClientFactory {
@@ -39,6 +46,7 @@ impl ClientFactory {
                 "meridian-local",
             )),
             app_name: None,
+            loaded: Arc::default(),
         }
     }
 
@@ -48,6 +56,7 @@ impl ClientFactory {
     /// checked against.
     pub fn for_function(mut self, role: FunctionRole) -> Self {
         self.app_name = AppName::new(sdk_app_name(role)).ok();
+        self.loaded = Arc::default();
         self
     }
 
@@ -56,8 +65,29 @@ impl ClientFactory {
         self.endpoint_url.as_deref()
     }
 
-    /// SDK configuration for one region.
+    /// SDK configuration for one region, loaded on first use.
     pub async fn config(&self, region: &str) -> SdkConfig {
+        if let Some(config) = self.cached(region) {
+            return config;
+        }
+        let config = self.load(region).await;
+        self.loaded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(region.to_owned())
+            .or_insert(config)
+            .clone()
+    }
+
+    fn cached(&self, region: &str) -> Option<SdkConfig> {
+        self.loaded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(region)
+            .cloned()
+    }
+
+    async fn load(&self, region: &str) -> SdkConfig {
         let mut loader =
             aws_config::defaults(BehaviorVersion::latest()).region(Region::new(region.to_owned()));
         if let Some(url) = &self.endpoint_url {
@@ -102,6 +132,20 @@ mod tests {
         assert_eq!(config.endpoint_url(), Some("http://127.0.0.1:4566"));
         assert_eq!(config.region().map(|r| r.as_ref()), Some("eu-west-1"));
         assert!(config.credentials_provider().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_regions_configuration_is_loaded_once_and_shared_by_clones() {
+        let factory = ClientFactory::for_endpoint("http://127.0.0.1:4566");
+        factory.config("eu-west-1").await;
+        // A clone loads into the same map: loaded once, shared.
+        factory.clone().config("eu-west-1").await;
+        assert_eq!(factory.loaded.lock().map(|l| l.len()).unwrap_or(0), 1);
+        factory.config("us-east-1").await;
+        assert_eq!(factory.loaded.lock().map(|l| l.len()).unwrap_or(0), 2);
+        let named = factory.clone().for_function(FunctionRole::Upload);
+        assert!(named.config("eu-west-1").await.app_name().is_some());
+        assert_eq!(factory.config("eu-west-1").await.app_name(), None);
     }
 
     #[tokio::test]
