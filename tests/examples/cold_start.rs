@@ -1,0 +1,478 @@
+//! Benchmark: each function's cold start against a hello-world Lambda built the same way,
+//! and what a first and a warm invocation then cost against the local cloud.
+//!
+//! Run: `cargo run -p meridian-tests --example cold_start -- [RUNS] [INVOCATION_RUNS]`
+//! (defaults 40 and 10). It builds every function's `bootstrap` and `hello-lambda` with the
+//! release profile (`cargo build --release`, with cargo's progress), then:
+//!
+//! 1. **Cold start**: spawns each binary against a stub of the Lambda Runtime API, `RUNS`
+//!    times, alternating binaries round by round, and times process spawn → the first
+//!    `GET /2018-06-01/runtime/invocation/next` (static credentials in the environment, so
+//!    nothing at init touches the network). Median, min, max, and the ratio of each median
+//!    to hello world's, measured in the same run.
+//! 2. **Invocations**: starts a local cloud, spawns each function pointed at it
+//!    (`AWS_ENDPOINT_URL`), hands it the same small event twice and times each from the
+//!    event handed out to the answer posted: the first invocation (first connection, first
+//!    request) and a warm one, `INVOCATION_RUNS` fresh processes each.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::routing::{get, post};
+use axum::Router;
+use meridian_local::Functions;
+use meridian_tests::{start_cloud, workspace_root};
+use serde_json::{json, Value};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+/// How long one process may take to reach the Runtime API, or to answer an event.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// The hello-world baseline's binary and package.
+const HELLO: &str = "hello-lambda";
+
+/// One binary under test: its name, package, region and the event it is handed.
+struct Subject {
+    binary: &'static str,
+    package: &'static str,
+    region: &'static str,
+    event: Value,
+}
+
+fn subjects() -> Vec<Subject> {
+    let bucket_event = |bucket: &str, key: &str| {
+        json!({
+            "version": "0", "id": "bench", "detail-type": "Object Created", "source": "aws.s3",
+            "account": "123456789012", "time": "2026-12-01T00:00:00Z", "region": "us-east-1",
+            "resources": [format!("arn:aws:s3:::{bucket}")],
+            "detail": {
+                "version": "0", "bucket": {"name": bucket},
+                "object": {"key": key, "size": 5, "etag": "b1946ac92492d2347c6235b4d2611184",
+                           "sequencer": "617f08299329d189"},
+                "request-id": "bench", "requester": "123456789012", "reason": "PutObject"
+            }
+        })
+    };
+    let alarm = "meridian-demo-llm-5xx";
+    vec![
+        Subject {
+            binary: HELLO,
+            package: "meridian-hello-lambda",
+            region: "eu-west-1",
+            event: json!({"hello": "world"}),
+        },
+        Subject {
+            binary: "upload",
+            package: "meridian-upload",
+            region: "us-east-1",
+            event: bucket_event("meridian-demo-models", "models/bench/v1/manifest.json"),
+        },
+        Subject {
+            binary: "replica",
+            package: "meridian-replica",
+            region: "eu-west-1",
+            event: bucket_event(
+                "meridian-demo-models-eu-west-1",
+                "models/bench/v1/weights.bin",
+            ),
+        },
+        Subject {
+            binary: "rollout",
+            package: "meridian-rollout",
+            region: "us-east-1",
+            event: json!({"task": "status", "model": "bench", "version": "v1", "region": "eu-west-1"}),
+        },
+        Subject {
+            binary: "failover",
+            package: "meridian-failover",
+            region: "eu-west-1",
+            event: json!({
+                "version": "0", "id": "bench", "detail-type": "CloudWatch Alarm State Change",
+                "source": "aws.cloudwatch", "account": "123456789012",
+                "time": "2026-12-01T00:00:00Z", "region": "eu-west-1",
+                "resources": [format!("arn:aws:cloudwatch:eu-west-1:123456789012:alarm:{alarm}")],
+                "detail": {
+                    "alarmName": alarm,
+                    "configuration": {"metrics": []},
+                    "previousState": {"value": "OK", "reason": "bench",
+                                      "timestamp": "2026-12-01T00:00:00.000+0000"},
+                    "state": {"value": "OK", "reason": "bench",
+                              "timestamp": "2026-12-01T00:00:00.000+0000"}
+                }
+            }),
+        },
+        Subject {
+            binary: "failback",
+            package: "meridian-failback",
+            region: "eu-west-1",
+            event: json!({
+                "version": "0", "id": "bench", "detail-type": "Scheduled Event",
+                "source": "aws.events", "account": "123456789012",
+                "time": "2026-12-01T00:00:00Z", "region": "eu-west-1",
+                "resources": ["arn:aws:events:eu-west-1:123456789012:rule/bench"], "detail": {}
+            }),
+        },
+    ]
+}
+
+/// What the stub Runtime API saw, in order.
+#[derive(Debug)]
+enum Seen {
+    /// `GET .../invocation/next` arrived (and was answered at once when an event was left).
+    Next(Instant),
+    /// The answer to an event: `.../response` (ok) or `.../error` (the error's JSON).
+    Answer(Instant, Result<(), String>),
+    /// `.../init/error`: the function failed to start.
+    InitError(String),
+}
+
+#[derive(Clone)]
+struct Stub {
+    events: Arc<Mutex<VecDeque<Value>>>,
+    seen: mpsc::UnboundedSender<Seen>,
+}
+
+/// A stub of the Lambda Runtime API on a free loopback port, handing out `events` in
+/// order and then holding `next` open, as the real one does between invocations.
+async fn start_stub(
+    events: Vec<Value>,
+) -> anyhow::Result<(
+    String,
+    mpsc::UnboundedReceiver<Seen>,
+    tokio::task::JoinHandle<()>,
+)> {
+    let (seen, receiver) = mpsc::unbounded_channel();
+    let stub = Stub {
+        events: Arc::new(Mutex::new(events.into())),
+        seen,
+    };
+    let app = Router::new()
+        .route("/2018-06-01/runtime/invocation/next", get(next))
+        .route(
+            "/2018-06-01/runtime/invocation/{id}/response",
+            post(
+                |State(stub): State<Stub>, UrlPath(_id): UrlPath<String>| async move {
+                    let _ = stub.seen.send(Seen::Answer(Instant::now(), Ok(())));
+                    StatusCode::ACCEPTED
+                },
+            ),
+        )
+        .route(
+            "/2018-06-01/runtime/invocation/{id}/error",
+            post(
+                |State(stub): State<Stub>, UrlPath(_id): UrlPath<String>, body: String| async move {
+                    let _ = stub.seen.send(Seen::Answer(Instant::now(), Err(body)));
+                    StatusCode::ACCEPTED
+                },
+            ),
+        )
+        .route(
+            "/2018-06-01/runtime/init/error",
+            post(|State(stub): State<Stub>, body: String| async move {
+                let _ = stub.seen.send(Seen::InitError(body));
+                StatusCode::ACCEPTED
+            }),
+        )
+        .with_state(stub);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?.to_string();
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((address, receiver, server))
+}
+
+async fn next(State(stub): State<Stub>) -> (StatusCode, HeaderMap, String) {
+    let _ = stub.seen.send(Seen::Next(Instant::now()));
+    let event = stub.events.lock().ok().and_then(|mut e| e.pop_front());
+    let Some(event) = event else {
+        // No more events: hold the request, as Lambda does until the next invocation.
+        std::future::pending::<()>().await;
+        unreachable!("a pending future never completes");
+    };
+    let deadline = chrono::Utc::now().timestamp_millis() + 60_000;
+    let mut headers = HeaderMap::new();
+    let id = uuid_like();
+    for (name, value) in [
+        ("lambda-runtime-aws-request-id", id),
+        ("lambda-runtime-deadline-ms", deadline.to_string()),
+        (
+            "lambda-runtime-invoked-function-arn",
+            "arn:aws:lambda:us-east-1:123456789012:function:bench".to_owned(),
+        ),
+        (
+            "lambda-runtime-trace-id",
+            "Root=1-00000000-000000000000000000000000".to_owned(),
+        ),
+    ] {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    }
+    (StatusCode::OK, headers, event.to_string())
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    format!(
+        "00000000-0000-0000-0000-{:012}",
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Spawns `binary` as Lambda would: the Runtime API address, the function's settings,
+/// static credentials, and (for invocations) the local cloud's endpoint.
+fn spawn(
+    binary: &Path,
+    subject: &Subject,
+    runtime_api: &str,
+    endpoint: Option<&str>,
+    log: &Path,
+) -> anyhow::Result<Child> {
+    let fleet_toml = std::fs::read_to_string(workspace_root().join("fleet.example.toml"))?;
+    let log = std::fs::File::create(log)?;
+    let mut command = Command::new(binary);
+    command
+        .env("AWS_LAMBDA_RUNTIME_API", runtime_api)
+        .env(
+            "AWS_LAMBDA_FUNCTION_NAME",
+            format!("meridian-{}", subject.binary),
+        )
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/bench")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "bench")
+        .env("AWS_REGION", subject.region)
+        .env("AWS_DEFAULT_REGION", subject.region)
+        .env("AWS_ACCESS_KEY_ID", "AKIDBENCHMARK")
+        .env("AWS_SECRET_ACCESS_KEY", "benchmark-secret")
+        .env("AWS_SESSION_TOKEN", "benchmark-token")
+        .env("MERIDIAN_FLEET_TOML", fleet_toml)
+        .env(
+            "STATE_MACHINE_ARN",
+            "arn:aws:states:us-east-1:123456789012:stateMachine:meridian-demo-rollout",
+        )
+        .env(
+            "SAGEMAKER_ROLE_ARN",
+            "arn:aws:iam::123456789012:role/meridian-demo-sagemaker",
+        )
+        .env("RUST_LOG", "warn")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ENDPOINT_URL")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true);
+    if let Some(endpoint) = endpoint {
+        command.env("AWS_ENDPOINT_URL", endpoint);
+    }
+    command
+        .spawn()
+        .with_context(|| format!("spawning {}", binary.display()))
+}
+
+/// The next thing the stub saw, or why there was none.
+async fn expect(
+    seen: &mut mpsc::UnboundedReceiver<Seen>,
+    child: &mut Child,
+    what: &str,
+) -> anyhow::Result<Seen> {
+    tokio::select! {
+        seen = seen.recv() => match seen {
+            Some(Seen::InitError(body)) => bail!("init failed: {body}"),
+            Some(seen) => Ok(seen),
+            None => bail!("the stub stopped"),
+        },
+        status = child.wait() => bail!("exited ({}) before {what}", status?),
+        () = tokio::time::sleep(DEADLINE) => bail!("no {what} within {DEADLINE:?}"),
+    }
+}
+
+/// One cold start: spawn → first `next`, in milliseconds.
+async fn cold_start(binary: &Path, subject: &Subject, log: &Path) -> anyhow::Result<f64> {
+    let (address, mut seen, server) = start_stub(Vec::new()).await?;
+    let started = Instant::now();
+    let mut child = spawn(binary, subject, &address, None, log)?;
+    let result = match expect(&mut seen, &mut child, "the first next").await {
+        Ok(Seen::Next(at)) => Ok(ms(at - started)),
+        Ok(other) => Err(anyhow::anyhow!("expected next, saw {other:?}")),
+        Err(error) => Err(error),
+    };
+    let _ = child.kill().await;
+    server.abort();
+    result.with_context(|| format!("{} (log: {})", subject.binary, log.display()))
+}
+
+/// One fresh process handed the event twice: (first, warm) in milliseconds, and the
+/// first answer's outcome.
+async fn invocations(
+    binary: &Path,
+    subject: &Subject,
+    endpoint: &str,
+    log: &Path,
+) -> anyhow::Result<(f64, f64, Result<(), String>)> {
+    let events = vec![subject.event.clone(), subject.event.clone()];
+    let (address, mut seen, server) = start_stub(events).await?;
+    let mut child = spawn(binary, subject, &address, Some(endpoint), log)?;
+    let mut timings = Vec::new();
+    let mut first_outcome = Ok(());
+    for n in 0..2 {
+        let Seen::Next(handed) = expect(&mut seen, &mut child, "next").await? else {
+            bail!("expected next");
+        };
+        let Seen::Answer(answered, outcome) = expect(&mut seen, &mut child, "an answer").await?
+        else {
+            bail!("expected an answer");
+        };
+        timings.push(ms(answered - handed));
+        if n == 0 {
+            first_outcome = outcome;
+        }
+    }
+    let _ = child.kill().await;
+    server.abort();
+    Ok((timings[0], timings[1], first_outcome))
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+/// (median, min, max) of `values`.
+fn stats(values: &[f64]) -> (f64, f64, f64) {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let median = if sorted.is_empty() {
+        f64::NAN
+    } else if sorted.len() % 2 == 1 {
+        sorted[sorted.len() / 2]
+    } else {
+        (sorted[sorted.len() / 2 - 1] + sorted[sorted.len() / 2]) / 2.0
+    };
+    (
+        median,
+        sorted.first().copied().unwrap_or(f64::NAN),
+        sorted.last().copied().unwrap_or(f64::NAN),
+    )
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// Builds every subject with the release profile, showing cargo's progress.
+fn build(subjects: &[Subject]) -> anyhow::Result<()> {
+    let mut command = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()));
+    command
+        .current_dir(workspace_root())
+        .args(["build", "--release", "--locked", "--bins"]);
+    for subject in subjects {
+        command.args(["-p", subject.package]);
+    }
+    println!("==> building the release binaries: {command:?}");
+    let status = command.status().context("running cargo")?;
+    if !status.success() {
+        bail!("cargo build --release failed ({status})");
+    }
+    Ok(())
+}
+
+fn outcome_text(outcome: &Result<(), String>) -> String {
+    match outcome {
+        Ok(()) => "ok".to_owned(),
+        Err(body) => {
+            let error: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+            let kind = error["errorType"].as_str().unwrap_or("error");
+            let message = error["errorMessage"].as_str().unwrap_or(body);
+            let message: String = message.chars().take(60).collect();
+            format!("{kind}: {message}")
+        }
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let runs: usize = args.next().map(|n| n.parse()).transpose()?.unwrap_or(40);
+    let invocation_runs: usize = args.next().map(|n| n.parse()).transpose()?.unwrap_or(10);
+    let subjects = subjects();
+    build(&subjects)?;
+    let release = target_dir().join("release");
+    let logs = tempfile::tempdir()?;
+    let log = |subject: &Subject| logs.path().join(format!("{}.log", subject.binary));
+
+    println!(
+        "\ncold start: process spawn → first GET /runtime/invocation/next, {runs} runs each, \
+         alternating"
+    );
+    let mut cold: Vec<Vec<f64>> = vec![Vec::new(); subjects.len()];
+    for round in 0..runs {
+        for offset in 0..subjects.len() {
+            let index = (round + offset) % subjects.len();
+            let subject = &subjects[index];
+            let binary = release.join(subject.binary);
+            cold[index].push(cold_start(&binary, subject, &log(subject)).await?);
+        }
+    }
+    let (hello_median, _, _) = stats(&cold[0]);
+    println!(
+        "{:<14} {:>10} {:>10} {:>10} {:>14}",
+        "binary", "median ms", "min ms", "max ms", "× hello median"
+    );
+    let mut worst: f64 = 0.0;
+    for (subject, values) in subjects.iter().zip(&cold) {
+        let (median, min, max) = stats(values);
+        let ratio = median / hello_median;
+        if subject.binary != HELLO {
+            worst = worst.max(ratio);
+        }
+        println!(
+            "{:<14} {median:>10.2} {min:>10.2} {max:>10.2} {ratio:>13.2}×",
+            subject.binary
+        );
+    }
+    println!("slowest function: {worst:.2}× hello world (goal: ≤ 2.00×)");
+
+    println!(
+        "\ninvocations against the local cloud: event handed out → answer posted, \
+         {invocation_runs} fresh processes each"
+    );
+    let cloud = start_cloud(Functions::new()).await;
+    let endpoint = cloud.endpoint_url();
+    println!(
+        "{:<14} {:>16} {:>15} {:>15}  first answer",
+        "function", "first median ms", "first max ms", "warm median ms"
+    );
+    for subject in &subjects {
+        let binary = release.join(subject.binary);
+        let (mut first, mut warm) = (Vec::new(), Vec::new());
+        let mut outcome = Ok(());
+        for _ in 0..invocation_runs {
+            let (f, w, o) = invocations(&binary, subject, &endpoint, &log(subject))
+                .await
+                .with_context(|| format!("{} (log: {})", subject.binary, log(subject).display()))?;
+            first.push(f);
+            warm.push(w);
+            outcome = o;
+        }
+        let (first_median, _, first_max) = stats(&first);
+        let (warm_median, _, _) = stats(&warm);
+        println!(
+            "{:<14} {first_median:>16.2} {first_max:>15.2} {warm_median:>15.2}  {}",
+            subject.binary,
+            outcome_text(&outcome)
+        );
+    }
+    cloud.shutdown().await?;
+    Ok(())
+}
