@@ -4,12 +4,25 @@
 //! Meridian at real AWS or at the local cloud is a matter of configuration, never code:
 //! the standard `AWS_ENDPOINT_URL` and `AWS_ENDPOINT_URL_<SERVICE>` variables (and the
 //! matching shared-config keys) are honoured by the SDK loader used here.
+//!
+//! It is also where a function's cold start is decided: building configuration and
+//! clients here does no TLS work and loads the configuration once
+//! (`cargo run -p meridian-tests --example cold_start` measures it).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use aws_config::{AppName, BehaviorVersion, Region, SdkConfig};
 use aws_sdk_s3::config::Credentials;
+use aws_smithy_http_client::proxy::ProxyConfig;
+use aws_smithy_http_client::{tls, ConnectorBuilder};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+use tokio::sync::OnceCell;
 
 use crate::names::{sdk_app_name, FunctionRole};
 
@@ -19,10 +32,12 @@ pub struct ClientFactory {
     endpoint_url: Option<String>,
     credentials: Option<Credentials>,
     app_name: Option<AppName>,
-    /// Each region's configuration, loaded once and shared by clones: clients built from
-    /// it share one connection pool and one credentials cache, so a warm Lambda does not
-    /// resolve credentials or open new TLS connections on every invocation.
-    loaded: Arc<Mutex<HashMap<String, SdkConfig>>>,
+    /// The configuration, loaded once (on first use) and shared by clones and by every
+    /// region: each region's configuration is this one with its region swapped in. One load
+    /// reads the shared config files once; one HTTP client means one TLS connector (built by
+    /// the first request), one connection pool and one credentials cache, so neither a cold
+    /// start nor a warm invocation pays for them per region.
+    loaded: Arc<OnceCell<SdkConfig>>,
 }
 
 impl ClientFactory {
@@ -65,26 +80,17 @@ impl ClientFactory {
         self.endpoint_url.as_deref()
     }
 
-    /// SDK configuration for one region, loaded on first use.
+    /// SDK configuration for one region: the shared configuration (loaded on first use,
+    /// with this region as its own) with `region` in place of its region.
     pub async fn config(&self, region: &str) -> SdkConfig {
-        if let Some(config) = self.cached(region) {
-            return config;
+        let loaded = self.loaded.get_or_init(|| self.load(region)).await;
+        if loaded.region().is_some_and(|r| r.as_ref() == region) {
+            return loaded.clone();
         }
-        let config = self.load(region).await;
-        self.loaded
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(region.to_owned())
-            .or_insert(config)
-            .clone()
-    }
-
-    fn cached(&self, region: &str) -> Option<SdkConfig> {
-        self.loaded
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(region)
-            .cloned()
+        loaded
+            .to_builder()
+            .region(Region::new(region.to_owned()))
+            .build()
     }
 
     async fn load(&self, region: &str) -> SdkConfig {
@@ -99,7 +105,10 @@ impl ClientFactory {
         if let Some(app_name) = &self.app_name {
             loader = loader.app_name(app_name.clone());
         }
-        loader.load().await
+        loader
+            .http_client(ConnectOnFirstRequest(default_https_client()))
+            .load()
+            .await
     }
 
     /// An S3 client for one region. Path-style addressing is forced whenever an endpoint
@@ -107,6 +116,57 @@ impl ClientFactory {
     /// resolve `bucket.host` names.
     pub async fn s3(&self, region: &str) -> aws_sdk_s3::Client {
         s3_client(&self.config(region).await)
+    }
+}
+
+/// The HTTP client the SDK builds by default (`aws-smithy-runtime`'s `default_https_client`
+/// for the latest behavior version: hyper 1 with rustls on aws-lc, proxies from the
+/// environment), built here so that it can be wrapped in [`ConnectOnFirstRequest`] before
+/// the loader hands it to anything.
+fn default_https_client() -> SharedHttpClient {
+    aws_smithy_http_client::Builder::new().build_with_connector_fn(|settings, components| {
+        let mut connector = ConnectorBuilder::default().tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::AwsLc,
+        ));
+        connector.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            connector.set_sleep_impl(components.sleep_impl());
+        }
+        connector.set_proxy_config(Some(ProxyConfig::from_env()));
+        connector.build()
+    })
+}
+
+/// The SDK's default HTTP client without its eager TLS set-up. Building an SDK client
+/// calls its HTTP client's `validate_base_client_config`, which in the default client
+/// builds a connector and throws it away, so that the trusted root certificates are loaded
+/// at start-up: a full TLS set-up (the system's root certificates read, every one parsed)
+/// per client built, including the STS client that the default credentials chain builds
+/// and a Lambda function never uses (its credentials are in its environment). The
+/// connector that serves is built, and cached, by the first request either way; deferring
+/// to it takes those throwaway set-ups off every cold start and every client built later.
+#[derive(Debug)]
+struct ConnectOnFirstRequest(SharedHttpClient);
+
+impl HttpClient for ConnectOnFirstRequest {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        self.0.http_connector(settings, components)
+    }
+
+    fn validate_final_config(
+        &self,
+        components: &RuntimeComponents,
+        cfg: &ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.0.validate_final_config(components, cfg)
+    }
+
+    fn connector_metadata(&self) -> Option<ConnectorMetadata> {
+        self.0.connector_metadata()
     }
 }
 
@@ -135,14 +195,22 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_regions_configuration_is_loaded_once_and_shared_by_clones() {
+    async fn one_configuration_is_loaded_and_shared_by_clones_and_regions() {
         let factory = ClientFactory::for_endpoint("http://127.0.0.1:4566");
-        factory.config("eu-west-1").await;
-        // A clone loads into the same map: loaded once, shared.
-        factory.clone().config("eu-west-1").await;
-        assert_eq!(factory.loaded.lock().map(|l| l.len()).unwrap_or(0), 1);
-        factory.config("us-east-1").await;
-        assert_eq!(factory.loaded.lock().map(|l| l.len()).unwrap_or(0), 2);
+        let ireland = factory.config("eu-west-1").await;
+        let virginia = factory.clone().config("us-east-1").await;
+        assert_eq!(virginia.region().map(|r| r.as_ref()), Some("us-east-1"));
+        assert_eq!(virginia.endpoint_url(), Some("http://127.0.0.1:4566"));
+        assert_eq!(ireland.region().map(|r| r.as_ref()), Some("eu-west-1"));
+        // One load, by the first request: the clone and the other region derive from it.
+        assert_eq!(
+            factory
+                .loaded
+                .get()
+                .and_then(|c| c.region())
+                .map(|r| r.as_ref()),
+            Some("eu-west-1")
+        );
         let named = factory.clone().for_function(FunctionRole::Upload);
         assert!(named.config("eu-west-1").await.app_name().is_some());
         assert_eq!(factory.config("eu-west-1").await.app_name(), None);

@@ -2,14 +2,15 @@
 //! and what a first and a warm invocation then cost against the local cloud.
 //!
 //! Run: `cargo run -p meridian-tests --example cold_start -- [RUNS] [INVOCATION_RUNS]`
-//! (defaults 40 and 10). It builds every function's `bootstrap` and `hello-lambda` with the
+//! (defaults 40 and 20). It builds every function's `bootstrap` and `hello-lambda` with the
 //! release profile (`cargo build --release`, with cargo's progress), then:
 //!
 //! 1. **Cold start**: spawns each binary against a stub of the Lambda Runtime API, `RUNS`
 //!    times, alternating binaries round by round, and times process spawn → the first
 //!    `GET /2018-06-01/runtime/invocation/next` (static credentials in the environment, so
-//!    nothing at init touches the network). Median, min, max, and the ratio of each median
-//!    to hello world's, measured in the same run.
+//!    nothing at init touches the network; root certificates in one bundle file, as on
+//!    Lambda). Median, min, max, and the ratio of each median to hello world's, measured in
+//!    the same run.
 //! 2. **Invocations**: starts a local cloud, spawns each function pointed at it
 //!    (`AWS_ENDPOINT_URL`), hands it the same small event twice and times each from the
 //!    event handed out to the answer posted: the first invocation (first connection, first
@@ -265,6 +266,8 @@ fn spawn(
             "arn:aws:iam::123456789012:role/meridian-demo-sagemaker",
         )
         .env("RUST_LOG", "warn")
+        .env("SSL_CERT_FILE", certificate_bundle())
+        .env_remove("SSL_CERT_DIR")
         .env_remove("AWS_PROFILE")
         .env_remove("AWS_ENDPOINT_URL")
         .stdin(Stdio::null())
@@ -277,6 +280,20 @@ fn spawn(
     command
         .spawn()
         .with_context(|| format!("spawning {}", binary.display()))
+}
+
+/// The trusted root certificates as Lambda's `provided.al2023` keeps them: one bundle file
+/// (`/etc/pki/tls/certs/ca-bundle.crt`) and no hashed certificate directory. Here: this
+/// machine's bundle, named by `SSL_CERT_FILE`, with `SSL_CERT_DIR` unset, so that a
+/// Debian-style directory of one file per certificate does not count against start-up.
+fn certificate_bundle() -> &'static str {
+    [
+        "/etc/pki/tls/certs/ca-bundle.crt",
+        "/etc/ssl/certs/ca-certificates.crt",
+    ]
+    .into_iter()
+    .find(|path| Path::new(path).exists())
+    .unwrap_or("/etc/ssl/certs/ca-certificates.crt")
 }
 
 /// The next thing the stub saw, or why there was none.
@@ -404,7 +421,7 @@ fn outcome_text(outcome: &Result<(), String>) -> String {
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let runs: usize = args.next().map(|n| n.parse()).transpose()?.unwrap_or(40);
-    let invocation_runs: usize = args.next().map(|n| n.parse()).transpose()?.unwrap_or(10);
+    let invocation_runs: usize = args.next().map(|n| n.parse()).transpose()?.unwrap_or(20);
     let subjects = subjects();
     build(&subjects)?;
     let release = target_dir().join("release");
@@ -413,7 +430,8 @@ async fn main() -> anyhow::Result<()> {
 
     println!(
         "\ncold start: process spawn → first GET /runtime/invocation/next, {runs} runs each, \
-         alternating"
+         alternating (root certificates: the bundle {}, as on Lambda)",
+        certificate_bundle()
     );
     let mut cold: Vec<Vec<f64>> = vec![Vec::new(); subjects.len()];
     for round in 0..runs {
@@ -445,7 +463,7 @@ async fn main() -> anyhow::Result<()> {
 
     println!(
         "\ninvocations against the local cloud: event handed out → answer posted, \
-         {invocation_runs} fresh processes each"
+         {invocation_runs} fresh processes each, alternating"
     );
     let cloud = start_cloud(Functions::new()).await;
     let endpoint = cloud.endpoint_url();
@@ -453,24 +471,29 @@ async fn main() -> anyhow::Result<()> {
         "{:<14} {:>16} {:>15} {:>15}  first answer",
         "function", "first median ms", "first max ms", "warm median ms"
     );
-    for subject in &subjects {
-        let binary = release.join(subject.binary);
-        let (mut first, mut warm) = (Vec::new(), Vec::new());
-        let mut outcome = Ok(());
-        for _ in 0..invocation_runs {
+    let mut first: Vec<Vec<f64>> = vec![Vec::new(); subjects.len()];
+    let mut warm: Vec<Vec<f64>> = vec![Vec::new(); subjects.len()];
+    let mut outcomes: Vec<Result<(), String>> = vec![Ok(()); subjects.len()];
+    for round in 0..invocation_runs {
+        for offset in 0..subjects.len() {
+            let index = (round + offset) % subjects.len();
+            let subject = &subjects[index];
+            let binary = release.join(subject.binary);
             let (f, w, o) = invocations(&binary, subject, &endpoint, &log(subject))
                 .await
                 .with_context(|| format!("{} (log: {})", subject.binary, log(subject).display()))?;
-            first.push(f);
-            warm.push(w);
-            outcome = o;
+            first[index].push(f);
+            warm[index].push(w);
+            outcomes[index] = o;
         }
-        let (first_median, _, first_max) = stats(&first);
-        let (warm_median, _, _) = stats(&warm);
+    }
+    for (index, subject) in subjects.iter().enumerate() {
+        let (first_median, _, first_max) = stats(&first[index]);
+        let (warm_median, _, _) = stats(&warm[index]);
         println!(
             "{:<14} {first_median:>16.2} {first_max:>15.2} {warm_median:>15.2}  {}",
             subject.binary,
-            outcome_text(&outcome)
+            outcome_text(&outcomes[index])
         );
     }
     cloud.shutdown().await?;
