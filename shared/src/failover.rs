@@ -118,9 +118,27 @@ impl RegionHealth {
 
     /// The counted alarms currently in `ALARM`, sorted.
     pub fn alarms_firing(&self) -> Vec<&str> {
+        self.alarms_in(AlarmState::Alarm)
+    }
+
+    /// The counted alarms currently in `INSUFFICIENT_DATA`, sorted: their metrics stopped,
+    /// which is what a dark region's do, so they hold a drained region out of service.
+    pub fn alarms_without_data(&self) -> Vec<&str> {
+        self.alarms_in(AlarmState::InsufficientData)
+    }
+
+    /// Whether every counted alarm heard of is `OK`: the only state that counts towards
+    /// a failback. Unknown is not OK.
+    pub fn all_alarms_ok(&self) -> bool {
+        self.alarms
+            .values()
+            .all(|view| view.state == AlarmState::Ok)
+    }
+
+    fn alarms_in(&self, state: AlarmState) -> Vec<&str> {
         self.alarms
             .iter()
-            .filter(|(_, view)| view.state == AlarmState::Alarm)
+            .filter(|(_, view)| view.state == state)
             .map(|(name, _)| name.as_str())
             .collect()
     }
@@ -190,11 +208,12 @@ pub fn decide(
             }
             let seen = next.alarms.get(alarm).copied();
             if let Some(seen) = seen.filter(|seen| *at <= seen.at) {
-                // A late event never overrides a newer one, but a late ALARM inside the
-                // OK streak of a recovering region means it was not continuously OK: the
-                // failback clock restarts from when that alarm left ALARM (its newest change).
+                // A late event never overrides a newer one, but a late ALARM or
+                // INSUFFICIENT_DATA inside the OK streak of a recovering region means it was
+                // not continuously OK: the failback clock restarts from when that alarm
+                // became OK again (its newest change).
                 let interrupts = next.state == HealthState::Recovering
-                    && *state == AlarmState::Alarm
+                    && *state != AlarmState::Ok
                     && next.ok_since.is_some_and(|ok| *at >= ok && seen.at > ok);
                 if !interrupts {
                     return unchanged(current);
@@ -205,7 +224,7 @@ pub fn decide(
                     action: Action::None,
                 };
             }
-            let was_firing = !next.alarms_firing().is_empty();
+            let was_all_ok = next.all_alarms_ok();
             next.alarms.insert(
                 alarm.clone(),
                 AlarmView {
@@ -213,13 +232,13 @@ pub fn decide(
                     at: *at,
                 },
             );
-            let firing = !next.alarms_firing().is_empty();
-            if was_firing && !firing {
-                // Each alarm has been out of ALARM at least since its newest change; with
-                // events out of order, another alarm's may be later than this one's.
+            let all_ok = next.all_alarms_ok();
+            if !was_all_ok && all_ok {
+                // Each alarm has been OK at least since its newest change; with events out
+                // of order, another alarm's may be later than this one's.
                 next.ok_since = next.alarms.values().map(|view| view.at).max();
             }
-            if firing {
+            if !all_ok {
                 next.ok_since = None;
             }
             evaluate(next, fleet, settings, now)
@@ -326,6 +345,18 @@ fn in_cooldown(
     (now < until).then(|| until - now)
 }
 
+/// Why a region out of service by alarm is not yet recovering: which alarms are in
+/// `ALARM`, and which have no data (unknown is not OK).
+fn not_ok_reason(health: &RegionHealth) -> String {
+    let firing = health.alarms_firing().join(", ");
+    let without_data = health.alarms_without_data().join(", ");
+    match (firing.is_empty(), without_data.is_empty()) {
+        (false, true) => format!("{firing} in ALARM"),
+        (true, false) => format!("{without_data} without data (INSUFFICIENT_DATA)"),
+        _ => format!("{firing} in ALARM; {without_data} without data (INSUFFICIENT_DATA)"),
+    }
+}
+
 /// Applies the automatic rules to a record whose alarms are up to date.
 fn evaluate(
     mut next: RegionHealth,
@@ -375,7 +406,7 @@ fn evaluate(
                 action: Action::Drain,
             }
         }
-        HealthState::DrainedByAlarm if firing.is_empty() => {
+        HealthState::DrainedByAlarm if next.all_alarms_ok() => {
             set_state(
                 &mut next,
                 HealthState::Recovering,
@@ -386,19 +417,19 @@ fn evaluate(
             evaluate(next, fleet, settings, now)
         }
         HealthState::DrainedByAlarm => {
-            next.reason = format!("{firing} in ALARM");
+            next.reason = not_ok_reason(&next);
             Decision {
                 next,
                 action: Action::None,
             }
         }
-        HealthState::Recovering if !firing.is_empty() => {
-            set_state(
-                &mut next,
-                HealthState::DrainedByAlarm,
-                format!("{firing} in ALARM again while recovering"),
-                now,
+        HealthState::Recovering if !next.all_alarms_ok() => {
+            let reason = format!(
+                "{} while recovering; the failback clock stopped",
+                not_ok_reason(&next)
             );
+            set_state(&mut next, HealthState::DrainedByAlarm, reason, now);
+            next.ok_since = None;
             Decision {
                 next,
                 action: Action::None,
@@ -508,6 +539,90 @@ mod tests {
         );
         assert_eq!(back.action, Action::Restore);
         assert_eq!(back.next.state, HealthState::Healthy);
+    }
+
+    #[test]
+    fn insufficient_data_after_an_alarm_keeps_the_region_drained_without_a_clock() {
+        let start = RegionHealth::new("eu-west-1", at(0));
+        let drained = decide(
+            &start,
+            &alarm(AlarmState::Alarm, 10),
+            &counted(),
+            FLEET,
+            &settings(),
+            at(10),
+        );
+        assert_eq!(drained.action, Action::Drain);
+        // The metrics stop (a dark region's do): unknown is not OK.
+        let unknown = decide(
+            &drained.next,
+            &alarm(AlarmState::InsufficientData, 20),
+            &counted(),
+            FLEET,
+            &settings(),
+            at(20),
+        );
+        assert_eq!(unknown.action, Action::None);
+        assert_eq!(unknown.next.state, HealthState::DrainedByAlarm);
+        assert_eq!(unknown.next.ok_since, None);
+        assert_eq!(unknown.next.reason, "5xx without data (INSUFFICIENT_DATA)");
+        // However long it stays unknown, it is never failed back.
+        let later = decide(
+            &unknown.next,
+            &Input::Tick,
+            &counted(),
+            FLEET,
+            &settings(),
+            at(100_000),
+        );
+        assert_eq!(later.action, Action::None);
+        assert_eq!(later.next.state, HealthState::DrainedByAlarm);
+        // OK again: the clock starts from then.
+        let ok = decide(
+            &later.next,
+            &alarm(AlarmState::Ok, 100_010),
+            &counted(),
+            FLEET,
+            &settings(),
+            at(100_010),
+        );
+        assert_eq!(ok.next.state, HealthState::Recovering);
+        assert_eq!(ok.next.ok_since, Some(at(100_010)));
+    }
+
+    #[test]
+    fn insufficient_data_while_recovering_stops_the_failback_clock() {
+        let mut health = RegionHealth::new("eu-west-1", at(0));
+        for (input, now) in [
+            (alarm(AlarmState::Alarm, 10), 10),
+            (alarm(AlarmState::Ok, 20), 20),
+        ] {
+            health = decide(&health, &input, &counted(), FLEET, &settings(), at(now)).next;
+        }
+        assert_eq!(health.state, HealthState::Recovering);
+        let stopped = decide(
+            &health,
+            &alarm(AlarmState::InsufficientData, 30),
+            &counted(),
+            FLEET,
+            &settings(),
+            at(30),
+        );
+        assert_eq!(stopped.action, Action::None);
+        assert_eq!(stopped.next.state, HealthState::DrainedByAlarm);
+        assert_eq!(stopped.next.ok_since, None);
+        assert!(stopped.next.reason.contains("failback clock stopped"));
+        // A healthy region with no data stays in service: no traffic is not sickness.
+        let quiet = decide(
+            &RegionHealth::new("eu-west-1", at(0)),
+            &alarm(AlarmState::InsufficientData, 5),
+            &counted(),
+            FLEET,
+            &settings(),
+            at(5),
+        );
+        assert_eq!(quiet.action, Action::None);
+        assert_eq!(quiet.next.state, HealthState::Healthy);
     }
 
     #[test]

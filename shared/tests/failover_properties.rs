@@ -11,8 +11,11 @@
 //!   service changes exactly when the action says so;
 //! - (e) an alarm event applied twice in a row acts once, and a duplicate of an earlier
 //!   event changes nothing;
-//! - (f) an automatic failback comes at least `failback_after` after the last alarm left
-//!   ALARM (as told by the events the policy takes in).
+//! - (f) an automatic failback comes at least `failback_after` after the last time a
+//!   counted alarm became OK from ALARM or INSUFFICIENT_DATA, and never while one's newest
+//!   state is not OK (as told by the events the policy takes in);
+//! - (g) unknown is not OK: a region drained by alarm runs its failback clock (is
+//!   `recovering`, with `ok_since`) only while every counted alarm it has heard of is OK.
 //!
 //! Plus: the order in which a region's alarm events arrive does not change the alarms it
 //! ends with (newest wins per alarm).
@@ -141,23 +144,38 @@ fn changes_service(action: &Action) -> bool {
 /// A region's alarm events, `(at, state)` by alarm name.
 type Heard = BTreeMap<String, Vec<(DateTime<Utc>, AlarmState)>>;
 
-/// When the last of a region's alarms left ALARM, from the events received (in time
-/// order, whatever order they arrived in): per alarm, the first event after its last
-/// ALARM one; `None` if no alarm has left ALARM yet. Of two events of one alarm with the
-/// same time, the first received counts, as in the policy.
-fn all_clear_since(heard: &Heard) -> Option<DateTime<Utc>> {
-    heard
-        .values()
-        .filter_map(|events| {
-            let mut events = events.clone();
-            events.sort_by_key(|(at, _)| *at);
-            events.dedup_by_key(|(at, _)| *at);
-            let last_alarm = events
-                .iter()
-                .rposition(|(_, state)| *state == AlarmState::Alarm)?;
-            events[last_alarm + 1..].first().map(|(at, _)| *at)
-        })
-        .max()
+/// Where a region's alarms stand for a failback, from the events received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Clear {
+    /// Every alarm has only ever been OK (or none was heard of).
+    Always,
+    /// Every alarm is OK, the last of them since this time.
+    Since(DateTime<Utc>),
+    /// Some alarm's newest state is ALARM or INSUFFICIENT_DATA.
+    Not,
+}
+
+/// Where a region's alarms stand, from the events received (in time order, whatever
+/// order they arrived in): per alarm, the first event after its last non-OK one. Of two
+/// events of one alarm with the same time, the first received counts, as in the policy.
+fn all_clear_since(heard: &Heard) -> Clear {
+    let mut since = None;
+    for events in heard.values() {
+        let mut events = events.clone();
+        events.sort_by_key(|(at, _)| *at);
+        events.dedup_by_key(|(at, _)| *at);
+        let Some(last_not_ok) = events
+            .iter()
+            .rposition(|(_, state)| *state != AlarmState::Ok)
+        else {
+            continue;
+        };
+        match events.get(last_not_ok + 1) {
+            Some((at, _)) => since = since.max(Some(*at)),
+            None => return Clear::Not,
+        }
+    }
+    since.map_or(Clear::Always, Clear::Since)
 }
 
 /// Which alarm events the failback rule (f) counts.
@@ -298,20 +316,41 @@ fn run(scenario: &Scenario, history: History) -> Result<(), TestCaseError> {
             }
         }
         if automatic && decision.action == Action::Restore {
-            if let Some(all_clear) = all_clear_since(&heard[r]) {
-                let failback =
-                    TimeDelta::from_std(settings.failback_after).unwrap_or(TimeDelta::MAX);
-                prop_assert!(
-                    now >= all_clear + failback,
-                    "failed back {}s after the last alarm left ALARM at +{}s (failback {}s; \
-                     events heard {:?}): {}",
-                    (now - all_clear).num_seconds(),
-                    (all_clear - start()).num_seconds(),
-                    failback.num_seconds(),
+            match all_clear_since(&heard[r]) {
+                Clear::Since(all_clear) => {
+                    let failback =
+                        TimeDelta::from_std(settings.failback_after).unwrap_or(TimeDelta::MAX);
+                    prop_assert!(
+                        now >= all_clear + failback,
+                        "failed back {}s after the last alarm became OK at +{}s (failback \
+                         {}s; events heard {:?}): {}",
+                        (now - all_clear).num_seconds(),
+                        (all_clear - start()).num_seconds(),
+                        failback.num_seconds(),
+                        heard[r],
+                        context
+                    );
+                }
+                Clear::Not => prop_assert!(
+                    false,
+                    "failed back while an alarm is not OK (events heard {:?}): {}",
                     heard[r],
                     context
-                );
+                ),
+                Clear::Always => {}
             }
+        }
+
+        // (g) Unknown is not OK: the failback clock runs only while every alarm is OK.
+        if after.state == HealthState::Recovering || after.ok_since.is_some() {
+            prop_assert!(
+                after
+                    .alarms
+                    .values()
+                    .all(|view| view.state == AlarmState::Ok),
+                "failback clock running with an alarm not OK: {}",
+                context
+            );
         }
 
         // (c) Only a manual undrain ends a manual drain.
@@ -505,10 +544,13 @@ fn a_late_ok_does_not_shorten_the_failback() {
         (alarm(0, Alarm, 10), 10, Action::Drain),
         (alarm(1, Alarm, 2), 13, Action::None),
         (alarm(0, InsufficientData, 18), 18, Action::None),
-        // Every alarm is out of ALARM now, the last since +18.
+        // Out of ALARM now, but alarm 0 has no data: unknown is not OK, no clock runs.
         (alarm(1, Ok, 10), 22, Action::None),
-        (Input::Tick, 29, Action::None),
-        (Input::Tick, 30, Action::Restore),
+        (Input::Tick, 40, Action::None),
+        // Every alarm OK, the last since +41.
+        (alarm(0, Ok, 41), 41, Action::None),
+        (Input::Tick, 52, Action::None),
+        (Input::Tick, 53, Action::Restore),
     ];
     for (input, now, expected) in steps {
         let decision = decide(&health, &input, &counted, view, &settings, at(now));
@@ -517,14 +559,18 @@ fn a_late_ok_does_not_shorten_the_failback() {
             "{input:?} at +{now}s: {decision:?}"
         );
         health = decision.next;
-        if now == 22 {
+        if now == 22 || now == 40 {
+            assert_eq!(health.state, HealthState::DrainedByAlarm);
+            assert_eq!(health.ok_since, None);
+        }
+        if now == 41 {
             assert_eq!(health.state, HealthState::Recovering);
-            assert_eq!(health.ok_since, Some(at(18)));
+            assert_eq!(health.ok_since, Some(at(41)));
         }
     }
 }
 
-/// Known gap, found by rule (f) counting every event heard: a late ALARM event older than
+/// Found by rule (f) counting every event heard: a late ALARM event older than
 /// its alarm's newest state is dropped whole, so it does not restart the failback clock
 /// although it shows the alarm was in ALARM after `ok_since`. Here the only alarm clears
 /// at +1 (`ok_since`), later flaps ALARM @41 -> INSUFFICIENT_DATA @42 with the ALARM

@@ -408,3 +408,47 @@ async fn failback_happens_on_schedule_only_after_the_hysteresis() {
     );
     cloud.shutdown().await.expect("shutdown");
 }
+
+/// Unknown is not OK: a drained region whose alarm goes to INSUFFICIENT_DATA (its metrics
+/// stopped, as a dark region's do) stays drained, and no failback clock runs, however
+/// often the failback schedule ticks; OK again starts the clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insufficient_data_after_an_alarm_keeps_the_region_drained() {
+    let cloud = start(fleet(0, 0)).await;
+    let region = "eu-west-1";
+    set_alarm(&cloud, region, StateValue::Alarm).await;
+    wait_state(&cloud, region, HealthState::DrainedByAlarm).await;
+    set_alarm(&cloud, region, StateValue::InsufficientData).await;
+    let unknown = eventually(
+        "the record to say the alarm has no data",
+        WITHIN,
+        || async {
+            let health = health(&cloud, region).await;
+            health.reason.contains("without data").then_some(health)
+        },
+    )
+    .await;
+    assert_eq!(unknown.state, HealthState::DrainedByAlarm);
+    assert_eq!(unknown.ok_since, None, "no failback clock: {unknown:?}");
+
+    // With a zero hysteresis, any running clock would fail the region back at this tick.
+    invoke(&cloud, FunctionRole::Failback, region, tick_event(region)).await;
+    let after_tick = health(&cloud, region).await;
+    assert_eq!(
+        after_tick.state,
+        HealthState::DrainedByAlarm,
+        "{after_tick:?}"
+    );
+    assert!(inverted(&cloud, region).await, "still out of DNS");
+    assert!(
+        !history(&cloud, region)
+            .await
+            .iter()
+            .any(|e| e.kind == "restore"),
+        "no restore while the alarm has no data"
+    );
+
+    set_alarm(&cloud, region, StateValue::Ok).await;
+    wait_state(&cloud, region, HealthState::Healthy).await;
+    cloud.shutdown().await.expect("shutdown");
+}
