@@ -169,6 +169,10 @@ async fn try_scan_region(ctx: &Arc<Ctx>, region: &str) -> Result<()> {
         };
         let detail = state_change_detail(&alarm, &previous, &observed);
         tracing::info!(%region, alarm = %name, from = %previous.value, to = %observed.value, "alarm state changed");
+        if ctx.faults.alarm_events_dropped_in(region) {
+            tracing::warn!(%region, alarm = %name, "fault: alarm state-change event dropped");
+            continue;
+        }
         publish(ctx, region, &alarm, &observed, detail).await?;
     }
     Ok(())

@@ -18,6 +18,9 @@ pub struct FaultSet {
     /// Regions whose replicas arrive damaged: `"size"` (one byte more) or `"checksum"`
     /// (same size, first byte changed).
     pub corrupt_replicas_in: BTreeMap<String, Corruption>,
+    /// Regions whose alarm state changes are never delivered as events (the state still
+    /// changes in CloudWatch): a lost event, which only the scheduled tick can heal.
+    pub alarm_events_dropped_in: BTreeSet<String>,
     /// Regions whose endpoints answer every invocation with a model error (HTTP 424).
     pub invocations_fail_in: BTreeSet<String>,
 }
@@ -67,6 +70,16 @@ impl Faults {
     pub fn fail_invocations_in(&self, region: &str) {
         let mut faults = self.0.lock().unwrap_or_else(|e| e.into_inner());
         faults.invocations_fail_in.insert(region.to_owned());
+    }
+
+    /// Drops every alarm state-change event of `region` from now on.
+    pub fn drop_alarm_events_in(&self, region: &str) {
+        let mut faults = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        faults.alarm_events_dropped_in.insert(region.to_owned());
+    }
+
+    pub fn alarm_events_dropped_in(&self, region: &str) -> bool {
+        self.snapshot().alarm_events_dropped_in.contains(region)
     }
 
     pub fn invocations_fail_in(&self, region: &str) -> bool {

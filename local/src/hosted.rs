@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use meridian::adapters::HealthDeps;
+use meridian::adapters::{CloudWatchAlarms, HealthDeps};
 use meridian::aws::ClientFactory;
 use meridian::fleet::Fleet;
 use meridian::names::{self, function_name, FunctionRole};
@@ -95,12 +95,14 @@ pub fn register(functions: &Functions, fleet: &Fleet, clients: ClientFactory) {
             let deps = failback.clone();
             async move {
                 let regional = deps.get(&invocation.region).await;
+                let alarms = CloudWatchAlarms::new(&deps.clients, &invocation.region).await;
                 let (result, metrics) = meridian_failback::handle(
                     &deps.fleet,
                     &invocation.region,
                     &regional.store,
                     &regional.dns,
                     &regional.scaler,
+                    &alarms,
                     &invocation.payload,
                 )
                 .await

@@ -1,5 +1,6 @@
 //! Thin AWS adapters for [`crate::health`]: DynamoDB for records, ledger and event log,
-//! Route 53 health checks for DNS, Application Auto Scaling for standby capacity.
+//! Route 53 health checks for DNS, Application Auto Scaling for standby capacity,
+//! CloudWatch for the alarms' current states.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -7,9 +8,10 @@ use std::sync::Mutex;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::Utc;
 
-use crate::failover::RegionHealth;
+use crate::failover::{AlarmState, RegionHealth};
 use crate::health::{
-    DnsSwitch, FailoverEvent, HealthError, HealthStore, StandbyScaler, Versioned, Write,
+    AlarmReading, AlarmStates, DnsSwitch, FailoverEvent, HealthError, HealthStore, StandbyScaler,
+    Versioned, Write,
 };
 use crate::names;
 
@@ -421,6 +423,71 @@ impl StandbyScaler for AutoScalingStandby {
                 )
             })?;
         Ok(())
+    }
+}
+
+/// A region's alarms through CloudWatch's `DescribeAlarms` in that region: a regional
+/// data read, so it works while any other region (us-east-1 included) is down.
+pub struct CloudWatchAlarms {
+    pub client: aws_sdk_cloudwatch::Client,
+}
+
+impl CloudWatchAlarms {
+    /// Reads the alarms of `region`, in `region`.
+    pub async fn new(clients: &crate::aws::ClientFactory, region: &str) -> Self {
+        Self {
+            client: aws_sdk_cloudwatch::Client::new(&clients.config(region).await),
+        }
+    }
+}
+
+impl AlarmStates for CloudWatchAlarms {
+    async fn current(&self, alarms: &[String]) -> Result<Vec<AlarmReading>, HealthError> {
+        use aws_sdk_cloudwatch::types::{AlarmType, StateValue};
+        if alarms.is_empty() {
+            return Ok(Vec::new());
+        }
+        // At most 100 names per call; a region counts a handful.
+        let mut readings = Vec::new();
+        for names in alarms.chunks(100) {
+            let reply = self
+                .client
+                .describe_alarms()
+                .set_alarm_names(Some(names.to_vec()))
+                .alarm_types(AlarmType::MetricAlarm)
+                .send()
+                .await
+                .map_err(|e| {
+                    retryable(
+                        "reading the alarms' states",
+                        aws_sdk_cloudwatch::error::DisplayErrorContext(e),
+                    )
+                })?;
+            for alarm in reply.metric_alarms() {
+                let (Some(name), Some(state), Some(since)) = (
+                    alarm.alarm_name(),
+                    alarm.state_value(),
+                    alarm.state_updated_timestamp(),
+                ) else {
+                    continue;
+                };
+                let Some(since) =
+                    chrono::DateTime::from_timestamp_millis(since.to_millis().unwrap_or_default())
+                else {
+                    continue;
+                };
+                readings.push(AlarmReading {
+                    alarm: name.to_owned(),
+                    state: match state {
+                        StateValue::Alarm => AlarmState::Alarm,
+                        StateValue::Ok => AlarmState::Ok,
+                        _ => AlarmState::InsufficientData,
+                    },
+                    since,
+                });
+            }
+        }
+        Ok(readings)
     }
 }
 

@@ -9,7 +9,7 @@ use std::future::Future;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::failover::{decide, Action, FleetView, Input, RegionHealth};
+use crate::failover::{decide, Action, AlarmState, FleetView, Input, RegionHealth};
 use crate::fleet::{Fleet, Pattern};
 
 /// Why a health operation failed. The variant names are the error names Step Functions
@@ -98,6 +98,24 @@ pub trait StandbyScaler: Send + Sync {
         endpoint: &str,
         instances: u32,
     ) -> impl Future<Output = Result<(), HealthError>> + Send;
+}
+
+/// One alarm's current state as CloudWatch reports it, with when it entered that state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlarmReading {
+    pub alarm: String,
+    pub state: AlarmState,
+    pub since: DateTime<Utc>,
+}
+
+/// Reads a region's alarms where they live: CloudWatch in that region. The scheduled tick
+/// applies what it reads, so an alarm event that was lost (or whose handling failed every
+/// retry) is healed within one tick: level-triggered, not only edge-triggered.
+pub trait AlarmStates: Send + Sync {
+    fn current(
+        &self,
+        alarms: &[String],
+    ) -> impl Future<Output = Result<Vec<AlarmReading>, HealthError>> + Send;
 }
 
 /// Where an input came from, with the times that the event log reports.

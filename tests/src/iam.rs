@@ -52,7 +52,7 @@ pub fn calls(role: FunctionRole) -> &'static [(&'static str, &'static str)] {
             ("states", "SendTaskSuccess"),
             ("states", "SendTaskFailure"),
         ],
-        FunctionRole::Failover | FunctionRole::Failback => &[
+        FunctionRole::Failover => &[
             ("dynamodb", "GetItem"),
             ("dynamodb", "PutItem"),
             ("dynamodb", "UpdateItem"),
@@ -61,6 +61,17 @@ pub fn calls(role: FunctionRole) -> &'static [(&'static str, &'static str)] {
             ("route53", "UpdateHealthCheck"),
             ("application-autoscaling", "DescribeScalableTargets"),
             ("application-autoscaling", "RegisterScalableTarget"),
+        ],
+        FunctionRole::Failback => &[
+            ("dynamodb", "GetItem"),
+            ("dynamodb", "PutItem"),
+            ("dynamodb", "UpdateItem"),
+            ("route53", "ListHealthChecks"),
+            ("route53", "GetHealthCheck"),
+            ("route53", "UpdateHealthCheck"),
+            ("application-autoscaling", "DescribeScalableTargets"),
+            ("application-autoscaling", "RegisterScalableTarget"),
+            ("monitoring", "DescribeAlarms"), // the tick reads the alarms' current states
         ],
     }
 }

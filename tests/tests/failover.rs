@@ -452,3 +452,33 @@ async fn insufficient_data_after_an_alarm_keeps_the_region_drained() {
     wait_state(&cloud, region, HealthState::Healthy).await;
     cloud.shutdown().await.expect("shutdown");
 }
+
+/// Level-triggered: an alarm event lost before delivery (fault) leaves the region in
+/// service until the failback schedule's next tick (once a second here: the test cloud
+/// runs schedules 60 times faster), which reads the alarm's state in CloudWatch and drains
+/// the region, recording the drain once, under the alarm change's own id and time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_alarm_event_is_healed_by_the_next_tick() {
+    let cloud = start(fleet(0, 300)).await;
+    let region = "eu-west-1";
+    cloud.faults().drop_alarm_events_in(region);
+    set_alarm(&cloud, region, StateValue::Alarm).await;
+    let drained = wait_state(&cloud, region, HealthState::DrainedByAlarm).await;
+    assert!(inverted(&cloud, region).await, "out of DNS: {drained:?}");
+    let drains = |events: Vec<FailoverEvent>| -> Vec<FailoverEvent> {
+        events.into_iter().filter(|e| e.kind == "drain").collect()
+    };
+    let first = drains(history(&cloud, region).await);
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert!(
+        first[0].id.starts_with("alarm-state#"),
+        "drained by the tick's reading, not by an event: {first:?}"
+    );
+    assert!(first[0].alarm_time.is_some(), "{first:?}");
+
+    // Another tick finds nothing missed, and records nothing more.
+    let again = invoke(&cloud, FunctionRole::Failback, region, tick_event(region)).await;
+    assert_eq!(again["healed"], json!([]), "{again}");
+    assert_eq!(drains(history(&cloud, region).await), first);
+    cloud.shutdown().await.expect("shutdown");
+}

@@ -1,11 +1,16 @@
-//! The failback handler: on its schedule, re-evaluates the region it runs in, restoring
-//! it once it has been OK for the hysteresis (and applying drains held back earlier).
+//! The failback handler: on its schedule, re-evaluates the region it runs in. It first
+//! reads the region's alarms where they live (CloudWatch in this region) and applies any
+//! state the failover function has not seen — an alarm event lost on the way, or one whose
+//! handling failed every retry, is healed within one tick — then restores the region once
+//! it has been OK for the hysteresis (and applies drains held back earlier).
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::Utc;
 use meridian::failover::{Action, Input};
 use meridian::fleet::Fleet;
-use meridian::health::{apply, DnsSwitch, HealthError, HealthStore, StandbyScaler, Trigger};
+use meridian::health::{
+    apply, AlarmStates, DnsSwitch, HealthError, HealthStore, StandbyScaler, Trigger,
+};
 use meridian::metrics::FAILBACK_AFTER_OK;
 use serde_json::{json, Value};
 
@@ -14,12 +19,13 @@ pub type TickEvent = EventBridgeEvent<Value>;
 
 /// Handles one scheduled event for `region`. Every tick evaluates the same thing, so a
 /// duplicate or late tick is harmless.
-pub async fn handle<S: HealthStore, D: DnsSwitch, A: StandbyScaler>(
+pub async fn handle<S: HealthStore, D: DnsSwitch, A: StandbyScaler, C: AlarmStates>(
     fleet: &Fleet,
     region: &str,
     store: &S,
     dns: &D,
     scaler: &A,
+    alarms: &C,
     payload: &Value,
 ) -> Result<(Value, Vec<String>), HealthError> {
     let received = Utc::now();
@@ -30,6 +36,48 @@ pub async fn handle<S: HealthStore, D: DnsSwitch, A: StandbyScaler>(
             "unexpected event {} from {}",
             event.detail_type, event.source
         )));
+    }
+    let spec = fleet.region(region).ok_or_else(|| {
+        HealthError::Invalid(format!("region {region:?} is not in fleet {}", fleet.name))
+    })?;
+    // Level-triggered: the alarms' current states, applied as the events would have been.
+    // The policy ignores a state it has already seen (same change time), so this acts only
+    // on what was missed; each change gets one id, so a heal is recorded once.
+    let mut healed = Vec::new();
+    let mut alarms_unread = None;
+    match alarms.current(&spec.alarms).await {
+        Ok(readings) => {
+            for reading in readings {
+                let trigger = Trigger {
+                    id: format!(
+                        "alarm-state#{}@{}",
+                        reading.alarm,
+                        reading.since.timestamp_millis()
+                    ),
+                    input: Input::Alarm {
+                        alarm: reading.alarm.clone(),
+                        state: reading.state,
+                        at: reading.since,
+                    },
+                    alarm_time: Some(reading.since),
+                    received,
+                };
+                let applied = apply(fleet, region, &trigger, store, dns, scaler, Utc::now).await?;
+                if applied.action != Action::None {
+                    tracing::warn!(%region, alarm = %reading.alarm, action = ?applied.action,
+                        "applied an alarm state the failover function missed");
+                    healed.push(json!({
+                        "alarm": reading.alarm,
+                        "action": format!("{:?}", applied.action),
+                    }));
+                }
+            }
+        }
+        // The failback evaluation below still runs; the next tick reads again.
+        Err(error) => {
+            tracing::warn!(%region, %error, "could not read the alarms' states");
+            alarms_unread = Some(error.to_string());
+        }
     }
     let id = event.id.map_or_else(
         || format!("tick@{}", received.to_rfc3339()),
@@ -53,7 +101,13 @@ pub async fn handle<S: HealthStore, D: DnsSwitch, A: StandbyScaler>(
         tracing::info!(%region, "region failed back");
     }
     Ok((
-        json!({ "region": region, "action": format!("{:?}", applied.action), "health": applied.health }),
+        json!({
+            "region": region,
+            "action": format!("{:?}", applied.action),
+            "health": applied.health,
+            "healed": healed,
+            "alarms_unread": alarms_unread,
+        }),
         metrics,
     ))
 }

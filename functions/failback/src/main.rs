@@ -1,6 +1,6 @@
 //! Lambda entry point: wires AWS clients and runs the failback handler.
 
-use meridian::adapters::HealthDeps;
+use meridian::adapters::{CloudWatchAlarms, HealthDeps};
 use meridian::aws::ClientFactory;
 use meridian::fleet::Fleet;
 use meridian::lambda;
@@ -13,10 +13,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let fleet = Fleet::from_toml_str(&std::env::var("MERIDIAN_FLEET_TOML")?)?;
     let clients = ClientFactory::from_env().for_function(FunctionRole::Failback);
     let deps = HealthDeps::new(&clients, &fleet, &region).await;
-    let (fleet, region, deps) = (&fleet, &region, &deps);
+    let alarms = CloudWatchAlarms::new(&clients, &region).await;
+    let (fleet, region, deps, alarms) = (&fleet, &region, &deps, &alarms);
     lambda::run(|payload| async move {
         let (store, dns, scaler) = (&deps.store, &deps.dns, &deps.scaler);
-        match meridian_failback::handle(fleet, region, store, dns, scaler, &payload).await {
+        match meridian_failback::handle(fleet, region, store, dns, scaler, alarms, &payload).await {
             Ok((result, metrics)) => (Ok(result), metrics),
             Err(error) => (Err(error), Vec::new()),
         }
