@@ -129,9 +129,23 @@ fn dependent_actions(
 /// What the Lambda service itself needs of every function's role: its log stream.
 pub const LAMBDA_LOGGING: &[&str] = &["logs:CreateLogStream", "logs:PutLogEvents"];
 
-/// Every IAM action a function's role needs: its calls, their dependent actions, logging.
+/// What the Lambda service needs of a function's role besides logging: sending an event
+/// that failed every retry to the function's on-failure destination (an SQS queue).
+fn lambda_service_actions(role: FunctionRole) -> &'static [&'static str] {
+    match role {
+        FunctionRole::Failover => &["sqs:SendMessage"],
+        _ => &[],
+    }
+}
+
+/// Every IAM action a function's role needs: its calls, their dependent actions, logging
+/// and what Lambda does with the role on its behalf.
 pub fn required_actions(role: FunctionRole) -> BTreeSet<String> {
-    let mut actions: BTreeSet<String> = LAMBDA_LOGGING.iter().map(|a| (*a).to_owned()).collect();
+    let mut actions: BTreeSet<String> = LAMBDA_LOGGING
+        .iter()
+        .chain(lambda_service_actions(role))
+        .map(|a| (*a).to_owned())
+        .collect();
     for (service, operation) in calls(role) {
         actions.extend(call_actions(service, operation));
         actions.extend(

@@ -458,3 +458,56 @@ fn a_handler_type_refuses_the_other_functions_events() {
     assert!(parse_as_handler_type(FunctionRole::Replica, &alarm).is_err());
     assert!(parse_as_handler_type(FunctionRole::Upload, &alarm).is_err());
 }
+
+/// An alarm event the failover function fails to handle after Lambda's retries is kept,
+/// not dropped: it goes to a queue, an alarm watches the queue, and the role may send to it.
+#[test]
+fn the_failover_function_keeps_events_it_failed_to_handle() {
+    let template = Template::load();
+    let failover = template
+        .functions()
+        .into_iter()
+        .find(|f| f.binary == "failover")
+        .expect("the failover function");
+    let on_failure = failover
+        .properties
+        .get("EventInvokeConfig")
+        .and_then(|c| c.get("DestinationConfig"))
+        .and_then(|c| c.get("OnFailure"))
+        .expect("an on-failure destination");
+    assert_eq!(on_failure.get("Type").and_then(|t| t.as_str()), Some("SQS"));
+    let queue = on_failure
+        .get("Destination")
+        .and_then(|d| tagged(d, "GetAtt"))
+        .and_then(|d| d.as_str())
+        .and_then(|d| d.strip_suffix(".Arn"))
+        .expect("Destination: !GetAtt <queue>.Arn");
+    assert_eq!(
+        template
+            .resource(queue)
+            .get("Type")
+            .and_then(|t| t.as_str()),
+        Some("AWS::SQS::Queue")
+    );
+    let watched = template.resources().values().any(|resource| {
+        resource.get("Type").and_then(|t| t.as_str()) == Some("AWS::CloudWatch::Alarm")
+            && resource
+                .get("Properties")
+                .and_then(|p| p.get("Dimensions"))
+                .and_then(|d| d.as_sequence())
+                .into_iter()
+                .flatten()
+                .filter_map(|d| d.get("Value").and_then(|v| tagged(v, "GetAtt")))
+                .any(|v| v.as_str() == Some(&format!("{queue}.QueueName")))
+    });
+    assert!(watched, "an alarm on {queue}");
+    let sends = template
+        .allow_statements(&failover.role)
+        .into_iter()
+        .any(|s| {
+            s.actions.iter().any(|a| a == "sqs:SendMessage")
+                && tagged(&s.resource, "GetAtt").and_then(|r| r.as_str())
+                    == Some(&format!("{queue}.Arn"))
+        });
+    assert!(sends, "{} may send to {queue}", failover.role);
+}
