@@ -4,6 +4,7 @@
 pub mod adapters;
 pub mod aws;
 pub mod events;
+pub mod executions;
 pub mod failover;
 pub mod fleet;
 pub mod health;

@@ -155,9 +155,8 @@ fn sources(dir: &Path) -> String {
     text
 }
 
-/// The function crates a function's binary links: its own and the `meridian-<binary>`
-/// crates its Cargo.toml depends on (the rollout reuses upload's and replica's code).
-fn linked_function_crates(role: FunctionRole) -> Vec<&'static str> {
+/// The `meridian-<function>` crates a function crate's Cargo.toml depends on.
+fn function_crate_dependencies(role: FunctionRole) -> Vec<&'static str> {
     let manifest = workspace_root()
         .join("functions")
         .join(role.binary())
@@ -168,12 +167,24 @@ fn linked_function_crates(role: FunctionRole) -> Vec<&'static str> {
         .into_iter()
         .map(FunctionRole::binary)
         .filter(|binary| {
-            *binary == role.binary()
-                || text
-                    .lines()
-                    .any(|l| l.trim_start().starts_with(&format!("meridian-{binary}")))
+            text.lines()
+                .any(|l| l.trim_start().starts_with(&format!("meridian-{binary}")))
         })
         .collect()
+}
+
+/// Functions share code through `shared/` only: a function crate that imported another
+/// would link, and be tested against, code that is not its own.
+#[test]
+fn no_function_crate_imports_another() {
+    for role in FunctionRole::ALL {
+        assert_eq!(
+            function_crate_dependencies(role),
+            Vec::<&str>::new(),
+            "functions/{}/Cargo.toml",
+            role.binary()
+        );
+    }
 }
 
 #[test]
@@ -182,10 +193,7 @@ fn every_listed_call_is_made_somewhere_in_the_functions_code() {
     let shared = sources(&root.join("shared/src"));
     let mut stale = Vec::new();
     for role in FunctionRole::ALL {
-        let own = linked_function_crates(role)
-            .iter()
-            .map(|binary| sources(&root.join("functions").join(binary).join("src")))
-            .collect::<String>();
+        let own = sources(&root.join("functions").join(role.binary()).join("src"));
         for (service, operation) in iam::calls(role) {
             let method = method_of(operation);
             if !own.contains(&method) && !shared.contains(&method) {

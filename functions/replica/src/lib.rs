@@ -7,6 +7,7 @@ use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::Utc;
 use meridian::aws::ClientFactory;
 use meridian::events::ObjectCreated;
+use meridian::executions::resume;
 use meridian::fleet::Fleet;
 use meridian::manifest::{FileEntry, Manifest, MANIFEST_FILE};
 use meridian::registry::{FileCheck, Readiness, Registry};
@@ -248,63 +249,6 @@ pub async fn notify(
         return Ok(());
     };
     resume(&deps.sfn, &token, &deps.region, readiness).await
-}
-
-/// Sends a region's verdict to the task waiting on `token`. A token already used or
-/// expired is not an error: the verdict is recorded either way.
-pub async fn resume(
-    sfn: &aws_sdk_sfn::Client,
-    token: &str,
-    region: &str,
-    readiness: &Readiness,
-) -> Result<(), RolloutError> {
-    let result = if readiness.ready {
-        sfn.send_task_success()
-            .task_token(token)
-            .output(
-                json!({ "region": region, "ready": true, "reason": readiness.reason }).to_string(),
-            )
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| {
-                (
-                    aws_sdk_sfn::error::ProvideErrorMetadata::code(&e)
-                        .unwrap_or_default()
-                        .to_owned(),
-                    aws_sdk_sfn::error::DisplayErrorContext(e).to_string(),
-                )
-            })
-    } else {
-        sfn.send_task_failure()
-            .task_token(token)
-            .error("Meridian.ReplicaFailed")
-            .cause(&readiness.reason)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| {
-                (
-                    aws_sdk_sfn::error::ProvideErrorMetadata::code(&e)
-                        .unwrap_or_default()
-                        .to_owned(),
-                    aws_sdk_sfn::error::DisplayErrorContext(e).to_string(),
-                )
-            })
-    };
-    match result {
-        Ok(()) => Ok(()),
-        Err((code, _))
-            if matches!(
-                code.as_str(),
-                "TaskDoesNotExist" | "TaskTimedOut" | "InvalidToken"
-            ) =>
-        {
-            tracing::info!(%region, %code, "the waiting task is gone; verdict recorded only");
-            Ok(())
-        }
-        Err((_, message)) => Err(retryable("resuming the rollout", message)),
-    }
 }
 
 #[cfg(test)]

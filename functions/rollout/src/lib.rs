@@ -15,6 +15,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use meridian::aws::ClientFactory;
+use meridian::executions;
 use meridian::fleet::{Fleet, RegionSpec};
 use meridian::registry::{RegionProgress, Registry, VersionRecord, VersionStatus};
 use meridian::rollout::{
@@ -146,7 +147,7 @@ async fn await_replicas(
         .await?
     {
         let sfn = aws_sdk_sfn::Client::new(&deps.clients.config(&deps.fleet.primary_region).await);
-        meridian_replica::resume(&sfn, token, &region.name, &readiness).await?;
+        executions::resume(&sfn, token, &region.name, &readiness).await?;
     }
     Ok(json!({ "region": region.name, "waiting": true }))
 }
@@ -876,7 +877,7 @@ async fn start_next(
         .await?
         .ok_or_else(|| RolloutError::Invalid(format!("queued version {next} is not registered")))?;
     let sfn = aws_sdk_sfn::Client::new(&deps.clients.config(&deps.fleet.primary_region).await);
-    let execution = meridian_upload::start_rollout(
+    let execution = executions::start_rollout(
         &sfn,
         &deps.state_machine_arn,
         &deps.fleet,

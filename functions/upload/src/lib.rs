@@ -8,10 +8,11 @@ use chrono::Utc;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use meridian::aws::ClientFactory;
 use meridian::events::ObjectCreated;
+use meridian::executions::start_rollout;
 use meridian::fleet::Fleet;
 use meridian::manifest::{self, Manifest};
 use meridian::registry::{Registration, Registry, VersionStatus};
-use meridian::rollout::{execution_name, retryable, RolloutError};
+use meridian::rollout::{retryable, RolloutError};
 use serde_json::{json, Value};
 
 /// What the handler needs.
@@ -213,43 +214,4 @@ async fn check_files(
         "the upload is incomplete: {}",
         problems.join("; ")
     )))
-}
-
-/// Starts (idempotently) the rollout execution of a version.
-pub async fn start_rollout(
-    sfn: &aws_sdk_sfn::Client,
-    state_machine_arn: &str,
-    fleet: &Fleet,
-    model: &str,
-    version: &str,
-    digest: &str,
-) -> Result<String, RolloutError> {
-    let name = execution_name(model, version, digest);
-    let input = json!({
-        "model": model,
-        "version": version,
-        "digest": digest,
-        "regions": fleet.regions.iter().map(|r| json!({ "model": model, "version": version, "digest": digest, "region": r.name })).collect::<Vec<_>>(),
-    });
-    match sfn
-        .start_execution()
-        .state_machine_arn(state_machine_arn)
-        .name(&name)
-        .input(input.to_string())
-        .send()
-        .await
-    {
-        Ok(_) => Ok(name),
-        Err(error)
-            if error
-                .as_service_error()
-                .is_some_and(|e| e.is_execution_already_exists()) =>
-        {
-            Ok(name)
-        }
-        Err(error) => Err(retryable(
-            "starting the rollout",
-            aws_sdk_sfn::error::DisplayErrorContext(error),
-        )),
-    }
 }
