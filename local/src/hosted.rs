@@ -1,38 +1,22 @@
 //! Meridian's own Lambda functions, hosted in-process by the local cloud with the same
 //! handlers and the same adapter wiring as in Lambda, their clients pointed at the gateway.
+//! One generic registration ([`host`]) does for every function what `meridian::lambda::run`
+//! does in Lambda: parse the payload, log the EMF lines, report errors under their names.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 
 use meridian::adapters::{CloudWatchAlarms, HealthDeps};
 use meridian::aws::ClientFactory;
 use meridian::fleet::Fleet;
+use meridian::function::{invoke, Handler};
 use meridian::names::{self, function_name, FunctionRole};
 use meridian::NamedError;
 use tokio::sync::Mutex;
 
 use crate::cloud::LOCAL_ACCOUNT;
 use crate::functions::{FunctionError, Functions, Invocation};
-
-/// Health dependencies per region, built on first use.
-#[derive(Clone)]
-struct DepsByRegion {
-    clients: ClientFactory,
-    fleet: Arc<Fleet>,
-    built: Arc<Mutex<HashMap<String, Arc<HealthDeps>>>>,
-}
-
-impl DepsByRegion {
-    async fn get(&self, region: &str) -> Arc<HealthDeps> {
-        let mut built = self.built.lock().await;
-        if let Some(deps) = built.get(region) {
-            return deps.clone();
-        }
-        let deps = Arc::new(HealthDeps::new(&self.clients, &self.fleet, region).await);
-        built.insert(region.to_owned(), deps.clone());
-        deps
-    }
-}
 
 /// A handler's error as the Lambda API reports it: under its name.
 fn function_error(error: impl NamedError) -> FunctionError {
@@ -53,121 +37,34 @@ pub fn sagemaker_role_arn(fleet: &Fleet) -> String {
     format!("arn:aws:iam::{LOCAL_ACCOUNT}:role/{}-sagemaker", fleet.name)
 }
 
-/// Registers every Meridian function of `fleet` (upload, replica, rollout, failover,
-/// failback), reaching AWS through `clients`.
-pub fn register(functions: &Functions, fleet: &Fleet, clients: ClientFactory) {
-    register_rollout(functions, fleet, &clients);
-    let deps_of = |role: FunctionRole| DepsByRegion {
-        clients: clients.clone().for_function(role),
-        fleet: Arc::new(fleet.clone()),
-        built: Arc::default(),
-    };
-
-    let failover = deps_of(FunctionRole::Failover);
+/// Hosts the function `role` of `fleet`: its handler is built by `build` for a region on
+/// that region's first invocation and kept, as a Lambda execution environment keeps what
+/// its `main` built.
+fn host<H, B, F>(functions: &Functions, fleet: &Fleet, role: FunctionRole, build: B)
+where
+    H: Handler + 'static,
+    B: Fn(String) -> F + Send + Sync + 'static,
+    F: Future<Output = H> + Send,
+{
+    let built: Arc<Mutex<HashMap<String, Arc<H>>>> = Arc::default();
+    let build = Arc::new(build);
     functions.register(
-        function_name(&fleet.name, FunctionRole::Failover),
+        function_name(&fleet.name, role),
         move |invocation: Invocation| {
-            let deps = failover.clone();
+            let (built, build) = (built.clone(), build.clone());
             async move {
-                let regional = deps.get(&invocation.region).await;
-                let outcome = meridian_failover::handle(
-                    &deps.fleet,
-                    &invocation.region,
-                    &regional.store,
-                    &regional.dns,
-                    &regional.scaler,
-                    invocation.payload,
-                )
-                .await
-                .map_err(function_error)?;
-                for line in &outcome.metrics {
-                    tracing::info!(target: "emf", "{line}");
-                }
-                Ok(outcome.result)
-            }
-        },
-    );
-
-    let failback = deps_of(FunctionRole::Failback);
-    functions.register(
-        function_name(&fleet.name, FunctionRole::Failback),
-        move |invocation: Invocation| {
-            let deps = failback.clone();
-            async move {
-                let regional = deps.get(&invocation.region).await;
-                let alarms = CloudWatchAlarms::new(&deps.clients, &invocation.region).await;
-                let (result, metrics) = meridian_failback::handle(
-                    &deps.fleet,
-                    &invocation.region,
-                    &regional.store,
-                    &regional.dns,
-                    &regional.scaler,
-                    &alarms,
-                    &invocation.payload,
-                )
-                .await
-                .map_err(function_error)?;
-                for line in &metrics {
-                    tracing::info!(target: "emf", "{line}");
-                }
-                Ok(result)
-            }
-        },
-    );
-}
-
-fn register_rollout(functions: &Functions, fleet: &Fleet, clients: &ClientFactory) {
-    let fleet = Arc::new(fleet.clone());
-
-    let (upload_fleet, upload_clients) = (
-        fleet.clone(),
-        clients.clone().for_function(FunctionRole::Upload),
-    );
-    functions.register(
-        function_name(&fleet.name, FunctionRole::Upload),
-        move |invocation: Invocation| {
-            let (fleet, clients) = (upload_fleet.clone(), upload_clients.clone());
-            async move {
-                let arn = state_machine_arn(&fleet);
-                let deps = meridian_upload::UploadDeps::new(&clients, (*fleet).clone(), arn).await;
-                meridian_upload::handle(&deps, invocation.payload)
-                    .await
-                    .map_err(function_error)
-            }
-        },
-    );
-
-    let (replica_fleet, replica_clients) = (
-        fleet.clone(),
-        clients.clone().for_function(FunctionRole::Replica),
-    );
-    functions.register(
-        function_name(&fleet.name, FunctionRole::Replica),
-        move |invocation: Invocation| {
-            let (fleet, clients) = (replica_fleet.clone(), replica_clients.clone());
-            async move {
-                let region = invocation.region.clone();
-                let deps =
-                    meridian_replica::ReplicaDeps::new(&clients, (*fleet).clone(), region).await;
-                meridian_replica::handle(&deps, invocation.payload)
-                    .await
-                    .map_err(function_error)
-            }
-        },
-    );
-
-    let deps = Arc::new(meridian_rollout::RolloutDeps {
-        state_machine_arn: state_machine_arn(&fleet),
-        sagemaker_role_arn: sagemaker_role_arn(&fleet),
-        fleet: (*fleet).clone(),
-        clients: clients.clone().for_function(FunctionRole::Rollout),
-    });
-    functions.register(
-        function_name(&fleet.name, FunctionRole::Rollout),
-        move |invocation: Invocation| {
-            let deps = deps.clone();
-            async move {
-                let outcome = meridian_rollout::handle(&deps, invocation.payload).await;
+                let handler = {
+                    let mut built = built.lock().await;
+                    match built.get(&invocation.region) {
+                        Some(handler) => handler.clone(),
+                        None => {
+                            let handler = Arc::new(build(invocation.region.clone()).await);
+                            built.insert(invocation.region.clone(), handler.clone());
+                            handler
+                        }
+                    }
+                };
+                let outcome = Box::pin(invoke(&*handler, invocation.payload)).await;
                 for line in &outcome.metrics {
                     tracing::info!(target: "emf", "{line}");
                 }
@@ -175,4 +72,71 @@ fn register_rollout(functions: &Functions, fleet: &Fleet, clients: &ClientFactor
             }
         },
     );
+}
+
+/// Registers every Meridian function of `fleet` (upload, replica, rollout, failover,
+/// failback), reaching AWS through `clients`.
+pub fn register(functions: &Functions, fleet: &Fleet, clients: ClientFactory) {
+    let for_role =
+        |role: FunctionRole| (Arc::new(fleet.clone()), clients.clone().for_function(role));
+
+    let (shared_fleet, clients_of) = for_role(FunctionRole::Upload);
+    host(functions, fleet, FunctionRole::Upload, move |_region| {
+        let (fleet, clients) = (shared_fleet.clone(), clients_of.clone());
+        async move {
+            let arn = state_machine_arn(&fleet);
+            meridian_upload::UploadDeps::new(&clients, (*fleet).clone(), arn).await
+        }
+    });
+
+    let (shared_fleet, clients_of) = for_role(FunctionRole::Replica);
+    host(functions, fleet, FunctionRole::Replica, move |region| {
+        let (fleet, clients) = (shared_fleet.clone(), clients_of.clone());
+        async move { meridian_replica::ReplicaDeps::new(&clients, (*fleet).clone(), region).await }
+    });
+
+    let (shared_fleet, clients_of) = for_role(FunctionRole::Rollout);
+    host(functions, fleet, FunctionRole::Rollout, move |_region| {
+        let (fleet, clients) = (shared_fleet.clone(), clients_of.clone());
+        async move {
+            meridian_rollout::RolloutDeps {
+                state_machine_arn: state_machine_arn(&fleet),
+                sagemaker_role_arn: sagemaker_role_arn(&fleet),
+                fleet: (*fleet).clone(),
+                clients,
+            }
+        }
+    });
+
+    let (shared_fleet, clients_of) = for_role(FunctionRole::Failover);
+    host(functions, fleet, FunctionRole::Failover, move |region| {
+        let (fleet, clients) = (shared_fleet.clone(), clients_of.clone());
+        async move {
+            let deps = HealthDeps::new(&clients, &fleet, &region).await;
+            meridian_failover::Failover {
+                fleet: (*fleet).clone(),
+                region,
+                store: deps.store,
+                dns: deps.dns,
+                scaler: deps.scaler,
+            }
+        }
+    });
+
+    let (shared_fleet, clients_of) = for_role(FunctionRole::Failback);
+    host(functions, fleet, FunctionRole::Failback, move |region| {
+        let (fleet, clients) = (shared_fleet.clone(), clients_of.clone());
+        async move {
+            let deps = HealthDeps::new(&clients, &fleet, &region).await;
+            let alarms = CloudWatchAlarms::new(&clients, &region).await;
+            meridian_failback::Failback {
+                fleet: (*fleet).clone(),
+                region,
+                store: deps.store,
+                dns: deps.dns,
+                scaler: deps.scaler,
+                alarms,
+            }
+        }
+    });
 }

@@ -244,9 +244,7 @@ pub async fn apply<S: HealthStore, D: DnsSwitch, A: StandbyScaler>(
         let kind = match &decision.action {
             Action::Drain => Some("drain"),
             Action::Restore => Some("restore"),
-            Action::Suppressed { .. } if !matches!(trigger.input, Input::Tick) => {
-                Some("suppressed")
-            }
+            Action::Suppressed { .. } if calls_for_drain(&trigger.input) => Some("suppressed"),
             _ => None,
         };
         let event = kind.map(|kind| FailoverEvent {
@@ -285,6 +283,20 @@ pub async fn apply<S: HealthStore, D: DnsSwitch, A: StandbyScaler>(
     Err(HealthError::Retryable(format!(
         "region {region}: {MAX_ATTEMPTS} attempts lost to concurrent writers"
     )))
+}
+
+/// Whether an input calls for a drain: an alarm entering ALARM, or an operator. Only then
+/// is a suppressed drain recorded; a re-evaluation that reaches the same suppression (a
+/// tick, another alarm's change, the tick's reading of an alarm's state) adds nothing to
+/// the history.
+fn calls_for_drain(input: &Input) -> bool {
+    matches!(
+        input,
+        Input::Alarm {
+            state: AlarmState::Alarm,
+            ..
+        } | Input::ManualDrain { .. }
+    )
 }
 
 fn state_name(health: &RegionHealth) -> String {

@@ -7,6 +7,7 @@ pub mod events;
 pub mod executions;
 pub mod failover;
 pub mod fleet;
+pub mod function;
 pub mod health;
 #[cfg(feature = "lambda")]
 pub mod lambda;

@@ -8,6 +8,7 @@ use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::Utc;
 use meridian::failover::{Action, Input};
 use meridian::fleet::Fleet;
+use meridian::function::{Handler, Outcome};
 use meridian::health::{
     apply, AlarmStates, DnsSwitch, HealthError, HealthStore, StandbyScaler, Trigger,
 };
@@ -17,20 +18,55 @@ use serde_json::{json, Value};
 /// The event the failback schedule delivers: EventBridge's `Scheduled Event`.
 pub type TickEvent = EventBridgeEvent<Value>;
 
-/// Handles one scheduled event for `region`. Every tick evaluates the same thing, so a
-/// duplicate or late tick is harmless.
-pub async fn handle<S: HealthStore, D: DnsSwitch, A: StandbyScaler, C: AlarmStates>(
-    fleet: &Fleet,
-    region: &str,
-    store: &S,
-    dns: &D,
-    scaler: &A,
-    alarms: &C,
-    payload: &Value,
+/// The failback function of one region: its dependencies.
+pub struct Failback<S, D, A, C> {
+    pub fleet: Fleet,
+    /// The region this function runs in.
+    pub region: String,
+    pub store: S,
+    pub dns: D,
+    pub scaler: A,
+    pub alarms: C,
+}
+
+impl<S: HealthStore, D: DnsSwitch, A: StandbyScaler, C: AlarmStates> Handler
+    for Failback<S, D, A, C>
+{
+    type Event = TickEvent;
+    type Error = HealthError;
+    const EVENT: &'static str = "an EventBridge scheduled event";
+
+    fn invalid(message: String) -> HealthError {
+        HealthError::Invalid(message)
+    }
+
+    async fn handle(&self, event: TickEvent) -> Outcome<HealthError> {
+        match handle(self, event).await {
+            Ok((result, metrics)) => Outcome {
+                result: Ok(result),
+                metrics,
+            },
+            Err(error) => Err(error).into(),
+        }
+    }
+}
+
+/// Handles one scheduled event for the function's region. Every tick evaluates the same
+/// thing, so a duplicate or late tick is harmless.
+async fn handle<S: HealthStore, D: DnsSwitch, A: StandbyScaler, C: AlarmStates>(
+    function: &Failback<S, D, A, C>,
+    event: TickEvent,
 ) -> Result<(Value, Vec<String>), HealthError> {
+    let Failback {
+        fleet,
+        region,
+        store,
+        dns,
+        scaler,
+        alarms,
+    } = function;
+    let region = region.as_str();
     let received = Utc::now();
-    let event: TickEvent = serde_json::from_value(payload.clone())
-        .map_err(|e| HealthError::Invalid(format!("not an EventBridge scheduled event: {e}")))?;
     if event.detail_type != "Scheduled Event" || event.source != "aws.events" {
         return Err(HealthError::Invalid(format!(
             "unexpected event {} from {}",

@@ -14,13 +14,13 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let clients = ClientFactory::from_env().for_function(FunctionRole::Failback);
     let deps = HealthDeps::new(&clients, &fleet, &region).await;
     let alarms = CloudWatchAlarms::new(&clients, &region).await;
-    let (fleet, region, deps, alarms) = (&fleet, &region, &deps, &alarms);
-    lambda::run(|payload| async move {
-        let (store, dns, scaler) = (&deps.store, &deps.dns, &deps.scaler);
-        match meridian_failback::handle(fleet, region, store, dns, scaler, alarms, &payload).await {
-            Ok((result, metrics)) => (Ok(result), metrics),
-            Err(error) => (Err(error), Vec::new()),
-        }
+    lambda::run(meridian_failback::Failback {
+        fleet,
+        region,
+        store: deps.store,
+        dns: deps.dns,
+        scaler: deps.scaler,
+        alarms,
     })
     .await
 }

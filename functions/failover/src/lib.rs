@@ -8,6 +8,7 @@ use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::Utc;
 use meridian::failover::{Action, AlarmState, Input};
 use meridian::fleet::Fleet;
+use meridian::function::{Handler, Outcome};
 use meridian::health::{apply, DnsSwitch, HealthError, HealthStore, StandbyScaler, Trigger};
 use meridian::metrics::{FAILBACK_REACTION_TIME, FAILOVER_REACTION_TIME};
 use serde_json::{json, Value};
@@ -15,26 +16,50 @@ use serde_json::{json, Value};
 /// The EventBridge event CloudWatch sends when a metric alarm changes state.
 pub type AlarmEvent = EventBridgeEvent<CloudWatchAlarmData<CloudWatchMetricAlarmConfiguration>>;
 
-/// What a handler produced: its JSON result and the EMF metric lines to print.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Outcome {
-    pub result: Value,
-    pub metrics: Vec<String>,
+/// The failover function of one region: its dependencies.
+pub struct Failover<S, D, A> {
+    pub fleet: Fleet,
+    /// The region this function runs in.
+    pub region: String,
+    pub store: S,
+    pub dns: D,
+    pub scaler: A,
 }
 
-/// Handles one alarm event for `region` (the region this function runs in).
-pub async fn handle<S: HealthStore, D: DnsSwitch, A: StandbyScaler>(
-    fleet: &Fleet,
-    region: &str,
-    store: &S,
-    dns: &D,
-    scaler: &A,
-    payload: Value,
-) -> Result<Outcome, HealthError> {
+impl<S: HealthStore, D: DnsSwitch, A: StandbyScaler> Handler for Failover<S, D, A> {
+    type Event = AlarmEvent;
+    type Error = HealthError;
+    const EVENT: &'static str = "a CloudWatch Alarm State Change event";
+
+    fn invalid(message: String) -> HealthError {
+        HealthError::Invalid(message)
+    }
+
+    async fn handle(&self, event: AlarmEvent) -> Outcome<HealthError> {
+        match handle(self, event).await {
+            Ok((result, metrics)) => Outcome {
+                result: Ok(result),
+                metrics,
+            },
+            Err(error) => Err(error).into(),
+        }
+    }
+}
+
+/// Handles one alarm event for the function's region.
+async fn handle<S: HealthStore, D: DnsSwitch, A: StandbyScaler>(
+    function: &Failover<S, D, A>,
+    event: AlarmEvent,
+) -> Result<(Value, Vec<String>), HealthError> {
+    let Failover {
+        fleet,
+        region,
+        store,
+        dns,
+        scaler,
+    } = function;
+    let region = region.as_str();
     let received = Utc::now();
-    let event: AlarmEvent = serde_json::from_value(payload).map_err(|e| {
-        HealthError::Invalid(format!("not a CloudWatch Alarm State Change event: {e}"))
-    })?;
     if event.detail_type != "CloudWatch Alarm State Change" || event.source != "aws.cloudwatch" {
         return Err(HealthError::Invalid(format!(
             "unexpected event {} from {}",
@@ -75,8 +100,8 @@ pub async fn handle<S: HealthStore, D: DnsSwitch, A: StandbyScaler>(
         metrics.push(metric.line(reaction as f64, [region], Utc::now()));
     }
     tracing::info!(%region, %alarm, action = ?applied.action, state = ?applied.health.state, "alarm event applied");
-    Ok(Outcome {
-        result: json!({
+    Ok((
+        json!({
             "region": region,
             "alarm": alarm,
             "action": format!("{:?}", applied.action),
@@ -84,7 +109,7 @@ pub async fn handle<S: HealthStore, D: DnsSwitch, A: StandbyScaler>(
             "event": applied.event,
         }),
         metrics,
-    })
+    ))
 }
 
 fn alarm_state(value: &CloudWatchAlarmStateValue) -> AlarmState {

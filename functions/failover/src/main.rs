@@ -13,13 +13,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let fleet = Fleet::from_toml_str(&std::env::var("MERIDIAN_FLEET_TOML")?)?;
     let clients = ClientFactory::from_env().for_function(FunctionRole::Failover);
     let deps = HealthDeps::new(&clients, &fleet, &region).await;
-    let (fleet, region, deps) = (&fleet, &region, &deps);
-    lambda::run(|payload| async move {
-        let (store, dns, scaler) = (&deps.store, &deps.dns, &deps.scaler);
-        match meridian_failover::handle(fleet, region, store, dns, scaler, payload).await {
-            Ok(outcome) => (Ok(outcome.result), outcome.metrics),
-            Err(error) => (Err(error), Vec::new()),
-        }
+    lambda::run(meridian_failover::Failover {
+        fleet,
+        region,
+        store: deps.store,
+        dns: deps.dns,
+        scaler: deps.scaler,
     })
     .await
 }

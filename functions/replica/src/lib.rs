@@ -9,6 +9,7 @@ use meridian::aws::ClientFactory;
 use meridian::events::ObjectCreated;
 use meridian::executions::resume;
 use meridian::fleet::Fleet;
+use meridian::function::{Handler, Outcome};
 use meridian::manifest::{FileEntry, Manifest, MANIFEST_FILE};
 use meridian::registry::{FileCheck, Readiness, Registry};
 use meridian::rollout::{retryable, RolloutError};
@@ -47,11 +48,22 @@ impl ReplicaDeps {
 /// the regional bucket.
 pub type Event = EventBridgeEvent<ObjectCreated>;
 
+impl Handler for ReplicaDeps {
+    type Event = Event;
+    type Error = RolloutError;
+    const EVENT: &'static str = "an S3 Object Created EventBridge event";
+
+    fn invalid(message: String) -> RolloutError {
+        RolloutError::Invalid(message)
+    }
+
+    async fn handle(&self, event: Event) -> Outcome<RolloutError> {
+        handle(self, event).await.into()
+    }
+}
+
 /// Handles one `Object Created` event of the regional bucket.
-pub async fn handle(deps: &ReplicaDeps, payload: Value) -> Result<Value, RolloutError> {
-    let event: Event = serde_json::from_value(payload).map_err(|e| {
-        RolloutError::Invalid(format!("not an S3 Object Created EventBridge event: {e}"))
-    })?;
+async fn handle(deps: &ReplicaDeps, event: Event) -> Result<Value, RolloutError> {
     let (bucket, key) = (
         event.detail.bucket.name.as_str(),
         event.detail.object.key.clone(),

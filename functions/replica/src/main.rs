@@ -13,9 +13,5 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let region = std::env::var("AWS_REGION")?;
     let clients = ClientFactory::from_env().for_function(FunctionRole::Replica);
     let deps = ReplicaDeps::new(&clients, fleet, region).await;
-    let deps = &deps;
-    lambda::run(
-        |payload| async move { (meridian_replica::handle(deps, payload).await, Vec::new()) },
-    )
-    .await
+    lambda::run(deps).await
 }

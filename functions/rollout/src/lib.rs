@@ -17,6 +17,7 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use meridian::aws::ClientFactory;
 use meridian::executions;
 use meridian::fleet::{Fleet, RegionSpec};
+use meridian::function::{Handler, Outcome};
 use meridian::registry::{RegionProgress, Registry, VersionRecord, VersionStatus};
 use meridian::rollout::{
     deploy_state, deployment_name, retryable, DeployState, RolloutError, TrafficStrategy,
@@ -35,7 +36,7 @@ pub struct RolloutDeps {
 
 /// The task input: which task, for which version (and region).
 #[derive(Debug, Deserialize)]
-struct TaskInput {
+pub struct TaskInput {
     task: String,
     model: String,
     version: String,
@@ -45,16 +46,6 @@ struct TaskInput {
     token: Option<String>,
     #[serde(default)]
     error: Option<Value>,
-}
-
-/// What a task produced: its result for Step Functions (unchanged by metrics) and the
-/// EMF metric lines to print. The lines are returned with a failed result too: they
-/// are emitted once, by the write that ends the rollout, so a later failure of the
-/// same task (and its retry) must not lose them.
-#[derive(Debug)]
-pub struct Outcome {
-    pub result: Result<Value, RolloutError>,
-    pub metrics: Vec<String>,
 }
 
 /// How long the commit waits for one region's replica verdict, read for the metrics
@@ -88,20 +79,30 @@ async fn aws_sdk_dynamodb_client(
     aws_sdk_dynamodb::Client::new(&clients.config(region).await)
 }
 
-/// Runs one task.
-pub async fn handle(deps: &RolloutDeps, payload: Value) -> Outcome {
-    let mut metrics = Vec::new();
-    let result = run(deps, payload, &mut metrics).await;
-    Outcome { result, metrics }
+/// Runs one task. The task that ends a rollout returns its timings as metric lines, with
+/// a failed result too: they are emitted once, by the write that ends the rollout, so a
+/// later failure of the same task (and its retry) must not lose them.
+impl Handler for RolloutDeps {
+    type Event = TaskInput;
+    type Error = RolloutError;
+    const EVENT: &'static str = "a rollout task input";
+
+    fn invalid(message: String) -> RolloutError {
+        RolloutError::Invalid(message)
+    }
+
+    async fn handle(&self, input: TaskInput) -> Outcome<RolloutError> {
+        let mut metrics = Vec::new();
+        let result = run(self, input, &mut metrics).await;
+        Outcome { result, metrics }
+    }
 }
 
 async fn run(
     deps: &RolloutDeps,
-    payload: Value,
+    input: TaskInput,
     metrics: &mut Vec<String>,
 ) -> Result<Value, RolloutError> {
-    let input: TaskInput = serde_json::from_value(payload)
-        .map_err(|e| RolloutError::Invalid(format!("bad task input: {e}")))?;
     let control = deps.registry(&deps.fleet.primary_region).await;
     let record = control
         .version(&input.model, &input.version)

@@ -15,11 +15,5 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         state_machine_arn: std::env::var("STATE_MACHINE_ARN")?,
         sagemaker_role_arn: std::env::var("SAGEMAKER_ROLE_ARN")?,
     };
-    let deps = &deps;
-    lambda::run(|payload| async move {
-        // Boxed: the task handler's future is too deeply nested to lay out inline.
-        let outcome = Box::pin(meridian_rollout::handle(deps, payload)).await;
-        (outcome.result, outcome.metrics)
-    })
-    .await
+    lambda::run(deps).await
 }

@@ -10,6 +10,7 @@ use meridian::aws::ClientFactory;
 use meridian::events::ObjectCreated;
 use meridian::executions::start_rollout;
 use meridian::fleet::Fleet;
+use meridian::function::{Handler, Outcome};
 use meridian::manifest::{self, Manifest};
 use meridian::registry::{Registration, Registry, VersionStatus};
 use meridian::rollout::{retryable, RolloutError};
@@ -50,11 +51,22 @@ const HEAD_CONCURRENCY: usize = 16;
 /// the primary bucket.
 pub type Event = EventBridgeEvent<ObjectCreated>;
 
+impl Handler for UploadDeps {
+    type Event = Event;
+    type Error = RolloutError;
+    const EVENT: &'static str = "an S3 Object Created EventBridge event";
+
+    fn invalid(message: String) -> RolloutError {
+        RolloutError::Invalid(message)
+    }
+
+    async fn handle(&self, event: Event) -> Outcome<RolloutError> {
+        handle(self, event).await.into()
+    }
+}
+
 /// Handles one `Object Created` event of the primary bucket.
-pub async fn handle(deps: &UploadDeps, payload: Value) -> Result<Value, RolloutError> {
-    let event: Event = serde_json::from_value(payload).map_err(|e| {
-        RolloutError::Invalid(format!("not an S3 Object Created EventBridge event: {e}"))
-    })?;
+async fn handle(deps: &UploadDeps, event: Event) -> Result<Value, RolloutError> {
     let (bucket, key) = (
         event.detail.bucket.name.as_str(),
         event.detail.object.key.as_str(),

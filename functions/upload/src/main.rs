@@ -12,7 +12,5 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let fleet = Fleet::from_toml_str(&std::env::var("MERIDIAN_FLEET_TOML")?)?;
     let clients = ClientFactory::from_env().for_function(FunctionRole::Upload);
     let deps = UploadDeps::new(&clients, fleet, std::env::var("STATE_MACHINE_ARN")?).await;
-    let deps = &deps;
-    lambda::run(|payload| async move { (meridian_upload::handle(deps, payload).await, Vec::new()) })
-        .await
+    lambda::run(deps).await
 }
