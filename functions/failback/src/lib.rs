@@ -6,7 +6,7 @@
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::Utc;
-use meridian::failover::{Action, Input};
+use meridian::failover::{Action, AlarmView, Input};
 use meridian::fleet::Fleet;
 use meridian::function::{Handler, Outcome};
 use meridian::health::{
@@ -83,7 +83,16 @@ async fn handle<S: HealthStore, D: DnsSwitch, A: StandbyScaler, C: AlarmStates>(
     let mut alarms_unread = None;
     match alarms.current(&spec.alarms).await {
         Ok(readings) => {
-            for reading in readings {
+            // What the region's record already knows needs no round trip through `apply`.
+            let known = store.load(region).await?.map(|stored| stored.value.alarms);
+            let missed = readings.into_iter().filter(|reading| {
+                known.as_ref().and_then(|alarms| alarms.get(&reading.alarm))
+                    != Some(&AlarmView {
+                        state: reading.state,
+                        at: reading.since,
+                    })
+            });
+            for reading in missed {
                 let trigger = Trigger {
                     id: format!(
                         "alarm-state#{}@{}",
