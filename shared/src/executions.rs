@@ -3,6 +3,7 @@
 //! version) and resuming its wait for a region's replicas (the replica function, and the
 //! rollout function when the verdict was there before the task token).
 
+use aws_sdk_sfn::error::ProvideErrorMetadata;
 use serde_json::json;
 
 use crate::fleet::Fleet;
@@ -56,7 +57,7 @@ pub async fn resume(
     region: &str,
     readiness: &Readiness,
 ) -> Result<(), RolloutError> {
-    let result = if readiness.ready {
+    let result: Result<(), aws_sdk_sfn::Error> = if readiness.ready {
         sfn.send_task_success()
             .task_token(token)
             .output(
@@ -64,15 +65,8 @@ pub async fn resume(
             )
             .send()
             .await
-            .map(|_| ())
-            .map_err(|e| {
-                (
-                    aws_sdk_sfn::error::ProvideErrorMetadata::code(&e)
-                        .unwrap_or_default()
-                        .to_owned(),
-                    aws_sdk_sfn::error::DisplayErrorContext(e).to_string(),
-                )
-            })
+            .map(drop)
+            .map_err(Into::into)
     } else {
         sfn.send_task_failure()
             .task_token(token)
@@ -80,27 +74,24 @@ pub async fn resume(
             .cause(&readiness.reason)
             .send()
             .await
-            .map(|_| ())
-            .map_err(|e| {
-                (
-                    aws_sdk_sfn::error::ProvideErrorMetadata::code(&e)
-                        .unwrap_or_default()
-                        .to_owned(),
-                    aws_sdk_sfn::error::DisplayErrorContext(e).to_string(),
-                )
-            })
+            .map(drop)
+            .map_err(Into::into)
     };
     match result {
         Ok(()) => Ok(()),
-        Err((code, _))
+        Err(error)
             if matches!(
-                code.as_str(),
-                "TaskDoesNotExist" | "TaskTimedOut" | "InvalidToken"
+                error.code(),
+                Some("TaskDoesNotExist" | "TaskTimedOut" | "InvalidToken")
             ) =>
         {
+            let code = error.code().unwrap_or_default();
             tracing::info!(%region, %code, "the waiting task is gone; verdict recorded only");
             Ok(())
         }
-        Err((_, message)) => Err(retryable("resuming the rollout", message)),
+        Err(error) => Err(retryable(
+            "resuming the rollout",
+            aws_sdk_sfn::error::DisplayErrorContext(error),
+        )),
     }
 }

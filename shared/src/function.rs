@@ -19,11 +19,35 @@ pub struct Outcome<E> {
     pub metrics: Vec<String>,
 }
 
+impl<E> Outcome<E> {
+    /// A failed result, with no metric lines.
+    pub fn failed(error: E) -> Self {
+        Self {
+            result: Err(error),
+            metrics: Vec::new(),
+        }
+    }
+}
+
 impl<E> From<Result<Value, E>> for Outcome<E> {
     fn from(result: Result<Value, E>) -> Self {
         Self {
             result,
             metrics: Vec::new(),
+        }
+    }
+}
+
+/// A result with its metric lines: what a handler that emits metrics only on success
+/// returns.
+impl<E> From<Result<(Value, Vec<String>), E>> for Outcome<E> {
+    fn from(result: Result<(Value, Vec<String>), E>) -> Self {
+        match result {
+            Ok((value, metrics)) => Self {
+                result: Ok(value),
+                metrics,
+            },
+            Err(error) => Self::failed(error),
         }
     }
 }
@@ -48,7 +72,7 @@ pub trait Handler: Send + Sync {
 pub async fn invoke<H: Handler>(handler: &H, payload: Value) -> Outcome<H::Error> {
     match serde_json::from_value::<H::Event>(payload) {
         Ok(event) => handler.handle(event).await,
-        Err(error) => Err(H::invalid(format!("not {}: {error}", H::EVENT))).into(),
+        Err(error) => Outcome::failed(H::invalid(format!("not {}: {error}", H::EVENT))),
     }
 }
 

@@ -41,13 +41,7 @@ impl<S: HealthStore, D: DnsSwitch, A: StandbyScaler, C: AlarmStates> Handler
     }
 
     async fn handle(&self, event: TickEvent) -> Outcome<HealthError> {
-        match handle(self, event).await {
-            Ok((result, metrics)) => Outcome {
-                result: Ok(result),
-                metrics,
-            },
-            Err(error) => Err(error).into(),
-        }
+        handle(self, event).await.into()
     }
 }
 

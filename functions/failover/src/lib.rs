@@ -36,13 +36,7 @@ impl<S: HealthStore, D: DnsSwitch, A: StandbyScaler> Handler for Failover<S, D, 
     }
 
     async fn handle(&self, event: AlarmEvent) -> Outcome<HealthError> {
-        match handle(self, event).await {
-            Ok((result, metrics)) => Outcome {
-                result: Ok(result),
-                metrics,
-            },
-            Err(error) => Err(error).into(),
-        }
+        handle(self, event).await.into()
     }
 }
 
