@@ -52,18 +52,22 @@ impl<E> From<Result<(Value, Vec<String>), E>> for Outcome<E> {
     }
 }
 
+/// A payload that is not the handler's event: every handler's error type takes it in as
+/// its non-retryable "invalid input" error.
+#[derive(Debug)]
+pub struct InvalidEvent(pub String);
+
 /// A function's dependencies (built once per process) and how it handles one event.
 pub trait Handler: Send + Sync {
     /// The event the function's trigger delivers (an `aws_lambda_events` type where one
     /// exists).
     type Event: DeserializeOwned + Send;
-    /// Its errors, named for Step Functions' `Retry`/`Catch` and for the Lambda API.
-    type Error: NamedError + Send;
+    /// Its errors, named for Step Functions' `Retry`/`Catch` and for the Lambda API; a
+    /// payload that is not a [`Self::Event`] becomes one through [`InvalidEvent`] (never
+    /// retryable).
+    type Error: NamedError + Send + From<InvalidEvent>;
     /// What the event is, for the error a payload that is not one gets.
     const EVENT: &'static str;
-
-    /// The error for a payload that is not a [`Self::Event`] (never retryable).
-    fn invalid(message: String) -> Self::Error;
 
     fn handle(&self, event: Self::Event) -> impl Future<Output = Outcome<Self::Error>> + Send;
 }
@@ -72,7 +76,7 @@ pub trait Handler: Send + Sync {
 pub async fn invoke<H: Handler>(handler: &H, payload: Value) -> Outcome<H::Error> {
     match serde_json::from_value::<H::Event>(payload) {
         Ok(event) => handler.handle(event).await,
-        Err(error) => Outcome::failed(H::invalid(format!("not {}: {error}", H::EVENT))),
+        Err(error) => Outcome::failed(InvalidEvent(format!("not {}: {error}", H::EVENT)).into()),
     }
 }
 
@@ -100,14 +104,16 @@ mod tests {
 
     struct Echo;
 
+    impl From<InvalidEvent> for Invalid {
+        fn from(InvalidEvent(message): InvalidEvent) -> Self {
+            Invalid(message)
+        }
+    }
+
     impl Handler for Echo {
         type Event = Ping;
         type Error = Invalid;
         const EVENT: &'static str = "a ping";
-
-        fn invalid(message: String) -> Invalid {
-            Invalid(message)
-        }
 
         async fn handle(&self, event: Ping) -> Outcome<Invalid> {
             Outcome {

@@ -24,6 +24,12 @@ pub enum HealthError {
     Invalid(String),
 }
 
+impl From<crate::function::InvalidEvent> for HealthError {
+    fn from(crate::function::InvalidEvent(message): crate::function::InvalidEvent) -> Self {
+        HealthError::Invalid(message)
+    }
+}
+
 impl crate::NamedError for HealthError {
     fn error_name(&self) -> &'static str {
         match self {

@@ -147,6 +147,12 @@ pub enum RolloutError {
     SilentRollback(String),
 }
 
+impl From<crate::function::InvalidEvent> for RolloutError {
+    fn from(crate::function::InvalidEvent(message): crate::function::InvalidEvent) -> Self {
+        RolloutError::Invalid(message)
+    }
+}
+
 impl crate::NamedError for RolloutError {
     fn error_name(&self) -> &'static str {
         match self {

@@ -52,29 +52,24 @@ pub fn calls(role: FunctionRole) -> &'static [(&'static str, &'static str)] {
             ("states", "SendTaskSuccess"),
             ("states", "SendTaskFailure"),
         ],
-        FunctionRole::Failover => &[
-            ("dynamodb", "GetItem"),
-            ("dynamodb", "PutItem"),
-            ("dynamodb", "UpdateItem"),
-            ("route53", "ListHealthChecks"),
-            ("route53", "GetHealthCheck"),
-            ("route53", "UpdateHealthCheck"),
-            ("application-autoscaling", "DescribeScalableTargets"),
-            ("application-autoscaling", "RegisterScalableTarget"),
-        ],
-        FunctionRole::Failback => &[
-            ("dynamodb", "GetItem"),
-            ("dynamodb", "PutItem"),
-            ("dynamodb", "UpdateItem"),
-            ("route53", "ListHealthChecks"),
-            ("route53", "GetHealthCheck"),
-            ("route53", "UpdateHealthCheck"),
-            ("application-autoscaling", "DescribeScalableTargets"),
-            ("application-autoscaling", "RegisterScalableTarget"),
-            ("monitoring", "DescribeAlarms"), // the tick reads the alarms' current states
-        ],
+        FunctionRole::Failover => &HEALTH_CALLS[..HEALTH_CALLS.len() - 1],
+        // The failover function's calls, and the tick reads the alarms' current states.
+        FunctionRole::Failback => &HEALTH_CALLS,
     }
 }
+
+/// The failover function's calls; the failback function makes them and one more, last.
+const HEALTH_CALLS: [(&str, &str); 9] = [
+    ("dynamodb", "GetItem"),
+    ("dynamodb", "PutItem"),
+    ("dynamodb", "UpdateItem"),
+    ("route53", "ListHealthChecks"),
+    ("route53", "GetHealthCheck"),
+    ("route53", "UpdateHealthCheck"),
+    ("application-autoscaling", "DescribeScalableTargets"),
+    ("application-autoscaling", "RegisterScalableTarget"),
+    ("monitoring", "DescribeAlarms"),
+];
 
 /// The IAM actions one call needs from the caller's role.
 fn call_actions(service: &str, operation: &str) -> Vec<String> {

@@ -36,10 +36,6 @@ impl<S: HealthStore, D: DnsSwitch, A: StandbyScaler, C: AlarmStates> Handler
     type Error = HealthError;
     const EVENT: &'static str = "an EventBridge scheduled event";
 
-    fn invalid(message: String) -> HealthError {
-        HealthError::Invalid(message)
-    }
-
     async fn handle(&self, event: TickEvent) -> Outcome<HealthError> {
         handle(self, event).await.into()
     }

@@ -31,10 +31,6 @@ impl<S: HealthStore, D: DnsSwitch, A: StandbyScaler> Handler for Failover<S, D, 
     type Error = HealthError;
     const EVENT: &'static str = "a CloudWatch Alarm State Change event";
 
-    fn invalid(message: String) -> HealthError {
-        HealthError::Invalid(message)
-    }
-
     async fn handle(&self, event: AlarmEvent) -> Outcome<HealthError> {
         handle(self, event).await.into()
     }

@@ -87,10 +87,6 @@ impl Handler for RolloutDeps {
     type Error = RolloutError;
     const EVENT: &'static str = "a rollout task input";
 
-    fn invalid(message: String) -> RolloutError {
-        RolloutError::Invalid(message)
-    }
-
     async fn handle(&self, input: TaskInput) -> Outcome<RolloutError> {
         let mut metrics = Vec::new();
         let result = run(self, input, &mut metrics).await;

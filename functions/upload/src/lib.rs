@@ -56,10 +56,6 @@ impl Handler for UploadDeps {
     type Error = RolloutError;
     const EVENT: &'static str = "an S3 Object Created EventBridge event";
 
-    fn invalid(message: String) -> RolloutError {
-        RolloutError::Invalid(message)
-    }
-
     async fn handle(&self, event: Event) -> Outcome<RolloutError> {
         handle(self, event).await.into()
     }
