@@ -186,7 +186,7 @@ async fn failover(cloud: &LocalCloud, fleet: &Fleet, step: &impl Fn(&str)) -> Re
         .send()
         .await?;
     wait_for(&deps, &region.name, HealthState::DrainedByAlarm).await?;
-    let events = crate::ops::all_history(fleet, &clients).await?;
+    let events = crate::ops::all_history(fleet, &clients, None).await?;
     let reaction = events
         .iter()
         .rev()
@@ -226,11 +226,11 @@ async fn failover(cloud: &LocalCloud, fleet: &Fleet, step: &impl Fn(&str)) -> Re
     );
     println!(
         "{}",
-        crate::ops::status_table(&crate::ops::region_statuses(fleet, &clients).await?)
+        crate::ops::status_table(&crate::ops::region_statuses(fleet, &clients, None).await?)
     );
     println!(
         "{}",
-        crate::ops::history_table(&crate::ops::all_history(fleet, &clients).await?)
+        crate::ops::history_table(&crate::ops::all_history(fleet, &clients, None).await?)
     );
     Ok(())
 }

@@ -8,11 +8,11 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use clap::Args;
 use comfy_table::Table;
-use meridian::adapters::{read_history, HealthDeps};
+use meridian::adapters::{read_history, HealthDeps, HttpFrontDoorProbe};
 use meridian::aws::ClientFactory;
 use meridian::failover::{Action, Input, RegionHealth};
 use meridian::fleet::Fleet;
-use meridian::health::{apply, FailoverEvent, HealthStore, Trigger};
+use meridian::health::{apply, FailoverEvent, FrontDoorProbe, HealthStore, SystemClock, Trigger};
 use meridian::routing::{resolve, RecordHealth, Resolution};
 use serde::Serialize;
 
@@ -29,6 +29,11 @@ pub struct Target {
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
+    /// The region whose table replica to read records and history from (default: the
+    /// first region of the fleet whose replica answers, so a dark region or an impaired
+    /// us-east-1 does not stop the command).
+    #[arg(long)]
+    pub replica: Option<String>,
 }
 
 impl Target {
@@ -55,8 +60,36 @@ pub struct RegionStatus {
     pub health: RegionHealth,
     /// False when no failover record exists yet (the region never had an incident).
     pub recorded: bool,
-    pub health_check_inverted: bool,
+    /// What the region's front door answers to `GET /health` now (what Route 53's
+    /// checkers see), or why it did not answer; `-` while its URL is not published yet.
+    pub front_door_health: String,
     pub serving: String,
+}
+
+/// The regions whose replicas a read may use, the requested one first.
+fn replica_order<'a>(fleet: &'a Fleet, requested: Option<&'a str>) -> Vec<&'a str> {
+    match requested {
+        Some(region) => vec![region],
+        None => fleet.region_names(),
+    }
+}
+
+/// The first replica (in [`replica_order`]) that answers a read, with its store: reads of
+/// every region's records go there, so one dark region cannot hide the others.
+pub async fn reachable_replica(
+    fleet: &Fleet,
+    clients: &ClientFactory,
+    requested: Option<&str>,
+) -> Result<(String, HealthDeps)> {
+    let mut failures = Vec::new();
+    for region in replica_order(fleet, requested) {
+        let deps = HealthDeps::new(clients, fleet, region).await;
+        match deps.store.load(region).await {
+            Ok(_) => return Ok((region.to_owned(), deps)),
+            Err(error) => failures.push(format!("{region}: {error}")),
+        }
+    }
+    anyhow::bail!("no table replica answered: {}", failures.join("; "))
 }
 
 /// The endpoint configuration a region serves, or `-` when it cannot be read.
@@ -74,22 +107,31 @@ pub async fn serving_config(
         .unwrap_or_else(|| "-".into())
 }
 
-/// Every region's health, DNS state and serving endpoint configuration.
-pub async fn region_statuses(fleet: &Fleet, clients: &ClientFactory) -> Result<Vec<RegionStatus>> {
+/// Every region's health (from one replica), what its front door answers, and its
+/// serving endpoint configuration.
+pub async fn region_statuses(
+    fleet: &Fleet,
+    clients: &ClientFactory,
+    replica: Option<&str>,
+) -> Result<Vec<RegionStatus>> {
+    let (_, deps) = reachable_replica(fleet, clients, replica).await?;
+    let probe = HttpFrontDoorProbe::default();
     let mut statuses = Vec::new();
     for region in &fleet.regions {
-        let deps = HealthDeps::new(clients, fleet, &region.name).await;
         let stored = deps.store.load(&region.name).await?;
         let recorded = stored.is_some();
         let health =
             stored.map_or_else(|| RegionHealth::new(&region.name, Utc::now()), |v| v.value);
-        let inverted = deps.dns.is_inverted(&region.name).await?;
+        let front_door_health = match &health.front_door {
+            Some(url) => probe.probe(url).await.describe(),
+            None => "-".into(),
+        };
         let serving = serving_config(clients, region).await;
         statuses.push(RegionStatus {
             region: region.name.clone(),
             health,
             recorded,
-            health_check_inverted: inverted,
+            front_door_health,
             serving,
         });
     }
@@ -98,7 +140,7 @@ pub async fn region_statuses(fleet: &Fleet, clients: &ClientFactory) -> Result<V
 
 pub async fn status(target: Target) -> Result<ExitCode> {
     let (fleet, clients) = target.load()?;
-    let statuses = region_statuses(&fleet, &clients).await?;
+    let statuses = region_statuses(&fleet, &clients, target.replica.as_deref()).await?;
     if target.json {
         println!("{}", serde_json::to_string_pretty(&statuses)?);
         return Ok(ExitCode::SUCCESS);
@@ -114,7 +156,7 @@ pub fn status_table(statuses: &[RegionStatus]) -> Table {
         "health",
         "since",
         "why",
-        "health check",
+        "front door /health",
         "serving",
     ]);
     for status in statuses {
@@ -130,20 +172,29 @@ pub fn status_table(statuses: &[RegionStatus]) -> Table {
                 .format("%Y-%m-%d %H:%M:%S UTC")
                 .to_string(),
             status.health.reason.clone(),
-            if status.health_check_inverted {
-                "inverted (drained)".into()
-            } else {
-                "normal".into()
-            },
+            status
+                .front_door_health
+                .chars()
+                .take(60)
+                .collect::<String>(),
             status.serving.clone(),
         ]);
     }
     table
 }
 
-/// `drain` and `undrain`.
+/// `drain` and `undrain`: a write of the region's record in that region's own replica
+/// (after the settle time, for a drain), so they work while any other region, us-east-1
+/// and the primary included, is down. Route 53's checkers follow the front door.
 pub async fn manual(target: Target, region: &str, input: Input) -> Result<ExitCode> {
     let (fleet, clients) = target.load()?;
+    if fleet.region(region).is_none() {
+        anyhow::bail!(
+            "{region} is not a region of fleet {} (its regions: {})",
+            fleet.name,
+            fleet.region_names().join(", ")
+        );
+    }
     let deps = HealthDeps::new(&clients, &fleet, region).await;
     let trigger = Trigger {
         id: format!("manual#{}", uuid::Uuid::new_v4()),
@@ -151,16 +202,14 @@ pub async fn manual(target: Target, region: &str, input: Input) -> Result<ExitCo
         alarm_time: None,
         received: Utc::now(),
     };
-    let applied = apply(
-        &fleet,
-        region,
-        &trigger,
-        &deps.store,
-        &deps.dns,
-        &deps.scaler,
-        Utc::now,
-    )
-    .await?;
+    if matches!(trigger.input, Input::ManualDrain { .. }) && !target.json {
+        eprintln!(
+            "{region}: writing the intent to drain, then waiting {} s for the other regions' \
+             intents to replicate (failover.settle_seconds)",
+            fleet.failover.settle.as_secs()
+        );
+    }
+    let applied = apply(&fleet, region, &trigger, &deps.store, &SystemClock).await?;
     if target.json {
         println!(
             "{}",
@@ -182,8 +231,8 @@ pub async fn manual(target: Target, region: &str, input: Input) -> Result<ExitCo
                     state.as_str().unwrap_or_default(),
                     applied.health.reason,
                     match action {
-                        Action::Drain => "health check inverted",
-                        Action::Restore => "health check restored",
+                        Action::Drain => "recorded; its front door's /health now answers 503",
+                        Action::Restore => "recorded; its front door's /health now answers 200",
                         _ => "nothing to change",
                     }
                 );
@@ -193,12 +242,17 @@ pub async fn manual(target: Target, region: &str, input: Input) -> Result<ExitCo
     }
 }
 
-/// All regions' failover events, oldest first.
-pub async fn all_history(fleet: &Fleet, clients: &ClientFactory) -> Result<Vec<FailoverEvent>> {
+/// All regions' failover events, oldest first, read from one replica: the history of a
+/// dark region is there too, written by the regions whose probes saw it go.
+pub async fn all_history(
+    fleet: &Fleet,
+    clients: &ClientFactory,
+    replica: Option<&str>,
+) -> Result<Vec<FailoverEvent>> {
+    let (_, deps) = reachable_replica(fleet, clients, replica).await?;
     let mut events = Vec::new();
     for region in &fleet.regions {
-        let dynamodb = aws_sdk_dynamodb::Client::new(&clients.config(&region.name).await);
-        events.extend(read_history(&dynamodb, &fleet.registry_table, &region.name).await?);
+        events.extend(read_history(&deps.store.local, &fleet.registry_table, &region.name).await?);
     }
     events.sort_by_key(|e| e.decided);
     Ok(events)
@@ -206,7 +260,7 @@ pub async fn all_history(fleet: &Fleet, clients: &ClientFactory) -> Result<Vec<F
 
 pub async fn history(target: Target) -> Result<ExitCode> {
     let (fleet, clients) = target.load()?;
-    let events = all_history(&fleet, &clients).await?;
+    let events = all_history(&fleet, &clients, target.replica.as_deref()).await?;
     if target.json {
         println!("{}", serde_json::to_string_pretty(&events)?);
         return Ok(ExitCode::SUCCESS);
@@ -224,8 +278,8 @@ pub fn history_table(events: &[FailoverEvent]) -> Table {
         "alarm",
         "alarm changed",
         "received",
-        "flipped",
-        "alarm→flip",
+        "recorded",
+        "alarm→record",
         "reason",
     ]);
     for event in events {
@@ -236,7 +290,7 @@ pub fn history_table(events: &[FailoverEvent]) -> Table {
             event.alarm.clone().unwrap_or_else(|| "-".into()),
             time(event.alarm_time),
             time(Some(event.received)),
-            time(event.flipped),
+            time(event.recorded),
             event
                 .reaction_ms
                 .map_or_else(|| "-".into(), |ms| format!("{ms} ms")),
@@ -260,10 +314,16 @@ const CLIENT_LOCATIONS: &[&str] = &[
 /// Which region each client location is routed to right now.
 pub async fn resolutions(fleet: &Fleet, clients: &ClientFactory) -> Result<Vec<Resolution>> {
     let route53 = aws_sdk_route53::Client::new(&clients.config("us-east-1").await);
-    let dns = meridian::adapters::Route53Switch::new(route53.clone(), fleet.name.clone());
+    let checks = route53.list_health_checks().send().await?;
     let mut records = Vec::new();
     for region in &fleet.regions {
-        let id = dns.health_check_id(&region.name).await?;
+        let reference = meridian::names::health_check_reference(&fleet.name, &region.name);
+        let id = checks
+            .health_checks()
+            .iter()
+            .find(|c| c.caller_reference() == reference)
+            .map(|c| c.id().to_owned())
+            .with_context(|| format!("no health check of {} ({reference})", region.name))?;
         let check = route53
             .get_health_check()
             .health_check_id(id)

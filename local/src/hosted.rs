@@ -7,10 +7,11 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
-use meridian::adapters::{CloudWatchAlarms, HealthDeps};
+use meridian::adapters::{CloudWatchAlarms, HealthDeps, HttpFrontDoorProbe};
 use meridian::aws::ClientFactory;
 use meridian::fleet::Fleet;
 use meridian::function::{invoke, Handler};
+use meridian::health::SystemClock;
 use meridian::names::{self, function_name, FunctionRole};
 use meridian::NamedError;
 use tokio::sync::Mutex;
@@ -117,8 +118,7 @@ pub fn register(functions: &Functions, fleet: &Fleet, clients: ClientFactory) {
                 fleet: (*fleet).clone(),
                 region,
                 store: deps.store,
-                dns: deps.dns,
-                scaler: deps.scaler,
+                clock: SystemClock,
             }
         }
     });
@@ -131,11 +131,13 @@ pub fn register(functions: &Functions, fleet: &Fleet, clients: ClientFactory) {
             let alarms = CloudWatchAlarms::new(&clients, &region).await;
             meridian_failback::Failback {
                 fleet: (*fleet).clone(),
+                front_door: None,
                 region,
                 store: deps.store,
-                dns: deps.dns,
                 scaler: deps.scaler,
                 alarms,
+                probe: HttpFrontDoorProbe::default(),
+                clock: SystemClock,
             }
         }
     });

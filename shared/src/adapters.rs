@@ -1,19 +1,17 @@
-//! Thin AWS adapters for [`crate::health`]: DynamoDB for records, ledger and event log,
-//! Route 53 health checks for DNS, Application Auto Scaling for standby capacity,
-//! CloudWatch for the alarms' current states.
-
-use std::collections::HashMap;
-use std::sync::Mutex;
+//! Thin AWS adapters for [`crate::health`]: DynamoDB for records, probes and event logs,
+//! Application Auto Scaling for standby capacity, CloudWatch for the alarms' current
+//! states. None of them is Route 53: a drain is a write of the region's own record.
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::Utc;
 
 use crate::failover::{AlarmState, RegionHealth};
 use crate::health::{
-    AlarmReading, AlarmStates, DnsSwitch, FailoverEvent, HealthError, HealthStore, StandbyScaler,
-    Versioned, Write,
+    AlarmReading, AlarmStates, FailoverEvent, FrontDoorProbe, HealthError, HealthStore,
+    ProbeAnswer, StandbyScaler, Versioned, Write,
 };
 use crate::names;
+use crate::peers::PeerProbes;
 
 /// Partition key of a region's health record.
 pub fn health_key(region: &str) -> String {
@@ -25,8 +23,11 @@ pub fn events_key(region: &str) -> String {
     format!("events#{region}")
 }
 
-const LEDGER_PK: &str = "failover";
-const LEDGER_SK: &str = "out-of-service";
+/// Partition key of what a region's tick saw of its peers' front doors.
+pub fn probes_key(observer: &str) -> String {
+    format!("probes#{observer}")
+}
+
 const HEALTH_SK: &str = "state";
 
 fn retryable(context: &str, error: impl std::fmt::Display) -> HealthError {
@@ -37,13 +38,12 @@ fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }
 
-/// Health records in the registry table. Each region's record is read and written in
-/// that region's replica (its only writer); the ledger in the primary region's replica.
+/// Health records, probes and event logs in the registry table, all read and written in
+/// the replica of the region the code runs for: each region writes only its own items,
+/// and reads its peers' as replicated.
 pub struct DynamoHealthStore {
     /// The table replica of the region this code runs for.
     pub local: aws_sdk_dynamodb::Client,
-    /// The table replica of the primary region (the ledger's home).
-    pub primary: aws_sdk_dynamodb::Client,
     pub table: String,
 }
 
@@ -128,73 +128,45 @@ impl HealthStore for DynamoHealthStore {
         }
     }
 
-    async fn out_of_service(&self) -> Result<Vec<String>, HealthError> {
+    async fn load_probes(&self, observer: &str) -> Result<Option<PeerProbes>, HealthError> {
         let item = self
-            .primary
+            .local
             .get_item()
             .table_name(&self.table)
-            .key("pk", s(LEDGER_PK))
-            .key("sk", s(LEDGER_SK))
-            .consistent_read(true)
+            .key("pk", s(probes_key(observer)))
+            .key("sk", s(HEALTH_SK))
             .send()
             .await
             .map_err(|e| {
                 retryable(
-                    "reading the out-of-service ledger",
+                    "reading the peers' probes",
                     aws_sdk_dynamodb::error::DisplayErrorContext(e),
                 )
             })?
             .item;
-        let mut regions: Vec<String> = item
-            .and_then(|i| i.get("regions").and_then(|v| v.as_ss().ok()).cloned())
-            .unwrap_or_default();
-        regions.sort();
-        Ok(regions)
+        let Some(body) = item.as_ref().and_then(|i| i.get("probes")?.as_s().ok()) else {
+            return Ok(None);
+        };
+        serde_json::from_str(body)
+            .map(Some)
+            .map_err(|e| HealthError::Invalid(format!("probes of {observer}: {e}")))
     }
 
-    async fn claim_out_of_service(&self, region: &str, limit: usize) -> Result<bool, HealthError> {
-        let result = self
-            .primary
-            .update_item()
+    async fn save_probes(&self, probes: &PeerProbes) -> Result<(), HealthError> {
+        let body =
+            serde_json::to_string(probes).map_err(|e| HealthError::Invalid(e.to_string()))?;
+        self.local
+            .put_item()
             .table_name(&self.table)
-            .key("pk", s(LEDGER_PK))
-            .key("sk", s(LEDGER_SK))
-            .update_expression("ADD regions :region")
-            .condition_expression("attribute_not_exists(regions) OR contains(regions, :name) OR size(regions) < :limit")
-            .expression_attribute_values(":region", AttributeValue::Ss(vec![region.to_owned()]))
-            .expression_attribute_values(":name", s(region))
-            .expression_attribute_values(":limit", AttributeValue::N(limit.to_string()))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(limit > 0),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(error) => Err(retryable(
-                "claiming a place in the out-of-service ledger",
-                aws_sdk_dynamodb::error::DisplayErrorContext(error),
-            )),
-        }
-    }
-
-    async fn release_out_of_service(&self, region: &str) -> Result<(), HealthError> {
-        self.primary
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(LEDGER_PK))
-            .key("sk", s(LEDGER_SK))
-            .update_expression("DELETE regions :region")
-            .expression_attribute_values(":region", AttributeValue::Ss(vec![region.to_owned()]))
+            .item("pk", s(probes_key(&probes.observer)))
+            .item("sk", s(HEALTH_SK))
+            .item("probes", s(body))
+            .item("updated", s(Utc::now().to_rfc3339()))
             .send()
             .await
             .map_err(|e| {
                 retryable(
-                    "releasing the out-of-service ledger",
+                    "writing the peers' probes",
                     aws_sdk_dynamodb::error::DisplayErrorContext(e),
                 )
             })?;
@@ -262,111 +234,6 @@ pub async fn read_history(
     Ok(events)
 }
 
-/// DNS via Route 53 health checks: `Inverted=true` makes a healthy endpoint look
-/// unhealthy, so latency/failover routing sends its traffic elsewhere.
-pub struct Route53Switch {
-    pub client: aws_sdk_route53::Client,
-    pub fleet_name: String,
-    ids: Mutex<HashMap<String, String>>,
-}
-
-impl Route53Switch {
-    pub fn new(client: aws_sdk_route53::Client, fleet_name: impl Into<String>) -> Self {
-        Self {
-            client,
-            fleet_name: fleet_name.into(),
-            ids: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// The region's health check id, found by its caller reference.
-    pub async fn health_check_id(&self, region: &str) -> Result<String, HealthError> {
-        if let Some(id) = self
-            .ids
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(region)
-        {
-            return Ok(id.clone());
-        }
-        let reference = names::health_check_reference(&self.fleet_name, region);
-        let mut marker: Option<String> = None;
-        loop {
-            let page = self
-                .client
-                .list_health_checks()
-                .set_marker(marker.clone())
-                .send()
-                .await
-                .map_err(|e| {
-                    retryable(
-                        "listing health checks",
-                        aws_sdk_route53::error::DisplayErrorContext(e),
-                    )
-                })?;
-            if let Some(check) = page
-                .health_checks()
-                .iter()
-                .find(|c| c.caller_reference() == reference)
-            {
-                let id = check.id().to_owned();
-                self.ids
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(region.to_owned(), id.clone());
-                return Ok(id);
-            }
-            if !page.is_truncated() {
-                return Err(HealthError::Invalid(format!(
-                    "no health check with caller reference {reference}"
-                )));
-            }
-            marker = page.next_marker().map(str::to_owned);
-        }
-    }
-
-    /// Whether the region's health check is inverted (region drained from DNS).
-    pub async fn is_inverted(&self, region: &str) -> Result<bool, HealthError> {
-        let id = self.health_check_id(region).await?;
-        let check = self
-            .client
-            .get_health_check()
-            .health_check_id(id)
-            .send()
-            .await
-            .map_err(|e| {
-                retryable(
-                    "reading the health check",
-                    aws_sdk_route53::error::DisplayErrorContext(e),
-                )
-            })?;
-        Ok(check
-            .health_check()
-            .and_then(|c| c.health_check_config())
-            .and_then(|c| c.inverted())
-            .unwrap_or(false))
-    }
-}
-
-impl DnsSwitch for Route53Switch {
-    async fn set_in_service(&self, region: &str, in_service: bool) -> Result<(), HealthError> {
-        let id = self.health_check_id(region).await?;
-        self.client
-            .update_health_check()
-            .health_check_id(id)
-            .inverted(!in_service)
-            .send()
-            .await
-            .map_err(|e| {
-                retryable(
-                    "updating the health check",
-                    aws_sdk_route53::error::DisplayErrorContext(e),
-                )
-            })?;
-        Ok(())
-    }
-}
-
 /// Standby capacity through Application Auto Scaling: raising the variant's minimum
 /// capacity makes SageMaker scale it out, and autoscaling keeps working above it.
 pub struct AutoScalingStandby {
@@ -424,6 +291,51 @@ impl StandbyScaler for AutoScalingStandby {
             })?;
         Ok(())
     }
+}
+
+/// Probes a peer's front door over HTTPS with the timeouts Route 53's checkers use (a
+/// connection within 4 s, the answer within 2 s more). The client is built on the first
+/// probe, not at start-up: a cold start does no TLS work.
+#[derive(Default)]
+pub struct HttpFrontDoorProbe {
+    client: std::sync::OnceLock<Result<reqwest::Client, String>>,
+}
+
+impl FrontDoorProbe for HttpFrontDoorProbe {
+    async fn probe(&self, base_url: &str) -> ProbeAnswer {
+        let client = self.client.get_or_init(|| {
+            reqwest::Client::builder()
+                .connect_timeout(std::time::Duration::from_secs(4))
+                .timeout(std::time::Duration::from_secs(6))
+                .build()
+                .map_err(|e| format!("building the HTTP client: {}", error_chain(&e)))
+        });
+        let client = match client {
+            Ok(client) => client,
+            Err(why) => return ProbeAnswer::NoAnswer(why.clone()),
+        };
+        let url = format!("{}/health", base_url.trim_end_matches('/'));
+        match client.get(&url).send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let body = response.text().await.unwrap_or_default();
+                ProbeAnswer::Answered { status, body }
+            }
+            Err(error) => ProbeAnswer::NoAnswer(error_chain(&error)),
+        }
+    }
+}
+
+/// An error with its causes, for a probe's "why no answer".
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// A region's alarms through CloudWatch's `DescribeAlarms` in that region: a regional
@@ -492,30 +404,26 @@ impl AlarmStates for CloudWatchAlarms {
 }
 
 /// The AWS-backed dependencies of [`crate::health::apply`] for one region: what the
-/// failover and failback functions, and the CLI's drain/undrain, all use.
+/// failover and failback functions, and the CLI's drain/undrain, all use. Every client
+/// is the region's own.
 pub struct HealthDeps {
     pub store: DynamoHealthStore,
-    pub dns: Route53Switch,
     pub scaler: AutoScalingStandby,
 }
 
 impl HealthDeps {
-    /// Wires the adapters for `region` of `fleet`. Route 53's API lives in us-east-1.
+    /// Wires the adapters for `region` of `fleet`.
     pub async fn new(
         clients: &crate::aws::ClientFactory,
         fleet: &crate::fleet::Fleet,
         region: &str,
     ) -> Self {
         let local = aws_sdk_dynamodb::Client::new(&clients.config(region).await);
-        let primary = aws_sdk_dynamodb::Client::new(&clients.config(&fleet.primary_region).await);
-        let route53 = aws_sdk_route53::Client::new(&clients.config("us-east-1").await);
         Self {
             store: DynamoHealthStore {
                 local,
-                primary,
                 table: fleet.registry_table.clone(),
             },
-            dns: Route53Switch::new(route53, fleet.name.clone()),
             scaler: AutoScalingStandby {
                 clients: clients.clone(),
             },

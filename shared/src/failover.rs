@@ -19,6 +19,11 @@ pub struct FailoverSettings {
     /// How long a drained region must stay continuously OK before it is restored.
     #[serde(with = "seconds")]
     pub failback_after: Duration,
+    /// How long a region waits between writing its intent to drain and reading its peers
+    /// again; above the table's replication lag, so every earlier intent is seen (the
+    /// argument is in [`crate::peers`]).
+    #[serde(with = "seconds")]
+    pub settle: Duration,
 }
 
 impl Default for FailoverSettings {
@@ -27,6 +32,7 @@ impl Default for FailoverSettings {
             min_healthy: 1,
             cooldown: Duration::from_secs(60),
             failback_after: Duration::from_secs(300),
+            settle: Duration::from_secs(5),
         }
     }
 }
@@ -100,6 +106,14 @@ pub struct RegionHealth {
     /// The newest state of each counted alarm, by CloudWatch's state-change time, so a
     /// late or duplicate event never overrides a newer one.
     pub alarms: BTreeMap<String, AlarmView>,
+    /// When the region wrote its intent to drain, while it waits out the settle time
+    /// before deciding; peers count an earlier intent as a region out of service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_intent: Option<DateTime<Utc>>,
+    /// The region's front door base URL, published by its scheduled tick so that its
+    /// peers can probe its `/health`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub front_door: Option<String>,
 }
 
 impl RegionHealth {
@@ -113,6 +127,8 @@ impl RegionHealth {
             last_change: None,
             ok_since: None,
             alarms: BTreeMap::new(),
+            drain_intent: None,
+            front_door: None,
         }
     }
 
@@ -166,7 +182,8 @@ pub enum Input {
 pub enum Action {
     /// Nothing changes outside.
     None,
-    /// Take the region out of service (flip its health check to unhealthy).
+    /// Take the region out of service (its record says so; its front door's `/health`
+    /// answers 503 and Route 53's checkers take it out of DNS).
     Drain,
     /// Put the region back into service.
     Restore,
@@ -474,6 +491,7 @@ mod tests {
             min_healthy: 1,
             cooldown: Duration::from_secs(60),
             failback_after: Duration::from_secs(300),
+            settle: Duration::from_secs(5),
         }
     }
 

@@ -94,6 +94,10 @@ pub struct Fleet {
 /// Bounds of the `[failover]` durations, in seconds.
 const MAX_COOLDOWN_SECONDS: u64 = 86_400;
 const MAX_FAILBACK_AFTER_SECONDS: u64 = 604_800;
+/// Bounds of `[failover]`'s `settle_seconds`: at least a second (the table's replication
+/// lag is rarely below that, and 0 would void the safety argument), at most a minute.
+const MIN_SETTLE_SECONDS: u64 = 1;
+const MAX_SETTLE_SECONDS: u64 = 60;
 
 /// Bounds of `[rollout]`'s `traffic_percent`, by strategy.
 const MAX_CANARY_PERCENT: u32 = 50;
@@ -277,11 +281,13 @@ fn serialize_failover<S: Serializer>(
         min_healthy: usize,
         cooldown_seconds: u64,
         failback_after_seconds: u64,
+        settle_seconds: u64,
     }
     FileShape {
         min_healthy: settings.min_healthy,
         cooldown_seconds: settings.cooldown.as_secs(),
         failback_after_seconds: settings.failback_after.as_secs(),
+        settle_seconds: settings.settle.as_secs(),
     }
     .serialize(serializer)
 }
@@ -344,6 +350,7 @@ struct RawFailover {
     min_healthy: Option<i64>,
     cooldown_seconds: Option<i64>,
     failback_after_seconds: Option<i64>,
+    settle_seconds: Option<i64>,
 }
 
 /// `[rollout]`; every key optional, defaulting to [`RolloutSettings::default`]. Numbers
@@ -601,23 +608,27 @@ fn validate_failover(
             valid
         }
     };
-    let mut seconds = |field: &str, value: Option<i64>, default: Duration, max: u64, what| {
-        let Some(value) = value else {
-            return Some(default);
+    let mut seconds =
+        |field: &str, value: Option<i64>, default: Duration, min: u64, max: u64, what| {
+            let Some(value) = value else {
+                return Some(default);
+            };
+            let valid = u64::try_from(value)
+                .ok()
+                .filter(|&s| (min..=max).contains(&s));
+            if valid.is_none() {
+                p.add(
+                    format!("failover.{field}"),
+                    format!("must be between {min} and {max} ({what}), not {value}"),
+                );
+            }
+            valid.map(Duration::from_secs)
         };
-        let valid = u64::try_from(value).ok().filter(|&s| s <= max);
-        if valid.is_none() {
-            p.add(
-                format!("failover.{field}"),
-                format!("must be between 0 and {max} ({what}), not {value}"),
-            );
-        }
-        valid.map(Duration::from_secs)
-    };
     let cooldown = seconds(
         "cooldown_seconds",
         raw.cooldown_seconds,
         defaults.cooldown,
+        0,
         MAX_COOLDOWN_SECONDS,
         "one day",
     );
@@ -625,14 +636,24 @@ fn validate_failover(
         "failback_after_seconds",
         raw.failback_after_seconds,
         defaults.failback_after,
+        0,
         MAX_FAILBACK_AFTER_SECONDS,
         "one week",
+    );
+    let settle = seconds(
+        "settle_seconds",
+        raw.settle_seconds,
+        defaults.settle,
+        MIN_SETTLE_SECONDS,
+        MAX_SETTLE_SECONDS,
+        "above the table's replication lag, at most a minute",
     );
 
     Some(FailoverSettings {
         min_healthy: min_healthy?,
         cooldown: cooldown?,
         failback_after: failback_after?,
+        settle: settle?,
     })
 }
 
@@ -1384,7 +1405,7 @@ time_zone = "Asia/Singapore"
         assert_eq!(example.failover, FailoverSettings::default());
 
         let text = format!(
-            "{VALID}\n[failover]\nmin_healthy = 3\ncooldown_seconds = 0\nfailback_after_seconds = 604800\n"
+            "{VALID}\n[failover]\nmin_healthy = 3\ncooldown_seconds = 0\nfailback_after_seconds = 604800\nsettle_seconds = 60\n"
         );
         let fleet = Fleet::from_toml_str(&text).expect("valid");
         assert_eq!(
@@ -1393,6 +1414,7 @@ time_zone = "Asia/Singapore"
                 min_healthy: 3,
                 cooldown: Duration::ZERO,
                 failback_after: Duration::from_secs(604_800),
+                settle: Duration::from_secs(60),
             }
         );
 
@@ -1440,6 +1462,15 @@ time_zone = "Asia/Singapore"
                 "failback_after_seconds = 604801",
                 "failover.failback_after_seconds: must be between 0 and 604800 (one week), \
                  not 604801",
+            ),
+            (
+                "settle_seconds = 0",
+                "failover.settle_seconds: must be between 1 and 60 (above the table's \
+                 replication lag, at most a minute), not 0",
+            ),
+            (
+                "settle_seconds = 61",
+                "failover.settle_seconds: must be between 1 and 60",
             ),
             ("min_healthy = \"two\"", "min_healthy"),
             ("cooldown_seconds = 1.5", "cooldown_seconds"),

@@ -1,16 +1,19 @@
-//! Applying the failover policy to the world: read a region's health record and the
-//! fleet's out-of-service ledger, decide (pure, in [`crate::failover`]), act on DNS (and
-//! on standby capacity first, in active-passive), then record the change with its
-//! timings. The I/O sits behind small traits; the DynamoDB, Route 53 and Application
-//! Auto Scaling adapters are in [`crate::adapters`].
+//! Applying the failover policy to the world: read a region's health record and its
+//! peers' from the region's own table replica, decide (pure, in [`crate::failover`], with
+//! the fleet counted by [`crate::peers`]), and write the region's record — the write *is*
+//! the drain: the region's front door answers `/health` from that record and Route 53's
+//! health checkers follow. The I/O sits behind small traits; the DynamoDB, Application
+//! Auto Scaling and CloudWatch adapters are in [`crate::adapters`].
 
 use std::future::Future;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::failover::{decide, Action, AlarmState, FleetView, Input, RegionHealth};
-use crate::fleet::{Fleet, Pattern};
+use crate::failover::{decide, Action, AlarmState, Input, RegionHealth};
+use crate::fleet::Fleet;
+use crate::peers::{describe_out, fleet_view, intent_is_live, unreachable, PeerProbes, PeerView};
 
 /// Why a health operation failed. The variant names are the error names Step Functions
 /// and retry policies see.
@@ -54,49 +57,59 @@ pub enum Write {
     Conflict,
 }
 
-/// Region health records, the out-of-service ledger and the failover event log.
+/// Region health records, the peers' probes and the failover event log, all in the table
+/// replica of the region the code runs for: nothing on the path of a drain reads or
+/// writes another region.
 pub trait HealthStore: Send + Sync {
-    /// A region's record, read strongly consistently in that region.
+    /// A region's record as this region's replica has it (strongly consistent for this
+    /// region's own record, which only this region writes; a peer's as replicated so far).
     fn load(
         &self,
         region: &str,
     ) -> impl Future<Output = Result<Option<Versioned<RegionHealth>>, HealthError>> + Send;
-    /// Writes a region's record if it is still at `expected` (None: must not exist).
+    /// Writes this region's record if it is still at `expected` (None: must not exist).
     fn save(
         &self,
         health: &RegionHealth,
         expected: Option<u64>,
     ) -> impl Future<Output = Result<Write, HealthError>> + Send;
-    /// The regions currently out of service, from the ledger (one item, written in the
-    /// primary region only, so its conditional writes are fleet-wide consistent).
-    fn out_of_service(&self) -> impl Future<Output = Result<Vec<String>, HealthError>> + Send;
-    /// Adds `region` to the ledger unless that would put more than `limit` regions out of
-    /// service; true if the region is (now or already) in the ledger.
-    fn claim_out_of_service(
+    /// What `observer`'s tick saw of its peers, as this region's replica has it.
+    fn load_probes(
         &self,
-        region: &str,
-        limit: usize,
-    ) -> impl Future<Output = Result<bool, HealthError>> + Send;
-    /// Removes `region` from the ledger.
-    fn release_out_of_service(
+        observer: &str,
+    ) -> impl Future<Output = Result<Option<PeerProbes>, HealthError>> + Send;
+    /// Writes this region's probes of its peers.
+    fn save_probes(
         &self,
-        region: &str,
+        probes: &PeerProbes,
     ) -> impl Future<Output = Result<(), HealthError>> + Send;
-    /// Appends an event to the region's log; a second write of the same id is a no-op.
+    /// Appends an event to a region's log; a second write of the same id is a no-op.
     fn record(&self, event: &FailoverEvent)
         -> impl Future<Output = Result<(), HealthError>> + Send;
 }
 
-/// Takes a region out of DNS or puts it back (Route 53 health check `Inverted`).
-pub trait DnsSwitch: Send + Sync {
-    fn set_in_service(
-        &self,
-        region: &str,
-        in_service: bool,
-    ) -> impl Future<Output = Result<(), HealthError>> + Send;
+/// Time, for decisions and for the settle wait; a trait so tests can run the protocol
+/// with simulated time and replication lag.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+    fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send;
 }
 
-/// Raises a standby region's capacity before the primary is drained (active-passive).
+/// The wall clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+
+    async fn sleep(&self, duration: Duration) {
+        tokio::time::sleep(duration).await;
+    }
+}
+
+/// Raises a standby region's own capacity when it sees the primary out of service
+/// (active-passive): the standby's tick does it, in the standby's region.
 pub trait StandbyScaler: Send + Sync {
     fn ensure_capacity(
         &self,
@@ -124,6 +137,40 @@ pub trait AlarmStates: Send + Sync {
     ) -> impl Future<Output = Result<Vec<AlarmReading>, HealthError>> + Send;
 }
 
+/// What a peer's front door answered to `GET /health`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeAnswer {
+    /// An HTTP answer (200 in service, 503 drained, anything else).
+    Answered { status: u16, body: String },
+    /// No answer: connection refused, timeout, TLS or DNS failure.
+    NoAnswer(String),
+}
+
+impl ProbeAnswer {
+    /// Whether the front door answered at all, as Route 53's checkers see it: a region
+    /// whose front door says 503 is drained, not dark.
+    pub fn reachable(&self) -> bool {
+        matches!(self, ProbeAnswer::Answered { status, .. } if *status < 500 || *status == 503)
+    }
+
+    /// One line for the probe record and the history.
+    pub fn describe(&self) -> String {
+        match self {
+            ProbeAnswer::Answered { status, body } => {
+                let body: String = body.chars().take(200).collect();
+                format!("{status} {body}")
+            }
+            ProbeAnswer::NoAnswer(why) => why.clone(),
+        }
+    }
+}
+
+/// Probes a peer's front door `/health` over HTTPS, the way Route 53's checkers do; a
+/// plain request to the peer's public endpoint, no AWS API.
+pub trait FrontDoorProbe: Send + Sync {
+    fn probe(&self, base_url: &str) -> impl Future<Output = ProbeAnswer> + Send;
+}
+
 /// Where an input came from, with the times that the event log reports.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Trigger {
@@ -142,7 +189,9 @@ pub struct Trigger {
 pub struct FailoverEvent {
     pub id: String,
     pub region: String,
-    /// drain, restore, suppressed.
+    /// drain, restore, suppressed (decisions of the region itself); unreachable,
+    /// reachable (a peer's probes of the region's front door); standby (an
+    /// active-passive standby raised its own capacity).
     pub kind: String,
     pub from_state: String,
     pub to_state: String,
@@ -151,11 +200,12 @@ pub struct FailoverEvent {
     pub alarm_time: Option<DateTime<Utc>>,
     pub received: DateTime<Utc>,
     pub decided: DateTime<Utc>,
-    /// When the DNS flip was confirmed (drain and restore only).
-    pub flipped: Option<DateTime<Utc>>,
-    /// When standby capacity was raised first (active-passive drains of the primary).
-    pub standby_scaled: Option<DateTime<Utc>>,
-    /// Alarm state change to DNS flipped, the failover reaction time.
+    /// When the region's record changed (drain and restore only): from then its front
+    /// door's `/health` answers accordingly (within its cache time), and Route 53's
+    /// checkers follow within their interval × failure threshold.
+    #[serde(alias = "flipped")]
+    pub recorded: Option<DateTime<Utc>>,
+    /// Alarm state change to record written, the failover reaction time.
     pub reaction_ms: Option<i64>,
 }
 
@@ -170,40 +220,75 @@ pub struct Applied {
 /// Attempts before giving up on concurrent writers (each re-reads and decides again).
 const MAX_ATTEMPTS: usize = 5;
 
-/// Applies one input to one region, end to end. Idempotent: the same trigger applied
-/// again finds nothing to change. `now` supplies decision and action times.
-pub async fn apply<S: HealthStore, D: DnsSwitch, A: StandbyScaler>(
+/// Every peer of `region` as `store` (this region's replica) shows it.
+pub async fn peer_views<S: HealthStore>(
+    fleet: &Fleet,
+    region: &str,
+    store: &S,
+    now: DateTime<Utc>,
+) -> Result<Vec<PeerView>, HealthError> {
+    let mut probes = Vec::new();
+    for observer in fleet.region_names() {
+        if let Some(seen) = store.load_probes(observer).await? {
+            probes.push(seen);
+        }
+    }
+    let mut peers = Vec::new();
+    for peer in fleet.region_names().into_iter().filter(|r| *r != region) {
+        peers.push(PeerView {
+            region: peer.to_owned(),
+            record: store.load(peer).await?.map(|stored| stored.value),
+            unreachable: unreachable(peer, &probes, now),
+        });
+    }
+    Ok(peers)
+}
+
+/// Applies one input to one region, end to end, reading and writing only that region's
+/// table replica. A drain goes in two steps (intent, settle, decide again: the rule in
+/// [`crate::peers`]). Idempotent: the same trigger applied again finds nothing to change.
+pub async fn apply<S: HealthStore, K: Clock>(
     fleet: &Fleet,
     region: &str,
     trigger: &Trigger,
     store: &S,
-    dns: &D,
-    scaler: &A,
-    now: impl Fn() -> DateTime<Utc> + Send + Sync,
+    clock: &K,
 ) -> Result<Applied, HealthError> {
     let spec = fleet.region(region).ok_or_else(|| {
         HealthError::Invalid(format!("region {region:?} is not in fleet {}", fleet.name))
     })?;
+    let settings = &fleet.failover;
+    let regions = fleet.regions.len();
     for _ in 0..MAX_ATTEMPTS {
         let stored = store.load(region).await?;
-        let current = stored
-            .as_ref()
-            .map_or_else(|| RegionHealth::new(region, now()), |s| s.value.clone());
-        let out = store.out_of_service().await?;
-        let others_out = out.iter().filter(|r| r.as_str() != region).count();
-        let view = FleetView {
-            regions: fleet.regions.len(),
-            others_in_service: fleet.regions.len().saturating_sub(1 + others_out),
-        };
-        let decided = now();
-        let decision = decide(
+        let mut version = stored.as_ref().map(|s| s.version);
+        let mut current =
+            stored.map_or_else(|| RegionHealth::new(region, clock.now()), |s| s.value);
+        let now = clock.now();
+        if current
+            .drain_intent
+            .is_some_and(|intent| intent_is_live(intent, settings.settle, now))
+        {
+            // Another invocation for this region is between intent and decision: let it
+            // finish, then decide on what it wrote (overwriting its intent would make the
+            // two invalidate each other for ever).
+            clock.sleep(settings.settle).await;
+            continue;
+        }
+        // An intent left by an attempt that died belongs to nobody now.
+        current.drain_intent = None;
+        let peers = peer_views(fleet, region, store, now).await?;
+        let view = fleet_view(regions, region, None, &peers, settings.settle, now);
+        let mut decided = clock.now();
+        let mut decision = decide(
             &current,
             &trigger.input,
             &spec.alarms,
             view,
-            &fleet.failover,
+            settings,
             decided,
         );
+        let mut out_reason = describe_out(region, None, &peers, settings.settle, now);
         if decision.action == Action::None && decision.next == current {
             return Ok(Applied {
                 action: Action::None,
@@ -211,42 +296,35 @@ pub async fn apply<S: HealthStore, D: DnsSwitch, A: StandbyScaler>(
                 event: None,
             });
         }
-        let mut standby_scaled = None;
-        let mut flipped = None;
-        match &decision.action {
-            Action::Drain => {
-                let limit = fleet
-                    .regions
-                    .len()
-                    .saturating_sub(fleet.failover.min_healthy);
-                if !store.claim_out_of_service(region, limit).await? {
-                    continue;
-                }
-                if fleet.pattern == Pattern::ActivePassive && region == fleet.primary_region {
-                    for standby in fleet.regions.iter().filter(|r| r.name != region) {
-                        scaler
-                            .ensure_capacity(&standby.name, &standby.endpoint, spec.instance_count)
-                            .await?;
-                    }
-                    standby_scaled = Some(now());
-                }
-                dns.set_in_service(region, false).await?;
-                flipped = Some(now());
+        if decision.action == Action::Drain {
+            let intent = clock.now();
+            let mut marked = current.clone();
+            marked.drain_intent = Some(intent);
+            if store.save(&marked, version).await? == Write::Conflict {
+                continue;
             }
-            Action::Restore => {
-                dns.set_in_service(region, true).await?;
-                flipped = Some(now());
-                store.release_out_of_service(region).await?;
-            }
-            Action::Suppressed { .. } | Action::None => {}
+            version = Some(version.map_or(1, |v| v + 1));
+            clock.sleep(settings.settle).await;
+            let now = clock.now();
+            let peers = peer_views(fleet, region, store, now).await?;
+            let view = fleet_view(regions, region, Some(intent), &peers, settings.settle, now);
+            decided = clock.now();
+            decision = decide(
+                &current,
+                &trigger.input,
+                &spec.alarms,
+                view,
+                settings,
+                decided,
+            );
+            out_reason = describe_out(region, Some(intent), &peers, settings.settle, now);
         }
-        match store
-            .save(&decision.next, stored.as_ref().map(|s| s.version))
-            .await?
-        {
-            Write::Conflict => continue,
-            Write::Done => {}
+        decision.next.drain_intent = None;
+        if store.save(&decision.next, version).await? == Write::Conflict {
+            continue;
         }
+        let recorded =
+            matches!(decision.action, Action::Drain | Action::Restore).then(|| clock.now());
         let kind = match &decision.action {
             Action::Drain => Some("drain"),
             Action::Restore => Some("restore"),
@@ -260,7 +338,8 @@ pub async fn apply<S: HealthStore, D: DnsSwitch, A: StandbyScaler>(
             from_state: state_name(&current),
             to_state: state_name(&decision.next),
             reason: match &decision.action {
-                Action::Suppressed { reason } => reason.clone(),
+                Action::Suppressed { reason } if out_reason.is_empty() => reason.clone(),
+                Action::Suppressed { reason } => format!("{reason} (out: {out_reason})"),
                 _ => decision.next.reason.clone(),
             },
             alarm: match &trigger.input {
@@ -270,12 +349,11 @@ pub async fn apply<S: HealthStore, D: DnsSwitch, A: StandbyScaler>(
             alarm_time: trigger.alarm_time,
             received: trigger.received,
             decided,
-            flipped,
-            standby_scaled,
+            recorded,
             reaction_ms: trigger
                 .alarm_time
-                .zip(flipped)
-                .map(|(alarm, flip)| (flip - alarm).num_milliseconds()),
+                .zip(recorded)
+                .map(|(alarm, written)| (written - alarm).num_milliseconds()),
         });
         if let Some(event) = &event {
             store.record(event).await?;

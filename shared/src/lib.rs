@@ -14,6 +14,7 @@ pub mod lambda;
 pub mod manifest;
 pub mod metrics;
 pub mod names;
+pub mod peers;
 pub mod registry;
 pub mod rollout;
 pub mod routing;

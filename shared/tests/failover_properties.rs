@@ -105,6 +105,7 @@ fn settings(regions: usize) -> impl Strategy<Value = FailoverSettings> {
             min_healthy,
             cooldown: Duration::from_secs(cooldown),
             failback_after: Duration::from_secs(failback),
+            ..FailoverSettings::default()
         }
     })
 }
@@ -512,6 +513,7 @@ fn a_late_ok_does_not_shorten_the_failback() {
             min_healthy: 1,
             cooldown: Duration::ZERO,
             failback_after: Duration::from_secs(12),
+            ..FailoverSettings::default()
         },
         alarm_counts: vec![1, 2],
         steps: vec![
@@ -584,6 +586,7 @@ fn a_late_alarm_restarts_the_failback_clock() {
             min_healthy: 1,
             cooldown: Duration::ZERO,
             failback_after: Duration::from_secs(58),
+            ..FailoverSettings::default()
         },
         alarm_counts: vec![1, 1],
         steps: vec![

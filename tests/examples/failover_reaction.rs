@@ -49,6 +49,8 @@ async fn main() -> anyhow::Result<()> {
         min_healthy: 1,
         cooldown: Duration::ZERO,
         failback_after: Duration::ZERO,
+        // The least the fleet file allows; the local cloud's replication lag is 200 ms.
+        settle: Duration::from_secs(1),
     };
     let cloud = start_cloud_for(fleet.clone(), Functions::new(), true).await;
     let regions = ["eu-west-1", "ap-southeast-1"];

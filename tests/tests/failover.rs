@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use meridian::adapters::{read_history, HealthDeps};
 use meridian::failover::{FailoverSettings, HealthState, Input, RegionHealth};
 use meridian::fleet::{Fleet, Pattern};
-use meridian::health::{apply, FailoverEvent, HealthStore, Trigger};
+use meridian::health::{apply, FailoverEvent, HealthStore, SystemClock, Trigger};
 use meridian::names::{function_name, FunctionRole};
 use meridian_local::{Functions, Invocation, LocalCloud};
 use meridian_tests::{eventually, example_fleet, start_cloud_for, TestCloud};
@@ -24,6 +24,8 @@ fn fleet(cooldown_s: u64, failback_s: u64) -> Fleet {
         min_healthy: 1,
         cooldown: Duration::from_secs(cooldown_s),
         failback_after: Duration::from_secs(failback_s),
+        // The least the fleet file allows; the local cloud's replication lag is 200 ms.
+        settle: Duration::from_secs(1),
     };
     fleet
 }
@@ -52,13 +54,8 @@ async fn health(cloud: &LocalCloud, region: &str) -> RegionHealth {
         .map_or_else(|| RegionHealth::new(region, Utc::now()), |v| v.value)
 }
 
-async fn inverted(cloud: &LocalCloud, region: &str) -> bool {
-    HealthDeps::new(&cloud.clients(), cloud.fleet(), region)
-        .await
-        .dns
-        .is_inverted(region)
-        .await
-        .expect("read health check")
+async fn out_of_service(cloud: &LocalCloud, region: &str) -> bool {
+    !health(cloud, region).await.state.in_service()
 }
 
 async fn history(cloud: &LocalCloud, region: &str) -> Vec<FailoverEvent> {
@@ -119,8 +116,11 @@ async fn an_alarm_drains_its_region_and_the_event_records_every_timestamp() {
     set_alarm(&cloud, "eu-west-1", StateValue::Alarm).await;
     let drained = wait_state(&cloud, "eu-west-1", HealthState::DrainedByAlarm).await;
     assert!(drained.reason.contains(ALARM), "{}", drained.reason);
-    assert!(inverted(&cloud, "eu-west-1").await, "health check inverted");
-    assert!(!inverted(&cloud, "us-east-1").await && !inverted(&cloud, "ap-southeast-1").await);
+    assert!(out_of_service(&cloud, "eu-west-1").await, "out of service");
+    assert!(
+        !out_of_service(&cloud, "us-east-1").await
+            && !out_of_service(&cloud, "ap-southeast-1").await
+    );
 
     let events = eventually("the drain to be recorded", WITHIN, || async {
         let events = history(&cloud, "eu-west-1").await;
@@ -139,14 +139,21 @@ async fn an_alarm_drains_its_region_and_the_event_records_every_timestamp() {
     );
     assert_eq!(event.alarm.as_deref(), Some(ALARM));
     let alarm_time = event.alarm_time.expect("alarm time");
-    let flipped = event.flipped.expect("flip time");
+    let recorded = event.recorded.expect("record time");
     assert!(
-        alarm_time <= event.received && event.received <= event.decided && event.decided <= flipped,
+        alarm_time <= event.received
+            && event.received <= event.decided
+            && event.decided <= recorded,
         "{event:?}"
+    );
+    assert!(
+        event.decided - event.received
+            >= chrono::Duration::from_std(cloud.fleet().failover.settle).expect("settle"),
+        "a drain decides after the settle time: {event:?}"
     );
     assert_eq!(
         event.reaction_ms,
-        Some((flipped - alarm_time).num_milliseconds())
+        Some((recorded - alarm_time).num_milliseconds())
     );
     cloud.shutdown().await.expect("shutdown");
 }
@@ -177,7 +184,7 @@ async fn the_same_alarm_event_twice_and_ok_before_alarm_fail_over_at_most_once()
         health(&cloud, "ap-southeast-1").await.state,
         HealthState::Healthy
     );
-    assert!(!inverted(&cloud, "ap-southeast-1").await);
+    assert!(!out_of_service(&cloud, "ap-southeast-1").await);
     assert!(history(&cloud, "ap-southeast-1").await.is_empty());
     cloud.shutdown().await.expect("shutdown");
 }
@@ -217,7 +224,7 @@ async fn alarm_ok_alarm_inside_the_cooldown_does_not_flap() {
         health(&cloud, region).await.state,
         HealthState::DrainedByAlarm
     );
-    assert!(inverted(&cloud, region).await);
+    assert!(out_of_service(&cloud, region).await);
     let kinds: Vec<String> = history(&cloud, region)
         .await
         .into_iter()
@@ -251,7 +258,7 @@ async fn when_every_region_alarms_the_last_healthy_region_stays_in() {
     );
     let mut in_service = Vec::new();
     for region in regions {
-        if !inverted(&cloud, region).await {
+        if !out_of_service(&cloud, region).await {
             in_service.push(region);
         }
     }
@@ -284,21 +291,26 @@ async fn futures_join(cloud: &LocalCloud, regions: &[&str]) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn active_passive_scales_the_standby_before_draining_the_primary() {
+async fn an_active_passive_standby_raises_its_own_capacity_when_the_primary_drains() {
     let mut fleet = fleet(0, 300);
     fleet.pattern = Pattern::ActivePassive;
     let cloud = start(fleet.clone()).await;
     set_alarm(&cloud, "us-east-1", StateValue::Alarm).await;
     wait_state(&cloud, "us-east-1", HealthState::DrainedByAlarm).await;
-    let event = eventually("the drain to be recorded", WITHIN, || async {
-        history(&cloud, "us-east-1").await.into_iter().next()
-    })
-    .await;
-    let scaled = event.standby_scaled.expect("standby scaled");
-    assert!(
-        scaled <= event.flipped.expect("flipped"),
-        "standby scaled before the flip: {event:?}"
-    );
+    for standby in ["eu-west-1", "ap-southeast-1"] {
+        let event = eventually(
+            "the standby's tick to raise its capacity",
+            WITHIN,
+            || async {
+                history(&cloud, standby)
+                    .await
+                    .into_iter()
+                    .find(|e| e.kind == "standby")
+            },
+        )
+        .await;
+        assert!(event.reason.contains("us-east-1"), "{event:?}");
+    }
     let primary_count = fleet.primary().instance_count;
     for standby in fleet.regions.iter().filter(|r| r.name != "us-east-1") {
         let targets = aws_sdk_applicationautoscaling::Client::new(
@@ -338,9 +350,7 @@ async fn a_manual_drain_survives_ok_alarms_until_undrained() {
             reason: "maintenance".into(),
         }),
         &deps.store,
-        &deps.dns,
-        &deps.scaler,
-        Utc::now,
+        &SystemClock,
     )
     .await
     .expect("drain");
@@ -357,21 +367,19 @@ async fn a_manual_drain_survives_ok_alarms_until_undrained() {
         health(&cloud, region).await.state,
         HealthState::DrainedByHand
     );
-    assert!(inverted(&cloud, region).await);
+    assert!(out_of_service(&cloud, region).await);
 
     apply(
         cloud.fleet(),
         region,
         &manual(Input::ManualUndrain),
         &deps.store,
-        &deps.dns,
-        &deps.scaler,
-        Utc::now,
+        &SystemClock,
     )
     .await
     .expect("undrain");
     assert_eq!(health(&cloud, region).await.state, HealthState::Healthy);
-    assert!(!inverted(&cloud, region).await);
+    assert!(!out_of_service(&cloud, region).await);
     cloud.shutdown().await.expect("shutdown");
 }
 
@@ -384,13 +392,13 @@ async fn failback_happens_on_schedule_only_after_the_hysteresis() {
     set_alarm(&cloud, region, StateValue::Ok).await;
     let recovering = wait_state(&cloud, region, HealthState::Recovering).await;
     assert!(
-        inverted(&cloud, region).await,
+        out_of_service(&cloud, region).await,
         "still drained while recovering"
     );
     let ok_since = recovering.ok_since.expect("ok since");
 
     let restored = wait_state(&cloud, region, HealthState::Healthy).await;
-    assert!(!inverted(&cloud, region).await);
+    assert!(!out_of_service(&cloud, region).await);
     let restore = history(&cloud, region)
         .await
         .into_iter()
@@ -439,7 +447,7 @@ async fn insufficient_data_after_an_alarm_keeps_the_region_drained() {
         HealthState::DrainedByAlarm,
         "{after_tick:?}"
     );
-    assert!(inverted(&cloud, region).await, "still out of DNS");
+    assert!(out_of_service(&cloud, region).await, "still out of DNS");
     assert!(
         !history(&cloud, region)
             .await
@@ -464,7 +472,10 @@ async fn a_lost_alarm_event_is_healed_by_the_next_tick() {
     cloud.faults().drop_alarm_events_in(region);
     set_alarm(&cloud, region, StateValue::Alarm).await;
     let drained = wait_state(&cloud, region, HealthState::DrainedByAlarm).await;
-    assert!(inverted(&cloud, region).await, "out of DNS: {drained:?}");
+    assert!(
+        out_of_service(&cloud, region).await,
+        "out of DNS: {drained:?}"
+    );
     let drains = |events: Vec<FailoverEvent>| -> Vec<FailoverEvent> {
         events.into_iter().filter(|e| e.kind == "drain").collect()
     };

@@ -1,8 +1,9 @@
 //! Lambda entry point: wires AWS clients and runs the failback handler.
 
-use meridian::adapters::{CloudWatchAlarms, HealthDeps};
+use meridian::adapters::{CloudWatchAlarms, HealthDeps, HttpFrontDoorProbe};
 use meridian::aws::ClientFactory;
 use meridian::fleet::Fleet;
+use meridian::health::SystemClock;
 use meridian::lambda;
 use meridian::names::FunctionRole;
 
@@ -17,10 +18,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     lambda::run(meridian_failback::Failback {
         fleet,
         region,
+        front_door: std::env::var("FRONT_DOOR_URL").ok(),
         store: deps.store,
-        dns: deps.dns,
         scaler: deps.scaler,
         alarms,
+        probe: HttpFrontDoorProbe::default(),
+        clock: SystemClock,
     })
     .await
 }

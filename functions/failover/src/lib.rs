@@ -1,5 +1,7 @@
 //! The failover handler: a "CloudWatch Alarm State Change" event for one of the region's
-//! alarms goes through the failover policy; a drain flips the region's health check.
+//! alarms goes through the failover policy; a drain is a write of the region's record in
+//! its own table replica (its front door's `/health` then answers 503, and Route 53's
+//! checkers take it out of DNS). It calls nothing outside its region.
 
 use aws_lambda_events::cloudwatch_alarms::{
     CloudWatchAlarmData, CloudWatchAlarmStateValue, CloudWatchMetricAlarmConfiguration,
@@ -9,7 +11,7 @@ use chrono::Utc;
 use meridian::failover::{Action, AlarmState, Input};
 use meridian::fleet::Fleet;
 use meridian::function::{Handler, Outcome};
-use meridian::health::{apply, DnsSwitch, HealthError, HealthStore, StandbyScaler, Trigger};
+use meridian::health::{apply, Clock, HealthError, HealthStore, Trigger};
 use meridian::metrics::{FAILBACK_REACTION_TIME, FAILOVER_REACTION_TIME};
 use serde_json::{json, Value};
 
@@ -17,16 +19,15 @@ use serde_json::{json, Value};
 pub type AlarmEvent = EventBridgeEvent<CloudWatchAlarmData<CloudWatchMetricAlarmConfiguration>>;
 
 /// The failover function of one region: its dependencies.
-pub struct Failover<S, D, A> {
+pub struct Failover<S, K> {
     pub fleet: Fleet,
     /// The region this function runs in.
     pub region: String,
     pub store: S,
-    pub dns: D,
-    pub scaler: A,
+    pub clock: K,
 }
 
-impl<S: HealthStore, D: DnsSwitch, A: StandbyScaler> Handler for Failover<S, D, A> {
+impl<S: HealthStore, K: Clock> Handler for Failover<S, K> {
     type Event = AlarmEvent;
     type Error = HealthError;
     const EVENT: &'static str = "a CloudWatch Alarm State Change event";
@@ -37,19 +38,18 @@ impl<S: HealthStore, D: DnsSwitch, A: StandbyScaler> Handler for Failover<S, D, 
 }
 
 /// Handles one alarm event for the function's region.
-async fn handle<S: HealthStore, D: DnsSwitch, A: StandbyScaler>(
-    function: &Failover<S, D, A>,
+async fn handle<S: HealthStore, K: Clock>(
+    function: &Failover<S, K>,
     event: AlarmEvent,
 ) -> Result<(Value, Vec<String>), HealthError> {
     let Failover {
         fleet,
         region,
         store,
-        dns,
-        scaler,
+        clock,
     } = function;
     let region = region.as_str();
-    let received = Utc::now();
+    let received = clock.now();
     if event.detail_type != "CloudWatch Alarm State Change" || event.source != "aws.cloudwatch" {
         return Err(HealthError::Invalid(format!(
             "unexpected event {} from {}",
@@ -80,7 +80,7 @@ async fn handle<S: HealthStore, D: DnsSwitch, A: StandbyScaler>(
         alarm_time: Some(state.timestamp),
         received,
     };
-    let applied = apply(fleet, region, &trigger, store, dns, scaler, Utc::now).await?;
+    let applied = apply(fleet, region, &trigger, store, clock).await?;
     let mut metrics = Vec::new();
     if let Some(reaction) = applied.event.as_ref().and_then(|e| e.reaction_ms) {
         let metric = match applied.action {

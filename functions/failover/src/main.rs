@@ -3,6 +3,7 @@
 use meridian::adapters::HealthDeps;
 use meridian::aws::ClientFactory;
 use meridian::fleet::Fleet;
+use meridian::health::SystemClock;
 use meridian::lambda;
 use meridian::names::FunctionRole;
 
@@ -17,8 +18,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         fleet,
         region,
         store: deps.store,
-        dns: deps.dns,
-        scaler: deps.scaler,
+        clock: SystemClock,
     })
     .await
 }
