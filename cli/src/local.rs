@@ -10,6 +10,7 @@ use clap::{Args, Subcommand};
 use comfy_table::Table;
 use meridian::aws::ClientFactory;
 use meridian::fleet::Fleet;
+use meridian_local::health_checkers::CheckerStatus;
 use meridian_local::moto::{self, MOTO_VERSION};
 use meridian_local::provision::{verify, RegionCheck};
 use meridian_local::{Functions, LocalCloud, LocalCloudConfig};
@@ -344,7 +345,7 @@ struct StatusReport {
     /// Each region's front-door base URL.
     front_doors: BTreeMap<String, String>,
     /// What the local Route 53 health checkers see of each probed health check.
-    health_checks: Value,
+    health_checks: Vec<CheckerStatus>,
 }
 
 async fn status(json: bool) -> Result<ExitCode> {
@@ -360,7 +361,7 @@ async fn status(json: bool) -> Result<ExitCode> {
                     log: None,
                     regions: vec![],
                     front_doors: BTreeMap::new(),
-                    health_checks: Value::Array(Vec::new()),
+                    health_checks: Vec::new(),
                 })?
             );
         } else {
@@ -371,7 +372,8 @@ async fn status(json: bool) -> Result<ExitCode> {
     let fleet = Fleet::load(&state.fleet)?;
     let regions = verify(&ClientFactory::for_endpoint(state.endpoint.clone()), &fleet).await?;
     let front_doors = front_doors(&state.endpoint).await?;
-    let health_checks = control_get(&state.endpoint, "health-checks").await?;
+    let health_checks: Vec<CheckerStatus> =
+        serde_json::from_value(control_get(&state.endpoint, "health-checks").await?)?;
     if json {
         let report = StatusReport {
             running: true,
@@ -395,25 +397,23 @@ async fn status(json: bool) -> Result<ExitCode> {
     println!("{}", region_table(&regions));
     for (region, url) in &front_doors {
         let reference = meridian::names::health_check_reference(&fleet.name, region);
-        let check = health_checks
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|c| c["caller_reference"] == reference.as_str());
-        let seen = check.map_or_else(
-            || "health check not probed yet".to_owned(),
-            |c| {
-                format!(
-                    "health check {} since {}",
-                    if c["healthy"].as_bool().unwrap_or(false) {
+        let seen = health_checks
+            .iter()
+            .find(|check| check.caller_reference == reference)
+            .map_or_else(
+                || "health check not probed yet".to_owned(),
+                |check| {
+                    let status = if check.healthy {
                         "healthy"
                     } else {
                         "unhealthy"
-                    },
-                    text(&c["since"])
-                )
-            },
-        );
+                    };
+                    format!(
+                        "health check {status} since {}",
+                        check.since.format("%H:%M:%S%.3f")
+                    )
+                },
+            );
         println!("front door {region} {url} ({seen})");
     }
     Ok(ExitCode::SUCCESS)

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use axum::body::{to_bytes, Body};
@@ -33,6 +34,10 @@ const RESOURCE: &str = "/{proxy+}";
 
 /// API Gateway's largest request payload (10 MB).
 const MAX_PAYLOAD: usize = 10 * 1024 * 1024;
+
+/// How long a REST API waits for its integration to start answering (not scaled: it is a
+/// limit of the API, not a schedule).
+const INTEGRATION_TIMEOUT: Duration = Duration::from_secs(29);
 
 /// One listener per fleet region, in fleet order: on `front_door_port` and the ports
 /// after it, or on free ports when it is 0.
@@ -141,7 +146,27 @@ async fn respond(
     lambda_context.request_id = uuid::Uuid::new_v4().to_string();
     let request = lambda_http::Request::from(LambdaRequest::ApiGatewayV1(event))
         .with_lambda_context(lambda_context);
-    let mut response = handler(request).await;
+    let mut response =
+        match tokio::time::timeout(INTEGRATION_TIMEOUT, tokio::spawn(handler(request))).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(panicked)) => {
+                tracing::warn!(%region, error = %panicked, "the front door panicked");
+                return Ok(gateway_error(
+                    StatusCode::BAD_GATEWAY,
+                    "InternalServerErrorException",
+                    "Internal server error",
+                    &request_id,
+                ));
+            }
+            Err(_) => {
+                return Ok(gateway_error(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "IntegrationTimeout",
+                    "Endpoint request timed out",
+                    &request_id,
+                ))
+            }
+        };
     if let Ok(id) = HeaderValue::from_str(&request_id) {
         response
             .headers_mut()

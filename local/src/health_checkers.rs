@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use aws_sdk_route53::types::{HealthCheck, HealthCheckType};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::task::AbortHandle;
 
 use crate::ctx::Ctx;
@@ -153,15 +153,15 @@ impl Tally {
 }
 
 /// The outcome of one probe, worded as Route 53's `StatusReport`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Probe {
     pub time: DateTime<Utc>,
     pub success: bool,
     pub report: String,
 }
 
-/// A health check's status as the checker sees it.
-#[derive(Debug, Clone, Serialize)]
+/// A health check's status as the checker sees it (`GET /_meridian/health-checks`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CheckerStatus {
     pub health_check_id: String,
     pub caller_reference: String,
