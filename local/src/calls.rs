@@ -273,6 +273,32 @@ mod tests {
     }
 
     #[test]
+    fn refused_calls_are_logged_apart_from_answered_ones() {
+        let log = CallLog::default();
+        let scope = CredentialScope {
+            region: "eu-west-1".into(),
+            service: "dynamodb".into(),
+        };
+        let call = request(
+            Method::POST,
+            "/",
+            &[("x-amz-target", "DynamoDB_20120810.GetItem")],
+        );
+        log.record(&call, Some(&scope), true);
+        log.record(&call, None, false);
+        let calls = log.calls();
+        assert_eq!(
+            calls.len(),
+            1,
+            "unsigned requests are not AWS calls: {calls:?}"
+        );
+        assert!(calls[0].refused);
+        assert_eq!(calls[0].operation, "GetItem");
+        log.record(&call, Some(&scope), false);
+        assert_eq!(log.calls().len(), 2);
+    }
+
+    #[test]
     fn the_caller_is_the_user_agents_app_name() {
         let named = request(
             Method::GET,

@@ -70,13 +70,7 @@ impl LocalCloud {
             gateway: format!("http://{address}"),
             front_doors: front_door_urls,
         };
-        let ctx = Arc::new(Ctx::new(
-            config,
-            fleet,
-            functions,
-            FrontDoors::default(),
-            urls,
-        )?);
+        let ctx = Arc::new(Ctx::new(config, fleet, functions, urls)?);
         let gateway = Arc::new(Gateway {
             ctx: ctx.clone(),
             calls: Arc::new(CallLog::default()),

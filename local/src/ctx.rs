@@ -47,12 +47,12 @@ pub struct MotoReply {
 }
 
 impl Ctx {
-    /// The shared context of a local cloud whose moto answers at `moto_url`.
+    /// The shared context of a local cloud whose parts answer at `urls`; no front door is
+    /// registered yet.
     pub fn new(
         config: LocalCloudConfig,
         fleet: Fleet,
         functions: Functions,
-        front_doors: FrontDoors,
         urls: Urls,
     ) -> Result<Self> {
         Ok(Self {
@@ -64,7 +64,7 @@ impl Ctx {
             moto_url: urls.moto,
             gateway_url: urls.gateway,
             front_door_urls: urls.front_doors,
-            front_doors,
+            front_doors: FrontDoors::default(),
             faults: Faults::default(),
             provisioned: AtomicBool::new(false),
             tasks: Mutex::new(Vec::new()),

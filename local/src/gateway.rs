@@ -68,11 +68,13 @@ impl Gateway {
         }
         let scope = credential_scope(&request.headers);
         let invoked = lambda_invoke_target(request.path());
-        let refusal = scope.as_ref().and_then(|scope| {
-            let function_region = invoked.as_deref().and_then(arn_region);
-            let regions = std::iter::once(scope.region.as_str()).chain(function_region);
-            self.ctx.faults.snapshot().refusal(regions, &scope.service)
-        });
+        let function_region = invoked.as_deref().and_then(arn_region);
+        let regions = scope
+            .iter()
+            .map(|s| s.region.as_str())
+            .chain(function_region);
+        let service = scope.as_ref().map_or("lambda", |s| s.service.as_str());
+        let refusal = self.ctx.faults.snapshot().refusal(regions, service);
         self.calls
             .record(&request, scope.as_ref(), refusal.is_some());
         match refusal {
