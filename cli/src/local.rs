@@ -1,5 +1,6 @@
 //! `meridian local`: the local cloud as a background service of this machine.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
 use std::time::Duration;
@@ -9,12 +10,14 @@ use clap::{Args, Subcommand};
 use comfy_table::Table;
 use meridian::aws::ClientFactory;
 use meridian::fleet::Fleet;
+use meridian_local::health_checkers::CheckerStatus;
 use meridian_local::moto::{self, MOTO_VERSION};
 use meridian_local::provision::{verify, RegionCheck};
 use meridian_local::{Functions, LocalCloud, LocalCloudConfig};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 #[derive(Subcommand)]
 pub enum LocalCommand {
@@ -32,9 +35,14 @@ pub enum LocalCommand {
     },
     /// Run the local cloud in the foreground (what `up` starts in the background).
     Serve(UpArgs),
-    /// Which region Route 53 latency routing sends each client location to, given the
-    /// health checks (Inverted swaps, Disabled counts as healthy, fail-open).
-    Resolve(crate::ops::Target),
+    /// Which region Route 53 latency routing sends each client location to, given what
+    /// the local health checkers see of each front door (Inverted swaps, Disabled counts as
+    /// healthy, fail-open).
+    Resolve {
+        /// Machine-readable output: the resolutions.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -48,6 +56,10 @@ pub struct UpArgs {
     /// Port of moto behind the gateway.
     #[arg(long, env = "MERIDIAN_MOTO_PORT", default_value_t = 4567)]
     moto_port: u16,
+    /// Port of the first region's front door, the other regions' on the ports after it;
+    /// 0 picks free ports (`local status` lists them).
+    #[arg(long, env = "MERIDIAN_FRONT_DOOR_PORT", default_value_t = 0)]
+    front_door_port: u16,
 }
 
 /// What `up` records so that `status` and `down` find the running cloud.
@@ -114,18 +126,72 @@ pub async fn run(command: LocalCommand) -> Result<ExitCode> {
         LocalCommand::Down => down().await,
         LocalCommand::Status { json } => status(json).await,
         LocalCommand::Serve(args) => serve(args).await,
-        LocalCommand::Resolve(mut target) => {
-            target.local = true;
-            let (fleet, clients) = target.load()?;
-            let resolutions = crate::ops::resolutions(&fleet, &clients).await?;
-            if target.json {
-                println!("{}", serde_json::to_string_pretty(&resolutions)?);
-            } else {
-                println!("{}", crate::ops::resolution_table(&resolutions));
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        LocalCommand::Resolve { json } => resolve(json).await,
     }
+}
+
+/// Reads `GET /_meridian/{path}` of the running local cloud's gateway.
+async fn control_get(endpoint: &str, path: &str) -> Result<Value> {
+    let response = reqwest::Client::new()
+        .get(format!("{endpoint}/_meridian/{path}"))
+        .send()
+        .await
+        .with_context(|| format!("asking the local cloud at {endpoint} for {path}"))?;
+    let status = response.status();
+    let body: Value = serde_json::from_slice(&response.bytes().await?)
+        .with_context(|| format!("the local cloud's {path} answer is not JSON"))?;
+    if !status.is_success() {
+        bail!("the local cloud answered {status} for {path}: {body}");
+    }
+    Ok(body)
+}
+
+/// The routing view the local cloud computes from its health checkers (DNS, Route 53's data
+/// plane: it answers whatever faults the control plane has).
+async fn resolve(json: bool) -> Result<ExitCode> {
+    let view = control_get(&running_endpoint()?, "resolve").await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&view["resolutions"])?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut records = Table::new();
+    records.set_header(["record", "health check", "inverted", "disabled", "routable"]);
+    for record in view["records"].as_array().into_iter().flatten() {
+        let flag = |name: &str| record[name].as_bool().unwrap_or(false);
+        let yes_no = |value: bool| if value { "yes" } else { "no" }.to_owned();
+        let routable = (flag("disabled") || flag("endpoint_healthy")) != flag("inverted");
+        records.add_row([
+            text(&record["region"]),
+            if flag("endpoint_healthy") {
+                "healthy"
+            } else {
+                "unhealthy"
+            }
+            .to_owned(),
+            yes_no(flag("inverted")),
+            yes_no(flag("disabled")),
+            yes_no(routable),
+        ]);
+    }
+    let mut resolutions = Table::new();
+    resolutions.set_header(["client in", "routed to"]);
+    for resolution in view["resolutions"].as_array().into_iter().flatten() {
+        let to = resolution["region"].as_str().unwrap_or("-").to_owned();
+        resolutions.add_row([
+            text(&resolution["client"]),
+            if resolution["failed_open"].as_bool().unwrap_or(false) {
+                format!("{to} (fail-open: no healthy record)")
+            } else {
+                to
+            },
+        ]);
+    }
+    println!("{records}\n{resolutions}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn text(value: &Value) -> String {
+    value.as_str().unwrap_or("-").to_owned()
 }
 
 async fn up(args: UpArgs) -> Result<ExitCode> {
@@ -166,6 +232,8 @@ async fn up(args: UpArgs) -> Result<ExitCode> {
             &args.gateway_port.to_string(),
             "--moto-port",
             &args.moto_port.to_string(),
+            "--front-door-port",
+            &args.front_door_port.to_string(),
         ])
         .env("MERIDIAN_VENV", &venv)
         .stdin(Stdio::null())
@@ -220,7 +288,17 @@ async fn up(args: UpArgs) -> Result<ExitCode> {
     std::fs::write(state_file(), serde_json::to_string_pretty(&state)?)?;
     println!("the local cloud is up at {endpoint} (pid {})", state.pid);
     print_exports(&endpoint);
+    for (region, url) in front_doors(&endpoint).await? {
+        println!("front door {region} {url}");
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Each region's front-door base URL, from the running gateway.
+async fn front_doors(endpoint: &str) -> Result<BTreeMap<String, String>> {
+    Ok(serde_json::from_value(
+        control_get(endpoint, "front-doors").await?,
+    )?)
 }
 
 fn print_exports(endpoint: &str) {
@@ -264,6 +342,10 @@ struct StatusReport {
     pid: Option<u32>,
     log: Option<PathBuf>,
     regions: Vec<RegionCheck>,
+    /// Each region's front-door base URL.
+    front_doors: BTreeMap<String, String>,
+    /// What the local Route 53 health checkers see of each probed health check.
+    health_checks: Vec<CheckerStatus>,
 }
 
 async fn status(json: bool) -> Result<ExitCode> {
@@ -277,7 +359,9 @@ async fn status(json: bool) -> Result<ExitCode> {
                     endpoint: None,
                     pid: None,
                     log: None,
-                    regions: vec![]
+                    regions: vec![],
+                    front_doors: BTreeMap::new(),
+                    health_checks: Vec::new(),
                 })?
             );
         } else {
@@ -287,6 +371,9 @@ async fn status(json: bool) -> Result<ExitCode> {
     };
     let fleet = Fleet::load(&state.fleet)?;
     let regions = verify(&ClientFactory::for_endpoint(state.endpoint.clone()), &fleet).await?;
+    let front_doors = front_doors(&state.endpoint).await?;
+    let health_checks: Vec<CheckerStatus> =
+        serde_json::from_value(control_get(&state.endpoint, "health-checks").await?)?;
     if json {
         let report = StatusReport {
             running: true,
@@ -294,6 +381,8 @@ async fn status(json: bool) -> Result<ExitCode> {
             pid: Some(state.pid),
             log: Some(state.log),
             regions,
+            front_doors,
+            health_checks,
         };
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);
@@ -306,6 +395,27 @@ async fn status(json: bool) -> Result<ExitCode> {
         state.log.display()
     );
     println!("{}", region_table(&regions));
+    for (region, url) in &front_doors {
+        let reference = meridian::names::health_check_reference(&fleet.name, region);
+        let seen = health_checks
+            .iter()
+            .find(|check| check.caller_reference == reference)
+            .map_or_else(
+                || "health check not probed yet".to_owned(),
+                |check| {
+                    let status = if check.healthy {
+                        "healthy"
+                    } else {
+                        "unhealthy"
+                    };
+                    format!(
+                        "health check {status} since {}",
+                        check.since.format("%H:%M:%S%.3f")
+                    )
+                },
+            );
+        println!("front door {region} {url} ({seen})");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -367,6 +477,7 @@ async fn serve(args: UpArgs) -> Result<ExitCode> {
     let config = LocalCloudConfig {
         gateway_port: args.gateway_port,
         moto_port: args.moto_port,
+        front_door_port: args.front_door_port,
         ..LocalCloudConfig::default()
     };
     let cloud = LocalCloud::start(config, fleet, Functions::new()).await?;

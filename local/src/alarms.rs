@@ -8,7 +8,7 @@ use anyhow::Result;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use crate::cloud::{Ctx, LOCAL_ACCOUNT};
+use crate::ctx::{Ctx, LOCAL_ACCOUNT};
 
 /// The CloudWatch JSON 1.0 target prefix moto serves.
 const CLOUDWATCH_TARGET: &str = "GraniteServiceVersion20100801";
@@ -72,12 +72,12 @@ pub fn in_alarm_during(
 
 /// Polls every fleet region's alarms in the background, catching changes made to moto
 /// behind the gateway's back.
-pub fn start(ctx: &Arc<Ctx>) {
-    let task_ctx = ctx.clone();
+pub fn start(ctx: &Arc<Ctx>, watcher: &Arc<AlarmWatcher>) {
+    let (task_ctx, watcher) = (ctx.clone(), watcher.clone());
     ctx.spawn(async move {
         loop {
             for region in task_ctx.fleet.region_names() {
-                scan_region(&task_ctx, region).await;
+                scan_region(&task_ctx, &watcher, region).await;
             }
             tokio::time::sleep(task_ctx.config.poll_interval).await;
         }
@@ -87,8 +87,12 @@ pub fn start(ctx: &Arc<Ctx>) {
 /// Compares a region's alarms with what was seen before and emits an EventBridge
 /// "CloudWatch Alarm State Change" event for each change. The gateway calls this after
 /// every CloudWatch request, before answering it, so no change is missed between polls.
-pub async fn scan_region(ctx: &Arc<Ctx>, region: &str) {
-    if let Err(error) = try_scan_region(ctx, region).await {
+/// A region that is down emits nothing; a change made meanwhile is seen once it is back.
+pub async fn scan_region(ctx: &Ctx, watcher: &AlarmWatcher, region: &str) {
+    if ctx.faults.region_is_down(region) {
+        return;
+    }
+    if let Err(error) = try_scan_region(ctx, watcher, region).await {
         tracing::warn!(%region, error = %format!("{error:#}"), "alarm scan failed");
     }
 }
@@ -123,8 +127,8 @@ async fn describe_alarms(ctx: &Ctx, region: &str) -> Result<Vec<Value>> {
     }
 }
 
-async fn try_scan_region(ctx: &Arc<Ctx>, region: &str) -> Result<()> {
-    let _one_scan_at_a_time = ctx.alarms.scanning.lock().await;
+async fn try_scan_region(ctx: &Ctx, watcher: &AlarmWatcher, region: &str) -> Result<()> {
+    let _one_scan_at_a_time = watcher.scanning.lock().await;
     for alarm in describe_alarms(ctx, region).await? {
         let Some(name) = alarm["AlarmName"].as_str() else {
             continue;
@@ -145,7 +149,7 @@ async fn try_scan_region(ctx: &Arc<Ctx>, region: &str) -> Result<()> {
         };
         let key = (region.to_owned(), name.to_owned());
         let previous = {
-            let mut tracks = ctx.alarms.tracks();
+            let mut tracks = watcher.tracks();
             match tracks.get_mut(&key) {
                 None => {
                     tracks.insert(

@@ -8,7 +8,8 @@ use std::sync::Mutex;
 
 use http::Method;
 
-use crate::gateway::{CredentialScope, GatewayRequest};
+use crate::functions::lambda_invoke_target;
+use crate::http::{CredentialScope, GatewayRequest};
 
 /// One distinct API call.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -22,6 +23,9 @@ pub struct ApiCall {
     /// The API operation (`GetObject`, `UpdateItem`, ...); `unknown: METHOD /path` when
     /// the gateway cannot tell, so a check against a policy fails instead of passing.
     pub operation: String,
+    /// Refused by an injected fault (a region down, Route 53's control plane down): the
+    /// caller made the call, but no service answered it.
+    pub refused: bool,
 }
 
 /// The distinct calls seen so far (a set, so a long-running local cloud stays bounded).
@@ -31,14 +35,15 @@ pub struct CallLog {
 }
 
 impl CallLog {
-    /// Records `request` if it is a signed AWS API call.
-    pub fn record(&self, request: &GatewayRequest, scope: Option<&CredentialScope>) {
+    /// Records `request` if it is a signed AWS API call; `refused` if a fault refused it.
+    pub fn record(&self, request: &GatewayRequest, scope: Option<&CredentialScope>, refused: bool) {
         let Some(scope) = scope else { return };
         let call = ApiCall {
             caller: caller(request),
             region: scope.region.clone(),
             service: scope.service.clone(),
             operation: operation(request, &scope.service),
+            refused,
         };
         self.calls
             .lock()
@@ -74,7 +79,7 @@ fn operation(request: &GatewayRequest, service: &str) -> String {
     if let Some((_, operation)) = crate::cbor::rpc_v2_target(request.path()) {
         return operation.to_owned();
     }
-    if crate::gateway::lambda_invoke_target(request.path()).is_some() {
+    if lambda_invoke_target(request.path()).is_some() {
         return "Invoke".to_owned();
     }
     // The SDK names most S3 operations itself in an `x-id` query parameter.
@@ -265,6 +270,32 @@ mod tests {
             &[],
         );
         assert_eq!(operation(&query, "sts"), "GetCallerIdentity");
+    }
+
+    #[test]
+    fn refused_calls_are_logged_apart_from_answered_ones() {
+        let log = CallLog::default();
+        let scope = CredentialScope {
+            region: "eu-west-1".into(),
+            service: "dynamodb".into(),
+        };
+        let call = request(
+            Method::POST,
+            "/",
+            &[("x-amz-target", "DynamoDB_20120810.GetItem")],
+        );
+        log.record(&call, Some(&scope), true);
+        log.record(&call, None, false);
+        let calls = log.calls();
+        assert_eq!(
+            calls.len(),
+            1,
+            "unsigned requests are not AWS calls: {calls:?}"
+        );
+        assert!(calls[0].refused);
+        assert_eq!(calls[0].operation, "GetItem");
+        log.record(&call, Some(&scope), false);
+        assert_eq!(log.calls().len(), 2);
     }
 
     #[test]

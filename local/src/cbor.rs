@@ -7,7 +7,7 @@ use ciborium::Value as Cbor;
 use http::{HeaderMap, HeaderValue, Method};
 use serde_json::{Map, Number, Value as Json};
 
-use crate::gateway::{GatewayRequest, GatewayResponse};
+use crate::http::{GatewayRequest, GatewayResponse};
 
 /// CBOR tag for epoch-seconds timestamps.
 const EPOCH_TAG: u64 = 1;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use serde_json::Value;
 
-use crate::cloud::{Ctx, LOCAL_ACCOUNT};
+use crate::ctx::{Ctx, LOCAL_ACCOUNT};
 use crate::functions::{Invocation, InvokeError};
 
 /// Deliveries attempted before an event is dropped (EventBridge retries, then gives up).
@@ -36,12 +36,18 @@ pub fn normalize_event(mut event: Value, region: &str) -> Value {
     event
 }
 
-/// Starts polling the subscription's queue until the local cloud stops.
+/// Starts polling the subscription's queue until the local cloud stops. While the
+/// subscription's region is down nothing is received: its events wait in the queue and are
+/// delivered when it is back.
 pub fn start(ctx: &Arc<Ctx>, subscription: Subscription) {
     let task_ctx = ctx.clone();
     ctx.spawn(async move {
         let sqs = aws_sdk_sqs::Client::new(&task_ctx.moto.config(&subscription.region).await);
         loop {
+            task_ctx
+                .faults
+                .wait_until_up(&[&subscription.region])
+                .await;
             let received = sqs
                 .receive_message()
                 .queue_url(&subscription.queue_url)

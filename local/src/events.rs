@@ -5,14 +5,14 @@
 //! rules accept SQS targets only. See `EMULATIONS.md`.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use anyhow::Result;
 use http::StatusCode;
 use serde_json::{json, Value};
 
-use crate::cloud::Ctx;
-use crate::gateway::{forward, GatewayRequest, GatewayResponse};
+use crate::ctx::Ctx;
+use crate::http::{forward, GatewayRequest, GatewayResponse};
 
 const TARGET_PREFIX: &str = "AWSEvents.";
 
@@ -38,7 +38,8 @@ impl ScheduleTargets {
 
 /// Handles an EventBridge request arriving at the gateway for `region`.
 pub async fn handle(
-    ctx: &Arc<Ctx>,
+    ctx: &Ctx,
+    schedule_targets: &ScheduleTargets,
     region: &str,
     request: GatewayRequest,
 ) -> Result<GatewayResponse> {
@@ -58,7 +59,7 @@ pub async fn handle(
         "PutTargets" => {
             let targets = body["Targets"].as_array().cloned().unwrap_or_default();
             if is_scheduled(ctx, region, &body).await? {
-                let mut stored = ctx.schedule_targets.lock();
+                let mut stored = schedule_targets.lock();
                 let entry = stored.entry(key).or_default();
                 for target in targets {
                     entry.retain(|t| t["Id"] != target["Id"]);
@@ -79,15 +80,15 @@ pub async fn handle(
             }
             forward(ctx, &request).await
         }
-        "ListTargetsByRule" if ctx.schedule_targets.lock().contains_key(&key) => {
+        "ListTargetsByRule" if schedule_targets.lock().contains_key(&key) => {
             Ok(GatewayResponse::json(
                 StatusCode::OK,
-                &json!({ "Targets": ctx.schedule_targets.targets(region, &rule) }),
+                &json!({ "Targets": schedule_targets.targets(region, &rule) }),
             ))
         }
-        "RemoveTargets" if ctx.schedule_targets.lock().contains_key(&key) => {
+        "RemoveTargets" if schedule_targets.lock().contains_key(&key) => {
             let ids: Vec<Value> = body["Ids"].as_array().cloned().unwrap_or_default();
-            if let Some(targets) = ctx.schedule_targets.lock().get_mut(&key) {
+            if let Some(targets) = schedule_targets.lock().get_mut(&key) {
                 targets.retain(|t| !ids.contains(&t["Id"]));
             }
             Ok(accepted())
@@ -95,7 +96,7 @@ pub async fn handle(
         "DeleteRule" => {
             let response = forward(ctx, &request).await?;
             if response.is_success() {
-                ctx.schedule_targets.lock().remove(&key);
+                schedule_targets.lock().remove(&key);
             }
             Ok(response)
         }

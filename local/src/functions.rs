@@ -122,9 +122,44 @@ pub fn function_name_from_identifier(identifier: &str) -> &str {
     }
 }
 
+/// The `FunctionName` in a Lambda Invoke path, `/2015-03-31/functions/{name}/invocations`.
+pub fn lambda_invoke_target(path: &str) -> Option<String> {
+    let rest = path.strip_prefix("/2015-03-31/functions/")?;
+    let encoded = rest.strip_suffix("/invocations")?;
+    Some(
+        percent_encoding::percent_decode_str(encoded)
+            .decode_utf8_lossy()
+            .into_owned(),
+    )
+}
+
+/// The region in a function ARN (`arn:aws:lambda:{region}:...`), if the identifier is one.
+pub fn arn_region(identifier: &str) -> Option<&str> {
+    identifier
+        .strip_prefix("arn:")
+        .and_then(|arn| arn.split(':').nth(2))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lambda_invoke_paths_are_recognised_and_decoded() {
+        let identifier = lambda_invoke_target(
+            "/2015-03-31/functions/arn%3Aaws%3Alambda%3Aus-east-1%3A123456789012%3Afunction%3Aecho/invocations",
+        );
+        assert_eq!(
+            identifier.as_deref(),
+            Some("arn:aws:lambda:us-east-1:123456789012:function:echo")
+        );
+        assert_eq!(
+            arn_region(identifier.as_deref().unwrap_or("")),
+            Some("us-east-1")
+        );
+        assert_eq!(arn_region("echo"), None);
+        assert_eq!(lambda_invoke_target("/2015-03-31/functions/echo"), None);
+    }
 
     #[test]
     fn function_names_are_found_in_every_identifier_form() {

@@ -8,8 +8,8 @@ use anyhow::{bail, Result};
 use http::StatusCode;
 use serde_json::{json, Map, Value};
 
-use crate::cloud::Ctx;
-use crate::gateway::{forward, GatewayRequest, GatewayResponse};
+use crate::ctx::Ctx;
+use crate::http::{forward, GatewayRequest, GatewayResponse};
 
 const TARGET_PREFIX: &str = "DynamoDB_20120810.";
 
@@ -73,6 +73,7 @@ impl GlobalTables {
 /// Handles a DynamoDB request arriving at the gateway for `region`.
 pub async fn handle(
     ctx: &Arc<Ctx>,
+    tables: &Arc<GlobalTables>,
     region: &str,
     request: GatewayRequest,
 ) -> Result<GatewayResponse> {
@@ -84,13 +85,13 @@ pub async fn handle(
     let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
     match operation.as_str() {
         "UpdateTable" if body.get("ReplicaUpdates").is_some() => {
-            update_replicas(ctx, region, &request, body).await
+            update_replicas(ctx, tables, region, &request, body).await
         }
         "DescribeTable" => {
             let mut response = forward(ctx, &request).await?;
             if let Some(table) = body["TableName"]
                 .as_str()
-                .and_then(|t| ctx.global_tables.table(t))
+                .and_then(|t| tables.table(t))
                 .filter(|_| response.is_success())
             {
                 if let Ok(mut description) = serde_json::from_slice::<Value>(&response.body) {
@@ -105,13 +106,13 @@ pub async fn handle(
             // concurrent conditional writes can both pass; DynamoDB makes each one atomic.
             // Writes through the gateway are serialized to keep that guarantee.
             let response = {
-                let _atomic = ctx.global_tables.writes.lock().await;
+                let _atomic = tables.writes.lock().await;
                 forward(ctx, &request).await?
             };
             if response.is_success() {
                 for (table, key) in written_keys(&operation, &body) {
-                    if let Some(global) = ctx.global_tables.table(&table) {
-                        replicate_write(ctx, region, &table, &global, key).await;
+                    if let Some(global) = tables.table(&table) {
+                        replicate_write(ctx, tables, region, &table, &global, key).await;
                     }
                 }
             }
@@ -133,7 +134,8 @@ fn replicas_json(regions: &BTreeSet<String>) -> Value {
 /// `UpdateTable` with `ReplicaUpdates` (global tables version 2019.11.21): creates the
 /// replica tables with the source table's schema and registers the table as global.
 async fn update_replicas(
-    ctx: &Arc<Ctx>,
+    ctx: &Ctx,
+    tables: &GlobalTables,
     region: &str,
     request: &GatewayRequest,
     mut body: Value,
@@ -158,8 +160,7 @@ async fn update_replicas(
         return Ok(GatewayResponse::json(source.status, &source.body));
     }
     let description = &source.body["Table"];
-    let mut regions: BTreeSet<String> = ctx
-        .global_tables
+    let mut regions: BTreeSet<String> = tables
         .table(&table)
         .map(|t| t.regions)
         .unwrap_or_else(|| BTreeSet::from([region.to_owned()]));
@@ -185,7 +186,7 @@ async fn update_replicas(
                 .collect()
         })
         .unwrap_or_default();
-    ctx.global_tables.lock().tables.insert(
+    tables.lock().tables.insert(
         table.clone(),
         GlobalTable {
             regions: regions.clone(),
@@ -309,8 +310,13 @@ fn project_key(item: &Value, key_names: &[String]) -> Value {
     Value::Object(key)
 }
 
+/// Replicates a write to every other region of the table after `global_table_lag`. A
+/// region that is down receives nothing until it is back, nor does anything written in it
+/// leave it; then the write is applied unless a newer one landed meanwhile (last writer
+/// wins), as a global table catches up after an outage.
 async fn replicate_write(
     ctx: &Arc<Ctx>,
+    tables: &Arc<GlobalTables>,
     region: &str,
     table: &str,
     global: &GlobalTable,
@@ -318,8 +324,8 @@ async fn replicate_write(
 ) {
     let key = project_key(&item_or_key, &global.key_names);
     let key_text = key.to_string();
-    let time = ctx.global_tables.tick();
-    ctx.global_tables.claim(table, &key_text, region, time);
+    let time = tables.tick();
+    tables.claim(table, &key_text, region, time);
     let read = ctx
         .moto_json(
             region,
@@ -340,31 +346,74 @@ async fn replicate_write(
             return;
         }
     };
-    let targets: Vec<String> = global
-        .regions
-        .iter()
-        .filter(|r| *r != region)
-        .cloned()
-        .collect();
-    let (task_ctx, table) = (ctx.clone(), table.to_owned());
-    ctx.spawn(async move {
-        tokio::time::sleep(task_ctx.config.global_table_lag).await;
-        for target in targets {
-            if !task_ctx.global_tables.claim(&table, &key_text, &target, time) {
-                tracing::debug!(%table, %target, "global table: a newer write won");
-                continue;
+    let (operation, body) = match &image {
+        Some(item) => (
+            "DynamoDB_20120810.PutItem",
+            json!({ "TableName": table, "Item": item }),
+        ),
+        None => (
+            "DynamoDB_20120810.DeleteItem",
+            json!({ "TableName": table, "Key": key }),
+        ),
+    };
+    for target in global.regions.iter().filter(|r| *r != region) {
+        let write = Replicated {
+            table: table.to_owned(),
+            key: key_text.clone(),
+            source: region.to_owned(),
+            target: target.clone(),
+            time,
+            operation,
+            body: body.clone(),
+        };
+        let (task_ctx, tables) = (ctx.clone(), tables.clone());
+        ctx.spawn(async move {
+            tokio::time::sleep(task_ctx.config.global_table_lag).await;
+            write.apply(&task_ctx, &tables).await;
+        });
+    }
+}
+
+/// One write on its way to one other region.
+struct Replicated {
+    table: String,
+    key: String,
+    source: String,
+    target: String,
+    time: u128,
+    operation: &'static str,
+    body: Value,
+}
+
+impl Replicated {
+    async fn apply(self, ctx: &Ctx, tables: &GlobalTables) {
+        let Self {
+            table,
+            key,
+            source,
+            target,
+            time,
+            operation,
+            body,
+        } = self;
+        ctx.faults.wait_until_up(&[&source, &target]).await;
+        if !tables.claim(&table, &key, &target, time) {
+            tracing::debug!(%table, %target, "global table: a newer write won");
+            return;
+        }
+        match ctx
+            .moto_json(&target, "dynamodb", operation, "1.0", &body)
+            .await
+        {
+            Ok(reply) if reply.status.is_success() => {}
+            Ok(reply) => {
+                tracing::warn!(%table, %target, body = %reply.body, "global table: replicated write failed")
             }
-            let (operation, body) = match &image {
-                Some(item) => ("DynamoDB_20120810.PutItem", json!({ "TableName": table, "Item": item })),
-                None => ("DynamoDB_20120810.DeleteItem", json!({ "TableName": table, "Key": key })),
-            };
-            match task_ctx.moto_json(&target, "dynamodb", operation, "1.0", &body).await {
-                Ok(reply) if reply.status.is_success() => {}
-                Ok(reply) => tracing::warn!(%table, %target, body = %reply.body, "global table: replicated write failed"),
-                Err(error) => tracing::warn!(%table, %target, %error, "global table: replicated write failed"),
+            Err(error) => {
+                tracing::warn!(%table, %target, %error, "global table: replicated write failed")
             }
         }
-    });
+    }
 }
 
 #[cfg(test)]

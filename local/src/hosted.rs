@@ -16,7 +16,7 @@ use meridian::names::{self, function_name, FunctionRole};
 use meridian::NamedError;
 use tokio::sync::Mutex;
 
-use crate::cloud::LOCAL_ACCOUNT;
+use crate::ctx::LOCAL_ACCOUNT;
 use crate::functions::{FunctionError, Functions, Invocation};
 
 /// A handler's error as the Lambda API reports it: under its name.

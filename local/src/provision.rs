@@ -21,7 +21,7 @@ use meridian::names::{self, FunctionRole};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::cloud::LOCAL_ACCOUNT;
+use crate::ctx::LOCAL_ACCOUNT;
 use crate::delivery::Subscription;
 
 /// The key prefix under which model versions live and replicate.
@@ -35,10 +35,12 @@ pub struct Provisioned {
     pub health_checks: BTreeMap<String, String>,
 }
 
-/// Creates everything the fleet file describes.
+/// Creates everything the fleet file describes; each region's health check probes its
+/// front door at `front_doors[region]`.
 pub async fn provision(
     clients: &ClientFactory,
     fleet: &Fleet,
+    front_doors: &BTreeMap<String, String>,
     poll_seconds: u64,
 ) -> Result<Provisioned> {
     let mut provisioned = Provisioned::default();
@@ -85,7 +87,7 @@ pub async fn provision(
     .await?;
     provisioned.subscriptions.push(upload);
     rollout_state_machine(clients, fleet, poll_seconds).await?;
-    let (zone, checks) = dns(clients, fleet).await?;
+    let (zone, checks) = dns(clients, fleet, front_doors).await?;
     provisioned.hosted_zone_id = zone;
     provisioned.health_checks = checks;
     Ok(provisioned)
@@ -602,8 +604,46 @@ where
     ))
 }
 
-/// The hosted zone, one health check per region, and latency records that use them.
-async fn dns(clients: &ClientFactory, fleet: &Fleet) -> Result<(String, BTreeMap<String, String>)> {
+/// The request interval (seconds) and failure threshold of the regions' health checks.
+// For the lead: once `fleet.dns.health_check_interval_seconds` and `fleet.dns.failure_threshold`
+// are merged into `shared/src/fleet.rs`, return them here instead of the defaults.
+pub fn health_check_settings(_fleet: &Fleet) -> (u32, u32) {
+    (10, 2)
+}
+
+/// What a region's health check probes: its front door's `/health`, at the address and
+/// port of the front door's base URL, the path below it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheckTarget {
+    pub address: String,
+    pub port: u16,
+    pub resource_path: String,
+}
+
+/// The health check target of a front door whose base URL is `base_url`
+/// (`http://127.0.0.1:{port}/{stage}`).
+pub fn health_check_target(base_url: &str) -> Result<HealthCheckTarget> {
+    let url = reqwest::Url::parse(base_url)
+        .with_context(|| format!("the front door URL {base_url} is not a URL"))?;
+    Ok(HealthCheckTarget {
+        address: url
+            .host_str()
+            .with_context(|| format!("the front door URL {base_url} has no host"))?
+            .to_owned(),
+        port: url
+            .port_or_known_default()
+            .with_context(|| format!("the front door URL {base_url} has no port"))?,
+        resource_path: format!("{}/health", url.path().trim_end_matches('/')),
+    })
+}
+
+/// The hosted zone, one health check per region probing its front door, and latency
+/// records that use them.
+async fn dns(
+    clients: &ClientFactory,
+    fleet: &Fleet,
+    front_doors: &BTreeMap<String, String>,
+) -> Result<(String, BTreeMap<String, String>)> {
     use aws_sdk_route53::types::{
         Change, ChangeAction, ChangeBatch, HealthCheckConfig, HealthCheckType, ResourceRecord,
         ResourceRecordSet, ResourceRecordSetRegion, RrType,
@@ -628,11 +668,16 @@ async fn dns(clients: &ClientFactory, fleet: &Fleet) -> Result<(String, BTreeMap
             .map(|z| z.id().to_owned())
             .unwrap_or_default(),
     };
+    let (interval, threshold) = health_check_settings(fleet);
     let existing = route53.list_health_checks().send().await?;
     let mut checks = BTreeMap::new();
     let mut changes = Vec::new();
     for region in &fleet.regions {
         let reference = names::health_check_reference(&fleet.name, &region.name);
+        let front_door = front_doors
+            .get(&region.name)
+            .with_context(|| format!("{} has no front door", region.name))?;
+        let target = health_check_target(front_door)?;
         let runtime_host = format!("runtime.sagemaker.{}.amazonaws.com", region.name);
         let id = match existing
             .health_checks()
@@ -645,12 +690,12 @@ async fn dns(clients: &ClientFactory, fleet: &Fleet) -> Result<(String, BTreeMap
                 .caller_reference(&reference)
                 .health_check_config(
                     HealthCheckConfig::builder()
-                        .r#type(HealthCheckType::Https)
-                        .fully_qualified_domain_name(&runtime_host)
-                        .port(443)
-                        .resource_path(format!("/endpoints/{}/ping", region.endpoint))
-                        .request_interval(10)
-                        .failure_threshold(3)
+                        .r#type(HealthCheckType::Http)
+                        .ip_address(&target.address)
+                        .port(i32::from(target.port))
+                        .resource_path(&target.resource_path)
+                        .request_interval(i32::try_from(interval).unwrap_or(30))
+                        .failure_threshold(i32::try_from(threshold).unwrap_or(3))
                         .inverted(false)
                         .build()?,
                 )
@@ -771,4 +816,28 @@ pub async fn verify(clients: &ClientFactory, fleet: &Fleet) -> Result<Vec<Region
         });
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_health_check_probes_the_front_doors_health_path() {
+        assert_eq!(
+            health_check_target("http://127.0.0.1:45123/live").expect("a URL"),
+            HealthCheckTarget {
+                address: "127.0.0.1".into(),
+                port: 45123,
+                resource_path: "/live/health".into(),
+            }
+        );
+        assert_eq!(
+            health_check_target("https://abc.execute-api.eu-west-1.amazonaws.com/live/")
+                .expect("a URL")
+                .port,
+            443
+        );
+        assert!(health_check_target("not a url").is_err());
+    }
 }

@@ -7,8 +7,9 @@ use anyhow::{Context, Result};
 use http::Method;
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
-use crate::cloud::Ctx;
-use crate::gateway::GatewayRequest;
+use crate::ctx::Ctx;
+use crate::faults::Corruption;
+use crate::http::GatewayRequest;
 
 /// Sub-resources whose PUT/POST on an object key does not create an object.
 const NON_CREATING_SUBRESOURCES: &[&str] = &[
@@ -93,28 +94,72 @@ async fn replicate(ctx: &Arc<Ctx>, bucket: &str, key: &str) -> Result<()> {
         return Ok(());
     }
     tokio::time::sleep(ctx.config.replication_delay).await;
+    let source_region = bucket_region(&s3, bucket).await?;
     for destination in destinations {
         let region = bucket_region(&s3, &destination.bucket).await?;
+        let copy = Copy {
+            s3: s3.clone(),
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            source_region: source_region.clone(),
+            destination,
+            region,
+        };
+        let task_ctx = ctx.clone();
+        ctx.spawn(async move {
+            let (bucket, key) = (copy.bucket.clone(), copy.key.clone());
+            if let Err(error) = copy.run(&task_ctx).await {
+                tracing::warn!(%bucket, %key, error = %format!("{error:#}"), "replication emulation failed");
+            }
+        });
+    }
+    Ok(())
+}
+
+/// One object on its way to one destination bucket.
+struct Copy {
+    s3: aws_sdk_s3::Client,
+    bucket: String,
+    key: String,
+    source_region: String,
+    destination: Destination,
+    /// The destination bucket's region.
+    region: String,
+}
+
+impl Copy {
+    /// Copies the object, unless a fault says otherwise. While the source or the
+    /// destination region is down the copy waits, and happens once both are back.
+    async fn run(self, ctx: &Ctx) -> Result<()> {
+        let Self {
+            s3,
+            bucket,
+            key,
+            source_region,
+            destination,
+            region,
+        } = self;
+        ctx.faults.wait_until_up(&[&source_region, &region]).await;
         if ctx.faults.replication_fails_to(&region) {
             tracing::warn!(
                 source = %bucket, %key, destination = %destination.bucket, %region,
                 rule = %destination.rule_id,
                 "injected fault: replication failed, no replica created"
             );
-            continue;
+            return Ok(());
         }
         if let Some(corruption) = ctx.faults.replica_corruption(&region) {
             let original = s3
                 .get_object()
-                .bucket(bucket)
-                .key(key)
+                .bucket(&bucket)
+                .key(&key)
                 .send()
                 .await
                 .with_context(|| format!("reading s3://{bucket}/{key}"))?;
             let mut bytes = original.body.collect().await?.to_vec();
             match corruption {
-                crate::faults::Corruption::Size => bytes.push(0),
-                crate::faults::Corruption::Checksum => {
+                Corruption::Size => bytes.push(0),
+                Corruption::Checksum => {
                     if let Some(first) = bytes.first_mut() {
                         *first = first.wrapping_add(1);
                     }
@@ -122,24 +167,24 @@ async fn replicate(ctx: &Arc<Ctx>, bucket: &str, key: &str) -> Result<()> {
             }
             s3.put_object()
                 .bucket(&destination.bucket)
-                .key(key)
+                .key(&key)
                 .body(bytes.into())
                 .send()
                 .await?;
             tracing::warn!(source = %bucket, %key, destination = %destination.bucket, %region, ?corruption, "injected fault: replica damaged");
-            continue;
+            return Ok(());
         }
-        let copy_source = format!("{bucket}/{}", utf8_percent_encode(key, COPY_SOURCE));
+        let copy_source = format!("{bucket}/{}", utf8_percent_encode(&key, COPY_SOURCE));
         s3.copy_object()
             .bucket(&destination.bucket)
-            .key(key)
+            .key(&key)
             .copy_source(copy_source)
             .send()
             .await
             .with_context(|| format!("copying s3://{bucket}/{key} to {}", destination.bucket))?;
         tracing::info!(source = %bucket, %key, destination = %destination.bucket, %region, "replicated");
+        Ok(())
     }
-    Ok(())
 }
 
 async fn bucket_region(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<String> {

@@ -2,18 +2,26 @@
 //! endpoint `InService` at once). See `EMULATIONS.md`.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 use http::StatusCode;
 use serde_json::{json, Value};
 
-use crate::alarms;
-use crate::cloud::Ctx;
-use crate::gateway::{forward, GatewayRequest, GatewayResponse};
+use crate::alarms::{self, AlarmWatcher};
+use crate::ctx::{Ctx, LOCAL_ACCOUNT};
+use crate::http::{forward, GatewayRequest, GatewayResponse};
 
 const TARGET_PREFIX: &str = "SageMaker.";
+
+/// What the SageMaker emulation works with: the shared context, its own state, and the
+/// alarm watcher that tells whether a rollback alarm fired during an update.
+struct Emulation<'a> {
+    ctx: &'a Ctx,
+    endpoints: &'a Endpoints,
+    alarms: &'a AlarmWatcher,
+}
 
 /// What the emulation knows about endpoints that have been updated through the gateway.
 #[derive(Default)]
@@ -72,12 +80,19 @@ pub fn update_phase(finished: bool, alarm_fired: bool, fails: bool) -> UpdatePha
 
 /// Handles a SageMaker request arriving at the gateway for `region`.
 pub async fn handle(
-    ctx: &Arc<Ctx>,
+    ctx: &Ctx,
+    endpoints: &Endpoints,
+    alarms: &AlarmWatcher,
     region: &str,
     request: GatewayRequest,
 ) -> Result<GatewayResponse> {
+    let emulation = Emulation {
+        ctx,
+        endpoints,
+        alarms,
+    };
     if let Some(endpoint) = invocation_target(request.path()) {
-        return invoke_endpoint(ctx, region, &endpoint).await;
+        return invoke_endpoint(&emulation, region, &endpoint).await;
     }
     let operation = request
         .target()
@@ -87,24 +102,23 @@ pub async fn handle(
     let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
     let name = body["EndpointName"].as_str().unwrap_or("").to_owned();
     match operation.as_str() {
-        "UpdateEndpoint" => update_endpoint(ctx, region, &body).await,
+        "UpdateEndpoint" => update_endpoint(&emulation, region, &body).await,
         "DescribeEndpoint" => {
             let mut response = forward(ctx, &request).await?;
             if response.is_success() {
                 if let Ok(mut description) = serde_json::from_slice::<Value>(&response.body) {
-                    let state = resolve(ctx, region, &name).await;
+                    let state = resolve(&emulation, region, &name).await;
                     overlay(&mut description, &state);
                     response.body = description.to_string().into();
                 }
             }
             Ok(response)
         }
-        "CreateEndpointConfig" => create_endpoint_config(ctx, region, &request, body).await,
+        "CreateEndpointConfig" => create_endpoint_config(&emulation, region, &request, body).await,
         "DescribeEndpointConfig" => {
             let mut response = forward(ctx, &request).await?;
             let config = body["EndpointConfigName"].as_str().unwrap_or("").to_owned();
-            let real = ctx
-                .endpoints
+            let real = endpoints
                 .instance_types
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -121,7 +135,7 @@ pub async fn handle(
         "DeleteEndpoint" => {
             let response = forward(ctx, &request).await?;
             if response.is_success() {
-                ctx.endpoints.lock().remove(&(region.to_owned(), name));
+                endpoints.lock().remove(&(region.to_owned(), name));
             }
             Ok(response)
         }
@@ -154,26 +168,26 @@ fn overlay(description: &mut Value, state: &EndpointState) {
 }
 
 /// Brings an endpoint's emulated state up to now and returns it.
-async fn resolve(ctx: &Arc<Ctx>, region: &str, name: &str) -> EndpointState {
+async fn resolve(emulation: &Emulation<'_>, region: &str, name: &str) -> EndpointState {
+    let Emulation {
+        ctx,
+        endpoints,
+        alarms,
+    } = emulation;
     let key = (region.to_owned(), name.to_owned());
-    let Some(update) = ctx
-        .endpoints
-        .lock()
-        .get(&key)
-        .and_then(|s| s.update.clone())
-    else {
-        return ctx.endpoints.lock().get(&key).cloned().unwrap_or_default();
+    let Some(update) = endpoints.lock().get(&key).and_then(|s| s.update.clone()) else {
+        return endpoints.lock().get(&key).cloned().unwrap_or_default();
     };
-    alarms::scan_region(ctx, region).await;
+    alarms::scan_region(ctx, alarms, region).await;
     let now = Utc::now();
     let finished = now >= update.finishes;
     let window_end = if finished { update.finishes } else { now };
-    let alarm_fired = update.rollback_alarms.iter().any(|alarm| {
-        ctx.alarms
-            .was_in_alarm(region, alarm, update.started, window_end)
-    });
+    let alarm_fired = update
+        .rollback_alarms
+        .iter()
+        .any(|alarm| alarms.was_in_alarm(region, alarm, update.started, window_end));
     let phase = update_phase(finished, alarm_fired, update.fails);
-    let mut endpoints = ctx.endpoints.lock();
+    let mut endpoints = endpoints.lock();
     let state = endpoints.entry(key).or_default();
     match phase {
         UpdatePhase::Updating => {
@@ -210,7 +224,12 @@ async fn resolve(ctx: &Arc<Ctx>, region: &str, name: &str) -> EndpointState {
     state.clone()
 }
 
-async fn update_endpoint(ctx: &Arc<Ctx>, region: &str, body: &Value) -> Result<GatewayResponse> {
+async fn update_endpoint(
+    emulation: &Emulation<'_>,
+    region: &str,
+    body: &Value,
+) -> Result<GatewayResponse> {
+    let ctx = emulation.ctx;
     let (Some(name), Some(config)) = (
         body["EndpointName"].as_str(),
         body["EndpointConfigName"].as_str(),
@@ -231,7 +250,7 @@ async fn update_endpoint(ctx: &Arc<Ctx>, region: &str, body: &Value) -> Result<G
     if !endpoint.status.is_success() {
         return Ok(validation_error(&format!(
             "Could not find endpoint \"arn:aws:sagemaker:{region}:{}:endpoint/{name}\".",
-            crate::cloud::LOCAL_ACCOUNT
+            LOCAL_ACCOUNT
         )));
     }
     let endpoint_config = ctx
@@ -246,14 +265,14 @@ async fn update_endpoint(ctx: &Arc<Ctx>, region: &str, body: &Value) -> Result<G
     if !endpoint_config.status.is_success() {
         return Ok(validation_error(&format!(
             "Could not find endpoint configuration \"arn:aws:sagemaker:{region}:{}:endpoint-config/{config}\".",
-            crate::cloud::LOCAL_ACCOUNT
+            LOCAL_ACCOUNT
         )));
     }
-    let current = resolve(ctx, region, name).await;
+    let current = resolve(emulation, region, name).await;
     if matches!(current.status.as_deref(), Some("Updating" | "RollingBack")) {
         return Ok(validation_error(&format!(
             "Cannot update in-progress endpoint \"arn:aws:sagemaker:{region}:{}:endpoint/{name}\".",
-            crate::cloud::LOCAL_ACCOUNT
+            LOCAL_ACCOUNT
         )));
     }
     let deployment = body.get("DeploymentConfig").cloned();
@@ -291,7 +310,7 @@ async fn update_endpoint(ctx: &Arc<Ctx>, region: &str, body: &Value) -> Result<G
     };
     tracing::info!(%region, endpoint = %name, from = %update.from, to = %update.to, "endpoint update started");
     {
-        let mut endpoints = ctx.endpoints.lock();
+        let mut endpoints = emulation.endpoints.lock();
         let state = endpoints
             .entry((region.to_owned(), name.to_owned()))
             .or_default();
@@ -313,11 +332,12 @@ async fn update_endpoint(ctx: &Arc<Ctx>, region: &str, body: &Value) -> Result<G
 /// Forwards `CreateEndpointConfig`; when moto rejects an instance type that SageMaker
 /// itself accepts, stores the config with a placeholder type and remembers the real one.
 async fn create_endpoint_config(
-    ctx: &Arc<Ctx>,
+    emulation: &Emulation<'_>,
     region: &str,
     request: &GatewayRequest,
     mut body: Value,
 ) -> Result<GatewayResponse> {
+    let ctx = emulation.ctx;
     let response = forward(ctx, request).await?;
     let rejected_type = !response.is_success()
         && String::from_utf8_lossy(&response.body)
@@ -354,7 +374,8 @@ async fn create_endpoint_config(
     let response = forward(ctx, &retry).await?;
     if response.is_success() {
         let config = body["EndpointConfigName"].as_str().unwrap_or("").to_owned();
-        ctx.endpoints
+        emulation
+            .endpoints
             .instance_types
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -386,7 +407,12 @@ pub fn invocation_target(path: &str) -> Option<String> {
 /// What SageMaker runtime answers: the model's reply when the endpoint is in service. The
 /// local cloud runs no model, so the reply is a fixed JSON body naming the configuration
 /// that answered; `invocations_fail_in` makes it a model error (HTTP 424).
-async fn invoke_endpoint(ctx: &Arc<Ctx>, region: &str, endpoint: &str) -> Result<GatewayResponse> {
+async fn invoke_endpoint(
+    emulation: &Emulation<'_>,
+    region: &str,
+    endpoint: &str,
+) -> Result<GatewayResponse> {
+    let ctx = emulation.ctx;
     let described = ctx
         .moto_json(
             region,
@@ -402,11 +428,11 @@ async fn invoke_endpoint(ctx: &Arc<Ctx>, region: &str, endpoint: &str) -> Result
             "ValidationError",
             &format!(
                 "Endpoint {endpoint} of account {} not found.",
-                crate::cloud::LOCAL_ACCOUNT
+                LOCAL_ACCOUNT
             ),
         ));
     }
-    let state = resolve(ctx, region, endpoint).await;
+    let state = resolve(emulation, region, endpoint).await;
     let status = state.status.clone().unwrap_or_else(|| "InService".into());
     if !matches!(status.as_str(), "InService" | "Updating" | "RollingBack") {
         return Ok(runtime_error(

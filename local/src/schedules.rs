@@ -9,7 +9,8 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use crate::cloud::{Ctx, LOCAL_ACCOUNT};
+use crate::ctx::{Ctx, LOCAL_ACCOUNT};
+use crate::events::ScheduleTargets;
 use crate::functions::{function_name_from_identifier, Invocation};
 
 /// A parsed `ScheduleExpression`.
@@ -77,14 +78,18 @@ impl Schedule {
     }
 }
 
-/// Fires every enabled scheduled rule of the fleet's regions on time.
-pub fn start(ctx: &Arc<Ctx>) {
-    let task_ctx = ctx.clone();
+/// Fires every enabled scheduled rule of the fleet's regions on time. A region that is down
+/// fires nothing; a firing missed meanwhile happens once when it is back.
+pub fn start(ctx: &Arc<Ctx>, targets: &Arc<ScheduleTargets>) {
+    let (task_ctx, targets) = (ctx.clone(), targets.clone());
     ctx.spawn(async move {
         let mut next_fire: HashMap<(String, String, String), DateTime<Utc>> = HashMap::new();
         loop {
             for region in task_ctx.fleet.region_names() {
-                if let Err(error) = tick(&task_ctx, region, &mut next_fire).await {
+                if task_ctx.faults.region_is_down(region) {
+                    continue;
+                }
+                if let Err(error) = tick(&task_ctx, &targets, region, &mut next_fire).await {
                     tracing::warn!(%region, error = %format!("{error:#}"), "schedule check failed");
                 }
             }
@@ -94,7 +99,8 @@ pub fn start(ctx: &Arc<Ctx>) {
 }
 
 async fn tick(
-    ctx: &Arc<Ctx>,
+    ctx: &Ctx,
+    targets: &ScheduleTargets,
     region: &str,
     next_fire: &mut HashMap<(String, String, String), DateTime<Utc>>,
 ) -> Result<()> {
@@ -129,7 +135,7 @@ async fn tick(
             next_fire.insert(key, next);
         }
         let arn = rule.arn().unwrap_or_default().to_owned();
-        fire(ctx, region, name, &arn, due).await?;
+        fire(ctx, targets, region, name, &arn, due).await?;
     }
     Ok(())
 }
@@ -150,13 +156,14 @@ pub fn scheduled_event(region: &str, rule_arn: &str, time: DateTime<Utc>) -> Val
 }
 
 async fn fire(
-    ctx: &Arc<Ctx>,
+    ctx: &Ctx,
+    schedule_targets: &ScheduleTargets,
     region: &str,
     rule: &str,
     rule_arn: &str,
     time: DateTime<Utc>,
 ) -> Result<()> {
-    let targets = ctx.schedule_targets.targets(region, rule);
+    let targets = schedule_targets.targets(region, rule);
     tracing::debug!(%region, %rule, targets = targets.len(), "scheduled rule fired");
     for target in targets {
         let event = match target["Input"].as_str() {
