@@ -287,7 +287,9 @@ pub fn event_pattern(fleet: &Fleet, region: &RegionSpec, role: FunctionRole) -> 
                 "object": { "key": [{ "prefix": MODELS_PREFIX }] },
             },
         }),
-        FunctionRole::Failback | FunctionRole::Rollout => serde_json::Value::Null,
+        FunctionRole::Failback | FunctionRole::Rollout | FunctionRole::FrontDoor => {
+            serde_json::Value::Null
+        }
     }
 }
 

@@ -130,13 +130,60 @@ impl fmt::Display for Pattern {
     }
 }
 
-/// The DNS name clients call, so routing can be changed without touching clients.
+/// The DNS name clients call, so routing can be changed without touching clients, and
+/// how fast Route 53 takes a region that stops answering out of it: each region's record
+/// sits behind a Route 53 HTTPS health check of that region's front door `/health`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Dns {
     /// Route 53 hosted zone name.
     pub zone: String,
     /// Record name; inside `zone` (or its apex), compared case-insensitively.
     pub record: String,
+    /// TTL of each region's record: how long a resolver may keep sending clients to a
+    /// region after Route 53 stopped answering with it; within `0..=MAX_TTL_SECONDS`.
+    pub ttl_seconds: u32,
+    /// Seconds between two probes of one Route 53 health checker: 10 or 30, the only
+    /// values Route 53 offers.
+    pub health_check_interval_seconds: u32,
+    /// Consecutive failed (or passed) probes before Route 53 changes a region's health
+    /// check status; `1..=10`.
+    pub failure_threshold: u32,
+}
+
+/// `[dns] ttl_seconds` when absent: small enough that the worst case of
+/// [`Dns::worst_case_failover`] for the default settings stays under a minute.
+pub const DEFAULT_TTL_SECONDS: u32 = 15;
+/// `[dns] health_check_interval_seconds` when absent: Route 53's fast interval.
+pub const DEFAULT_HEALTH_CHECK_INTERVAL_SECONDS: u32 = 10;
+/// `[dns] failure_threshold` when absent.
+pub const DEFAULT_FAILURE_THRESHOLD: u32 = 2;
+/// The request intervals Route 53 health checks accept.
+pub const HEALTH_CHECK_INTERVALS: [u32; 2] = [10, 30];
+/// The failure thresholds Route 53 health checks accept.
+pub const FAILURE_THRESHOLDS: std::ops::RangeInclusive<u32> = 1..=10;
+/// The longest TTL `[dns] ttl_seconds` may give (one day): longer would make a drained
+/// region's clients wait longer than any failover is worth.
+pub const MAX_TTL_SECONDS: u32 = 86_400;
+/// How long a Route 53 HTTPS health checker waits for a connection: a region that went
+/// dark fails each probe only after this.
+pub const HEALTH_CHECK_CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
+/// What the worst case budgets for a health check's new status to reach Route 53's DNS
+/// servers. AWS publishes no figure for it (record changes, a control-plane path, reach
+/// every server within 60 s); this is the budget docs/deploy.md argues for.
+pub const HEALTH_STATUS_PROPAGATION: Duration = Duration::from_secs(10);
+
+impl Dns {
+    /// The modelled worst case from a region going dark to the last client resolving to
+    /// it: every checker's `failure_threshold` probes fail, the last one after the
+    /// checker's connect timeout (detection), the new status reaches the DNS servers
+    /// ([`HEALTH_STATUS_PROPAGATION`]), and a resolver that cached the old answer just
+    /// before keeps it for the record's TTL. 15 + 20 + 4 + 10 = 49 s for the defaults.
+    pub fn worst_case_failover(&self) -> Duration {
+        let detection = Duration::from_secs(u64::from(
+            self.health_check_interval_seconds * self.failure_threshold,
+        )) + HEALTH_CHECK_CONNECT_TIMEOUT;
+        detection + HEALTH_STATUS_PROPAGATION + Duration::from_secs(u64::from(self.ttl_seconds))
+    }
 }
 
 /// One serving region: where its model replica lives and how its endpoint is sized.
@@ -339,6 +386,9 @@ struct RawFleet {
 struct RawDns {
     zone: Option<String>,
     record: Option<String>,
+    ttl_seconds: Option<i64>,
+    health_check_interval_seconds: Option<i64>,
+    failure_threshold: Option<i64>,
 }
 
 /// `[failover]`; every key optional, defaulting to [`FailoverSettings::default`]. Read as
@@ -556,9 +606,44 @@ impl RawFleet {
     }
 }
 
+/// Validates `[dns]`: the names, and the health check and TTL settings (defaults when
+/// absent). Numbers are read as `i64`, as in [`RawFailover`], so a negative value gets a
+/// bounds message naming the field.
 fn validate_dns(raw: RawDns, p: &mut Problems) -> Option<Dns> {
     let zone = p.required("dns.zone", raw.zone);
     let record = p.required("dns.record", raw.record);
+    let mut bounded =
+        |field: &str, value: Option<i64>, default: u32, ok: &dyn Fn(u32) -> bool, what: &str| {
+            let Some(value) = value else {
+                return Some(default);
+            };
+            let valid = u32::try_from(value).ok().filter(|v| ok(*v));
+            if valid.is_none() {
+                p.add(format!("dns.{field}"), format!("{what}, not {value}"));
+            }
+            valid
+        };
+    let ttl_seconds = bounded(
+        "ttl_seconds",
+        raw.ttl_seconds,
+        DEFAULT_TTL_SECONDS,
+        &|ttl| ttl <= MAX_TTL_SECONDS,
+        &format!("must be between 0 and {MAX_TTL_SECONDS} (one day)"),
+    );
+    let health_check_interval_seconds = bounded(
+        "health_check_interval_seconds",
+        raw.health_check_interval_seconds,
+        DEFAULT_HEALTH_CHECK_INTERVAL_SECONDS,
+        &|interval| HEALTH_CHECK_INTERVALS.contains(&interval),
+        "must be 10 or 30 (the request intervals Route 53 health checks offer)",
+    );
+    let failure_threshold = bounded(
+        "failure_threshold",
+        raw.failure_threshold,
+        DEFAULT_FAILURE_THRESHOLD,
+        &|threshold| FAILURE_THRESHOLDS.contains(&threshold),
+        "must be between 1 and 10 (Route 53's failure thresholds)",
+    );
     let (zone, record) = (zone?, record?);
     let zone_ok = check_domain(&zone);
     let record_ok = check_domain(&record);
@@ -575,7 +660,13 @@ fn validate_dns(raw: RawDns, p: &mut Problems) -> Option<Dns> {
             );
         }
     }
-    Some(Dns { zone, record })
+    Some(Dns {
+        zone,
+        record,
+        ttl_seconds: ttl_seconds?,
+        health_check_interval_seconds: health_check_interval_seconds?,
+        failure_threshold: failure_threshold?,
+    })
 }
 
 /// Validates `[failover]` against the fleet's `regions` (the number of `[[regions]]`
@@ -1323,6 +1414,81 @@ time_zone = "Asia/Singapore"
             .expect_err("invalid")
             .to_string();
         assert!(message.contains("regions[0].time_zone"), "{message}");
+    }
+
+    #[test]
+    fn dns_health_check_settings_default_to_a_failover_under_a_minute() {
+        let fleet = Fleet::from_toml_str(VALID).expect("valid");
+        assert_eq!(fleet.dns.ttl_seconds, DEFAULT_TTL_SECONDS);
+        assert_eq!(fleet.dns.health_check_interval_seconds, 10);
+        assert_eq!(fleet.dns.failure_threshold, 2);
+        // 10 s x 2 probes, the last one's 4 s connect timeout, 10 s for the status to
+        // reach the DNS servers, then 15 s of cached answers.
+        assert_eq!(fleet.dns.worst_case_failover(), Duration::from_secs(49));
+        assert!(fleet.dns.worst_case_failover() < Duration::from_secs(60));
+    }
+
+    #[test]
+    fn dns_health_check_settings_are_read_and_round_trip() {
+        let text = edit(&[(
+            "record = \"api.llm.example.internal\"\n",
+            "record = \"api.llm.example.internal\"\nttl_seconds = 60\n\
+             health_check_interval_seconds = 30\nfailure_threshold = 3\n",
+        )]);
+        let fleet = Fleet::from_toml_str(&text).expect("valid");
+        assert_eq!(
+            (
+                fleet.dns.ttl_seconds,
+                fleet.dns.health_check_interval_seconds,
+                fleet.dns.failure_threshold
+            ),
+            (60, 30, 3)
+        );
+        assert_eq!(fleet.dns.worst_case_failover(), Duration::from_secs(164));
+        let written = toml::to_string(&fleet).expect("serializes");
+        assert!(
+            written.contains("health_check_interval_seconds = 30"),
+            "{written}"
+        );
+        assert_eq!(Fleet::from_toml_str(&written).expect("re-parses"), fleet);
+    }
+
+    #[test]
+    fn dns_health_check_settings_out_of_route53_bounds_are_named() {
+        let text = edit(&[(
+            "record = \"api.llm.example.internal\"\n",
+            "record = \"api.llm.example.internal\"\nttl_seconds = -1\n\
+             health_check_interval_seconds = 20\nfailure_threshold = 11\n",
+        )]);
+        let error = Fleet::from_toml_str(&text).expect_err("invalid");
+        let fields: Vec<&str> = error.problems().iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "dns.ttl_seconds",
+                "dns.health_check_interval_seconds",
+                "dns.failure_threshold"
+            ]
+        );
+        let message = error.to_string();
+        assert!(
+            message.contains("dns.health_check_interval_seconds: must be 10 or 30"),
+            "{message}"
+        );
+        assert!(message.contains("not 11"), "{message}");
+        for threshold in [0, 1, 10] {
+            let text = edit(&[(
+                "record = \"api.llm.example.internal\"\n",
+                &format!(
+                    "record = \"api.llm.example.internal\"\nfailure_threshold = {threshold}\n"
+                ),
+            )]);
+            assert_eq!(
+                Fleet::from_toml_str(&text).is_ok(),
+                threshold != 0,
+                "{threshold}"
+            );
+        }
     }
 
     #[test]

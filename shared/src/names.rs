@@ -14,15 +14,18 @@ pub enum FunctionRole {
     Failback,
     /// The rollout state machine's tasks (primary region).
     Rollout,
+    /// Serves inference and `/health` behind the region's API (every region).
+    FrontDoor,
 }
 
 impl FunctionRole {
-    pub const ALL: [FunctionRole; 5] = [
+    pub const ALL: [FunctionRole; 6] = [
         Self::Upload,
         Self::Replica,
         Self::Failover,
         Self::Failback,
         Self::Rollout,
+        Self::FrontDoor,
     ];
 
     /// The function's binary (`BuildProperties: Binary` in the template) and the suffix
@@ -34,6 +37,7 @@ impl FunctionRole {
             Self::Failover => "failover",
             Self::Failback => "failback",
             Self::Rollout => "rollout",
+            Self::FrontDoor => "front-door",
         }
     }
 }
@@ -91,7 +95,7 @@ mod tests {
             .iter()
             .map(|role| function_name("demo", *role))
             .collect();
-        assert_eq!(names.len(), 5);
+        assert_eq!(names.len(), FunctionRole::ALL.len());
         assert!(names.iter().all(|n| n.starts_with("demo-")));
         assert_eq!(function_name("demo", FunctionRole::Replica), "demo-replica");
     }

@@ -15,6 +15,13 @@
 //!    (`AWS_ENDPOINT_URL`), hands it the same small event twice and times each from the
 //!    event handed out to the answer posted: the first invocation (first connection, first
 //!    request) and a warm one, `INVOCATION_RUNS` fresh processes each.
+//!
+//! The front door runs `lambda_http`'s streaming runner, as behind its REST API: its event
+//! is API Gateway's proxy event for `GET /health`, and it posts its answer in Lambda's
+//! streaming mode (`Lambda-Runtime-Function-Response-Mode: streaming`, a chunked body of
+//! a JSON prelude with the HTTP status, eight NUL bytes, then the response body). At
+//! init it asks the Runtime API for nothing but the first `next`, like `lambda_runtime`;
+//! the stub reads the streamed body whole and reports the prelude's status.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -110,6 +117,25 @@ fn subjects() -> Vec<Subject> {
             }),
         },
         Subject {
+            binary: "front-door",
+            package: "meridian-front-door",
+            region: "eu-west-1",
+            event: json!({
+                "resource": "/{proxy+}", "path": "/health", "httpMethod": "GET",
+                "headers": {"Host": "bench.execute-api.eu-west-1.amazonaws.com"},
+                "multiValueHeaders": {"Host": ["bench.execute-api.eu-west-1.amazonaws.com"]},
+                "queryStringParameters": null, "multiValueQueryStringParameters": null,
+                "pathParameters": {"proxy": "health"}, "stageVariables": null,
+                "requestContext": {
+                    "accountId": "123456789012", "resourceId": "bench", "stage": "live",
+                    "requestId": "bench", "resourcePath": "/{proxy+}", "httpMethod": "GET",
+                    "apiId": "bench", "path": "/live/health",
+                    "identity": {"sourceIp": "127.0.0.1"}
+                },
+                "body": null, "isBase64Encoded": false
+            }),
+        },
+        Subject {
             binary: "failback",
             package: "meridian-failback",
             region: "eu-west-1",
@@ -159,8 +185,14 @@ async fn start_stub(
         .route(
             "/2018-06-01/runtime/invocation/{id}/response",
             post(
-                |State(stub): State<Stub>, UrlPath(_id): UrlPath<String>| async move {
-                    let _ = stub.seen.send(Seen::Answer(Instant::now(), Ok(())));
+                |State(stub): State<Stub>,
+                 UrlPath(_id): UrlPath<String>,
+                 headers: HeaderMap,
+                 body: axum::body::Bytes| async move {
+                    let _ = stub.seen.send(Seen::Answer(
+                        Instant::now(),
+                        streamed_status(&headers, &body),
+                    ));
                     StatusCode::ACCEPTED
                 },
             ),
@@ -188,6 +220,27 @@ async fn start_stub(
         let _ = axum::serve(listener, app).await;
     });
     Ok((address, receiver, server))
+}
+
+/// A streamed answer's HTTP status (the front door's): `Err` for 4xx and 5xx, with the
+/// response body. A buffered answer, or a streamed one without a readable prelude, is
+/// `Ok`: the answer arrived.
+fn streamed_status(headers: &HeaderMap, body: &[u8]) -> Result<(), String> {
+    let streaming = headers
+        .get("lambda-runtime-function-response-mode")
+        .is_some_and(|mode| mode == "streaming");
+    let prelude_end = body.windows(8).position(|w| w == [0u8; 8]);
+    let (true, Some(end)) = (streaming, prelude_end) else {
+        return Ok(());
+    };
+    let prelude: Value = serde_json::from_slice(&body[..end]).unwrap_or(Value::Null);
+    match prelude["statusCode"].as_u64() {
+        Some(status) if status >= 400 => Err(format!(
+            "HTTP {status}: {}",
+            String::from_utf8_lossy(&body[end + 8..])
+        )),
+        _ => Ok(()),
+    }
 }
 
 async fn next(State(stub): State<Stub>) -> (StatusCode, HeaderMap, String) {

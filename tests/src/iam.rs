@@ -55,17 +55,22 @@ pub fn calls(role: FunctionRole) -> &'static [(&'static str, &'static str)] {
         FunctionRole::Failover => &HEALTH_CALLS[..HEALTH_CALLS.len() - 1],
         // The failover function's calls, and the tick reads the alarms' current states.
         FunctionRole::Failback => &HEALTH_CALLS,
+        FunctionRole::FrontDoor => &[
+            ("dynamodb", "GetItem"), // the region's health record, its own replica
+            ("sagemaker", "DescribeEndpoint"), // is the endpoint InService
+            ("sagemaker", "InvokeEndpoint"), // POST /invocations (SageMaker Runtime)
+            ("sagemaker", "InvokeEndpointWithResponseStream"), // POST /invocations-stream
+        ],
     }
 }
 
 /// The failover function's calls; the failback function makes them and one more, last.
-const HEALTH_CALLS: [(&str, &str); 9] = [
+/// A drain or a restore is a write of the region's record in its own replica: no Route 53
+/// call, and no call to another region (the standby scale-up of active-passive is in the
+/// standbys' regions, and it is Application Auto Scaling's data, not DNS).
+const HEALTH_CALLS: [(&str, &str); 5] = [
     ("dynamodb", "GetItem"),
     ("dynamodb", "PutItem"),
-    ("dynamodb", "UpdateItem"),
-    ("route53", "ListHealthChecks"),
-    ("route53", "GetHealthCheck"),
-    ("route53", "UpdateHealthCheck"),
     ("application-autoscaling", "DescribeScalableTargets"),
     ("application-autoscaling", "RegisterScalableTarget"),
     ("monitoring", "DescribeAlarms"),
@@ -85,6 +90,11 @@ fn call_actions(service: &str, operation: &str) -> Vec<String> {
         ("s3", "ListObjectsV2") => s3(&["ListBucket"]),
         ("s3", other) => s3(&[other]),
         ("monitoring", operation) => vec![format!("cloudwatch:{operation}")],
+        // "your IAM permissions must allow the sagemaker:InvokeEndpoint action" (the
+        // SageMaker Runtime API reference): the streaming call has no action of its own.
+        ("sagemaker", "InvokeEndpointWithResponseStream") => {
+            vec!["sagemaker:InvokeEndpoint".to_owned()]
+        }
         (service, operation) => vec![format!("{service}:{operation}")],
     }
 }

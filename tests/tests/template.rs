@@ -70,7 +70,6 @@ fn each_function_role_allows_exactly_the_actions_its_calls_need() {
 const NO_RESOURCE_LEVEL_PERMISSIONS: &[&str] = &[
     "states:SendTaskSuccess",
     "states:SendTaskFailure",
-    "route53:ListHealthChecks",
     "application-autoscaling:DescribeScalableTargets",
     "application-autoscaling:RegisterScalableTarget",
     "ecr:GetAuthorizationToken",
@@ -328,7 +327,9 @@ fn samples(fleet: &Fleet, region: &RegionSpec, role: FunctionRole) -> (Vec<Value
                 .collect(),
             vec![alarm_state_change("someone-elses-alarm", &region.name)],
         ),
-        FunctionRole::Failback | FunctionRole::Rollout => (Vec::new(), Vec::new()),
+        FunctionRole::Failback | FunctionRole::Rollout | FunctionRole::FrontDoor => {
+            (Vec::new(), Vec::new())
+        }
     }
 }
 
@@ -348,6 +349,9 @@ fn parse_as_handler_type(role: FunctionRole, event: &Value) -> Result<(), String
             serde_json::from_value::<meridian_failback::TickEvent>(event.clone()).map(drop)
         }
         FunctionRole::Rollout => return Err("the rollout function takes no events".into()),
+        FunctionRole::FrontDoor => {
+            return Err("the front door takes HTTP requests from its API, not events".into())
+        }
     };
     parsed.map_err(|e| e.to_string())
 }
@@ -376,6 +380,13 @@ fn each_event_source_delivers_the_event_type_its_handler_parses() {
             assert!(
                 events.is_empty(),
                 "the rollout function is the state machine's alone"
+            );
+            continue;
+        }
+        if role == FunctionRole::FrontDoor {
+            assert!(
+                events.is_empty(),
+                "the front door is its REST API's alone (the_front_door_is_a_streaming_rest_api)"
             );
             continue;
         }
@@ -518,4 +529,261 @@ fn the_failover_function_keeps_events_it_failed_to_handle() {
                     == Some(&format!("{queue}.Arn"))
         });
     assert!(sends, "{} may send to {queue}", failover.role);
+}
+
+/// Route 53's control plane lives in us-east-1 only; a drain that needed it would fail in
+/// the incident it exists for. Every Route 53 IAM action is a control-plane action (the
+/// data plane, DNS answers and health checks, needs no IAM), so no role may hold any: a
+/// drain is a write of the region's record in its own replica, and Route 53's checkers
+/// follow the front door's /health.
+#[test]
+fn no_role_holds_a_route53_action_and_no_function_calls_route53() {
+    let template = Template::load();
+    let mut problems = Vec::new();
+    for (id, resource) in template.resources() {
+        if resource.get("Type").and_then(|t| t.as_str()) != Some("AWS::IAM::Role") {
+            continue;
+        }
+        let role = id.as_str().unwrap_or_default();
+        for statement in template.allow_statements(role) {
+            for action in &statement.actions {
+                if action.to_ascii_lowercase().starts_with("route53") {
+                    problems.push(format!("{role}/{}: {action}", statement.sid));
+                }
+            }
+        }
+    }
+    for role in FunctionRole::ALL {
+        for (service, operation) in iam::calls(role) {
+            if service.starts_with("route53") {
+                problems.push(format!("{} calls {service} {operation}", role.binary()));
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "Route 53 control-plane access:\n{}",
+        problems.join("\n")
+    );
+}
+
+/// `!Sub "${FleetName}-..."`-style text with the example fleet's name and `region`.
+fn substituted(value: Option<&serde_yaml_ng::Value>, fleet: &Fleet, region: &str) -> String {
+    value
+        .and_then(|v| tagged(v, "Sub"))
+        .and_then(|v| v.as_str())
+        .map(|s| {
+            s.replace("${FleetName}", &fleet.name)
+                .replace("${AWS::Region}", region)
+        })
+        .unwrap_or_default()
+}
+
+fn properties<'t>(template: &'t Template, id: &str) -> &'t serde_yaml_ng::Value {
+    let resource = template.resource(id);
+    assert_eq!(
+        resource.get("Condition").and_then(|c| c.as_str()),
+        Some("IsRegional"),
+        "{id} belongs to every region's stack"
+    );
+    resource
+        .get("Properties")
+        .unwrap_or_else(|| panic!("{id} has no Properties"))
+}
+
+fn ref_of(value: Option<&serde_yaml_ng::Value>) -> Option<&str> {
+    value
+        .and_then(|v| tagged(v, "Ref"))
+        .and_then(|v| v.as_str())
+}
+
+/// No health check is made by hand any more: each regional stack creates the HTTPS health
+/// check of its own front door's /health, with the fleet file's interval and threshold,
+/// and its region's record behind it; the control stack has no DNS resource.
+#[test]
+fn each_regional_stack_creates_its_health_check_and_record() {
+    let template = Template::load();
+    let fleet = example_fleet();
+
+    let check = properties(&template, "FrontDoorHealthCheck");
+    let config = check.get("HealthCheckConfig").cloned().unwrap_or_default();
+    assert_eq!(config.get("Type").and_then(|t| t.as_str()), Some("HTTPS"));
+    assert_eq!(
+        substituted(config.get("FullyQualifiedDomainName"), &fleet, "eu-west-1"),
+        "${FrontDoorApi}.execute-api.eu-west-1.${AWS::URLSuffix}",
+        "the check probes this region's own API, not the fleet's name"
+    );
+    assert_eq!(
+        substituted(config.get("ResourcePath"), &fleet, "eu-west-1"),
+        "/${FrontDoorStage}/health"
+    );
+    assert_eq!(
+        ref_of(config.get("RequestInterval")),
+        Some("HealthCheckInterval")
+    );
+    assert_eq!(
+        ref_of(config.get("FailureThreshold")),
+        Some("HealthCheckFailureThreshold")
+    );
+    let name = check
+        .get("HealthCheckTags")
+        .and_then(|t| t.as_sequence())
+        .into_iter()
+        .flatten()
+        .find(|t| t.get("Key").and_then(|k| k.as_str()) == Some("Name"))
+        .map(|t| substituted(t.get("Value"), &fleet, "eu-west-1"));
+    assert_eq!(
+        name,
+        Some(names::health_check_reference(&fleet.name, "eu-west-1"))
+    );
+
+    let record = properties(&template, "RegionRecord");
+    assert_eq!(
+        ref_of(record.get("HealthCheckId")),
+        Some("FrontDoorHealthCheck")
+    );
+    assert_eq!(ref_of(record.get("SetIdentifier")), Some("AWS::Region"));
+    assert_eq!(ref_of(record.get("Name")), Some("RecordName"));
+    assert_eq!(ref_of(record.get("TTL")), Some("RecordTtl"));
+    let target = record
+        .get("ResourceRecords")
+        .and_then(|r| r.as_sequence())
+        .and_then(|r| r.first())
+        .and_then(|r| tagged(r, "GetAtt"))
+        .and_then(|r| r.as_str());
+    assert_eq!(target, Some("FrontDoorDomain.RegionalDomainName"));
+    let domain = properties(&template, "FrontDoorDomain");
+    assert_eq!(ref_of(domain.get("DomainName")), Some("RecordName"));
+    assert_eq!(
+        ref_of(domain.get("RegionalCertificateArn")),
+        Some("CertificateArn")
+    );
+
+    for (id, resource) in template.resources() {
+        let kind = resource
+            .get("Type")
+            .and_then(|t| t.as_str())
+            .unwrap_or_default();
+        if kind.starts_with("AWS::Route53::") {
+            assert_eq!(
+                resource.get("Condition").and_then(|c| c.as_str()),
+                Some("IsRegional"),
+                "{id:?} ({kind}): DNS is each region's own"
+            );
+        }
+    }
+    let parameters = template.root.get("Parameters").cloned().unwrap_or_default();
+    for gone in ["HealthCheckId", "HealthCheckIds", "RecordTargets"] {
+        assert!(parameters.get(gone).is_none(), "parameter {gone} is gone");
+    }
+}
+
+/// The template's DNS defaults are the fleet file's, so a stack deployed with them keeps
+/// the recovery time docs/deploy.md computes.
+#[test]
+fn the_dns_parameters_default_to_the_fleet_files_defaults() {
+    let template = Template::load();
+    let parameters = template.root.get("Parameters").cloned().unwrap_or_default();
+    let default = |name: &str| {
+        parameters
+            .get(name)
+            .and_then(|p| p.get("Default"))
+            .and_then(|d| d.as_u64())
+            .unwrap_or_else(|| panic!("{name}: no numeric Default"))
+    };
+    assert_eq!(
+        default("RecordTtl"),
+        u64::from(meridian::fleet::DEFAULT_TTL_SECONDS)
+    );
+    assert_eq!(
+        default("HealthCheckInterval"),
+        u64::from(meridian::fleet::DEFAULT_HEALTH_CHECK_INTERVAL_SECONDS)
+    );
+    assert_eq!(
+        default("HealthCheckFailureThreshold"),
+        u64::from(meridian::fleet::DEFAULT_FAILURE_THRESHOLD)
+    );
+    let intervals = to_json(
+        parameters
+            .get("HealthCheckInterval")
+            .and_then(|p| p.get("AllowedValues"))
+            .unwrap_or(&Default::default()),
+        &|_| Value::Null,
+    );
+    assert_eq!(intervals, json!(meridian::fleet::HEALTH_CHECK_INTERVALS));
+    let threshold = parameters
+        .get("HealthCheckFailureThreshold")
+        .cloned()
+        .unwrap_or_default();
+    let bound = |key: &str| threshold.get(key).and_then(|v| v.as_u64());
+    assert_eq!(
+        (bound("MinValue"), bound("MaxValue")),
+        (
+            Some(u64::from(*meridian::fleet::FAILURE_THRESHOLDS.start())),
+            Some(u64::from(*meridian::fleet::FAILURE_THRESHOLDS.end()))
+        )
+    );
+}
+
+/// The front door sits behind a regional REST API whose Lambda proxy integration streams
+/// (InvokeWithResponseStream): only REST APIs stream, and a long answer must reach the
+/// caller as it is generated. The failback function knows the front door's URL.
+#[test]
+fn the_front_door_is_a_streaming_rest_api() {
+    let template = Template::load();
+    let api = properties(&template, "FrontDoorApi");
+    let types = to_json(
+        api.get("EndpointConfiguration")
+            .and_then(|e| e.get("Types"))
+            .unwrap_or(&Default::default()),
+        &|_| Value::Null,
+    );
+    assert_eq!(types, json!(["REGIONAL"]));
+
+    let method = properties(&template, "FrontDoorProxyMethod");
+    let integration = method.get("Integration").cloned().unwrap_or_default();
+    let field = |key: &str| integration.get(key).and_then(|v| v.as_str());
+    assert_eq!(field("Type"), Some("AWS_PROXY"));
+    assert_eq!(field("ResponseTransferMode"), Some("STREAM"));
+    let uri = integration
+        .get("Uri")
+        .and_then(|u| tagged(u, "Sub"))
+        .and_then(|u| u.as_str())
+        .unwrap_or_default();
+    assert!(
+        uri.contains(
+            "/2021-11-15/functions/${FrontDoorFunction.Arn}/response-streaming-invocations"
+        ),
+        "{uri}"
+    );
+
+    let front_door = template
+        .functions()
+        .into_iter()
+        .find(|f| f.binary == FunctionRole::FrontDoor.binary())
+        .expect("the front door function");
+    assert_eq!(front_door.logical_id, "FrontDoorFunction");
+    let permission = properties(&template, "FrontDoorInvokePermission");
+    assert_eq!(
+        permission.get("Principal").and_then(|p| p.as_str()),
+        Some("apigateway.amazonaws.com")
+    );
+
+    let failback = template
+        .functions()
+        .into_iter()
+        .find(|f| f.binary == FunctionRole::Failback.binary())
+        .expect("the failback function");
+    let url = failback
+        .properties
+        .get("Environment")
+        .and_then(|e| e.get("Variables"))
+        .and_then(|v| v.get("FRONT_DOOR_URL"))
+        .and_then(|u| tagged(u, "Sub"))
+        .and_then(|u| u.as_str())
+        .unwrap_or_default();
+    assert_eq!(
+        url,
+        "https://${FrontDoorApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/${FrontDoorStage}"
+    );
 }
