@@ -116,7 +116,13 @@ impl LocalCloud {
 
     /// Hosts Meridian's own functions in-process, as deployed.
     pub fn host_meridian_functions(&self) {
-        crate::hosted::register(&self.ctx.functions, &self.ctx.fleet, self.clients());
+        crate::hosted::register(
+            &self.ctx.functions,
+            &self.ctx.fleet,
+            self.clients(),
+            &self.ctx.front_door_urls,
+        );
+        crate::hosted::register_front_doors(&self.ctx.front_doors, &self.ctx.fleet, self.clients());
     }
 
     /// Delivers the messages of an SQS queue to a function, as a Lambda event source would.

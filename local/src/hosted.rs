@@ -3,7 +3,7 @@
 //! One generic registration ([`host`]) does for every function what `meridian::lambda::run`
 //! does in Lambda: parse the payload, log the EMF lines, report errors under their names.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::Arc;
 
@@ -14,9 +14,11 @@ use meridian::function::{invoke, Handler};
 use meridian::health::SystemClock;
 use meridian::names::{self, function_name, FunctionRole};
 use meridian::NamedError;
-use tokio::sync::Mutex;
+use meridian_front_door::aws::AwsFrontDoor;
+use tokio::sync::{Mutex, OnceCell};
 
 use crate::ctx::LOCAL_ACCOUNT;
+use crate::front_doors::FrontDoors;
 use crate::functions::{FunctionError, Functions, Invocation};
 
 /// A handler's error as the Lambda API reports it: under its name.
@@ -75,9 +77,15 @@ where
     );
 }
 
-/// Registers every Meridian function of `fleet` (upload, replica, rollout, failover,
-/// failback), reaching AWS through `clients`.
-pub fn register(functions: &Functions, fleet: &Fleet, clients: ClientFactory) {
+/// Registers every Meridian function of `fleet` invoked through the Lambda API (upload,
+/// replica, rollout, failover, failback), reaching AWS through `clients`; the failback
+/// function of each region gets its front door's URL, as the template's `FRONT_DOOR_URL`.
+pub fn register(
+    functions: &Functions,
+    fleet: &Fleet,
+    clients: ClientFactory,
+    front_door_urls: &BTreeMap<String, String>,
+) {
     let for_role =
         |role: FunctionRole| (Arc::new(fleet.clone()), clients.clone().for_function(role));
 
@@ -124,14 +132,15 @@ pub fn register(functions: &Functions, fleet: &Fleet, clients: ClientFactory) {
     });
 
     let (shared_fleet, clients_of) = for_role(FunctionRole::Failback);
+    let urls = Arc::new(front_door_urls.clone());
     host(functions, fleet, FunctionRole::Failback, move |region| {
-        let (fleet, clients) = (shared_fleet.clone(), clients_of.clone());
+        let (fleet, clients, urls) = (shared_fleet.clone(), clients_of.clone(), urls.clone());
         async move {
             let deps = HealthDeps::new(&clients, &fleet, &region).await;
             let alarms = CloudWatchAlarms::new(&clients, &region).await;
             meridian_failback::Failback {
                 fleet: (*fleet).clone(),
-                front_door: None,
+                front_door: urls.get(&region).cloned(),
                 region,
                 store: deps.store,
                 scaler: deps.scaler,
@@ -141,4 +150,32 @@ pub fn register(functions: &Functions, fleet: &Fleet, clients: ClientFactory) {
             }
         }
     });
+}
+
+/// Registers each region's front door, built on its first request (a cold start) and kept,
+/// its EMF lines logged as [`host`] logs the other functions'.
+pub fn register_front_doors(front_doors: &FrontDoors, fleet: &Fleet, clients: ClientFactory) {
+    let clients = clients.for_function(FunctionRole::FrontDoor);
+    for region in fleet.region_names() {
+        let built: Arc<OnceCell<AwsFrontDoor>> = Arc::default();
+        let (fleet, clients, region_name) = (fleet.clone(), clients.clone(), region.to_owned());
+        front_doors.register(region, move |request| {
+            let (built, fleet, clients, region) = (
+                built.clone(),
+                fleet.clone(),
+                clients.clone(),
+                region_name.clone(),
+            );
+            async move {
+                let door = built
+                    .get_or_init(|| AwsFrontDoor::from_clients(&clients, fleet, &region))
+                    .await;
+                let answer = Box::pin(door.respond(request)).await;
+                for line in &answer.metrics {
+                    tracing::info!(target: "emf", "{line}");
+                }
+                answer.response
+            }
+        });
+    }
 }

@@ -606,11 +606,13 @@ where
     ))
 }
 
-/// The request interval (seconds) and failure threshold of the regions' health checks.
-// For the lead: once `fleet.dns.health_check_interval_seconds` and `fleet.dns.failure_threshold`
-// are merged into `shared/src/fleet.rs`, return them here instead of the defaults.
-pub fn health_check_settings(_fleet: &Fleet) -> (u32, u32) {
-    (10, 2)
+/// The request interval (seconds) and failure threshold of the regions' health checks,
+/// from the fleet file's `[dns]`.
+pub fn health_check_settings(fleet: &Fleet) -> (u32, u32) {
+    (
+        fleet.dns.health_check_interval_seconds,
+        fleet.dns.failure_threshold,
+    )
 }
 
 /// What a region's health check probes: its front door's `/health`, at the address and
