@@ -1,6 +1,7 @@
 //! `meridian demo`: Meridian's main job on a throw-away local cloud: provision the fleet,
-//! upload a model version once, watch it roll out to every region, then fail a region
-//! over on an alarm and back after the hysteresis.
+//! upload a model version once, watch it roll out to every region, call it through the
+//! fleet's name, then lose a region, impair us-east-1, and fail a region over on an alarm
+//! and back after the hysteresis.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -12,7 +13,7 @@ use aws_sdk_cloudwatch::types::StateValue;
 use meridian::adapters::HealthDeps;
 use meridian::failover::HealthState;
 use meridian::fleet::Fleet;
-use meridian::health::HealthStore;
+use meridian::health::{FailoverEvent, HealthStore};
 use meridian_local::moto::{self, MOTO_VERSION};
 use meridian_local::provision::verify;
 use meridian_local::{Functions, LocalCloud, LocalCloudConfig};
@@ -157,27 +158,89 @@ async fn rollout(cloud: &LocalCloud, fleet: &Fleet, step: &impl Fn(&str)) -> Res
     Ok(())
 }
 
-/// Alarm one region, show traffic moving away, clear the alarm, show the failback.
+/// The regional failure story: a client calls the fleet's name through its front door;
+/// eu-west-1 goes dark and Route 53's checkers take it out with no function of ours in the
+/// path; then us-east-1 (and with it Route 53's API) is impaired, and an alarm in
+/// ap-southeast-1 still drains it; the alarm clears and it fails back after the hysteresis.
 async fn failover(cloud: &LocalCloud, fleet: &Fleet, step: &impl Fn(&str)) -> Result<()> {
-    let Some(region) = fleet
-        .regions
-        .iter()
-        .find(|r| r.name != fleet.primary_region && !r.alarms.is_empty())
+    let (dark, impaired, alarmed) = ("eu-west-1", "us-east-1", "ap-southeast-1");
+    let Some(alarm) = fleet
+        .region(alarmed)
+        .filter(|_| fleet.region(dark).is_some() && fleet.region(impaired).is_some())
+        .and_then(|r| r.alarms.first())
     else {
-        step("no secondary region with alarms in the fleet file; skipping the failover story");
+        step("the fleet file lacks us-east-1, eu-west-1 or ap-southeast-1 with an alarm; skipping the failover story");
         return Ok(());
     };
-    let alarm = &region.alarms[0];
     let clients = cloud.clients();
-    let cloudwatch = aws_sdk_cloudwatch::Client::new(&clients.config(&region.name).await);
-    let deps = HealthDeps::new(&clients, fleet, &region.name).await;
-    step("routing before the incident (Route 53 latency routing, health checks as they are):");
-    println!(
-        "{}",
-        crate::ops::resolution_table(&crate::ops::resolutions(fleet, &clients).await?)
+    step("waiting for every region's first tick to publish its front door and Route 53's checkers to find them healthy");
+    wait_until(
+        Duration::from_secs(60),
+        "every front door healthy",
+        || async { Ok(cloud.routing().await?.records.iter().all(|r| r.healthy())) },
+    )
+    .await?;
+    step(
+        "routing now (Route 53 latency records behind health checks on each front door's /health):",
     );
+    println!("{}", routing_table(cloud).await?);
+    call_through_dns(cloud, dark, step).await?;
 
-    step(&format!("alarm {alarm} in {} goes to ALARM", region.name));
+    step(&format!(
+        "{dark} goes dark: every service, its front door and its events stop answering"
+    ));
+    let dark_at = Instant::now();
+    cloud.faults().take_region_down(dark);
+    wait_until(
+        Duration::from_secs(30),
+        "no client routed to the dark region",
+        || async { Ok(routed_to(cloud, dark).await?.is_empty()) },
+    )
+    .await?;
+    let dns = &fleet.dns;
+    step(&format!(
+        "Route 53's checkers took {dark} out {:.2} s after it went dark (on AWS: {} s interval × {} failures, at most {} s with propagation and the {} s TTL); no function of Meridian's was involved",
+        dark_at.elapsed().as_secs_f64(),
+        dns.health_check_interval_seconds,
+        dns.failure_threshold,
+        dns.worst_case_failover().as_secs(),
+        dns.ttl_seconds,
+    ));
+    println!("{}", routing_table(cloud).await?);
+    call_through_dns(cloud, dark, step).await?;
+    let outage = wait_for_history(cloud, fleet, impaired, |e| {
+        e.region == dark && e.kind == "unreachable"
+    })
+    .await?;
+    step(&format!(
+        "the history read in {impaired} shows the outage, detected by a peer's probe at {}: {}",
+        outage.decided.format("%H:%M:%S%.3f"),
+        outage.reason
+    ));
+
+    cloud.faults().bring_region_up(dark);
+    wait_until(
+        Duration::from_secs(30),
+        "the dark region back in DNS",
+        || async { Ok(!routed_to(cloud, dark).await?.is_empty()) },
+    )
+    .await?;
+    step(&format!(
+        "{dark} is back: its checks pass again and it is back in DNS"
+    ));
+
+    step(&format!(
+        "{impaired} is impaired (down, and Route 53's API with it); alarm {alarm} in {alarmed} goes to ALARM"
+    ));
+    cloud.faults().take_region_down(impaired);
+    cloud.faults().set_route53_control_plane_down(true);
+    wait_for_history(cloud, fleet, alarmed, |e| {
+        e.region == impaired && e.kind == "unreachable"
+    })
+    .await?;
+    let cloudwatch = aws_sdk_cloudwatch::Client::new(&clients.config(alarmed).await);
+    let deps = HealthDeps::new(&clients, fleet, alarmed).await;
+    let alarm_at = Instant::now();
     cloudwatch
         .set_alarm_state()
         .alarm_name(alarm)
@@ -185,25 +248,26 @@ async fn failover(cloud: &LocalCloud, fleet: &Fleet, step: &impl Fn(&str)) -> Re
         .state_reason("demo: 5xx errors above threshold")
         .send()
         .await?;
-    wait_for(&deps, &region.name, HealthState::DrainedByAlarm).await?;
-    let events = crate::ops::all_history(fleet, &clients, None).await?;
-    let reaction = events
-        .iter()
-        .rev()
-        .find(|e| e.kind == "drain")
-        .and_then(|e| e.reaction_ms)
-        .unwrap_or_default();
+    wait_for(&deps, alarmed, HealthState::DrainedByAlarm).await?;
+    let drained_after = alarm_at.elapsed();
+    wait_until(
+        Duration::from_secs(30),
+        "no client routed to the alarmed region",
+        || async { Ok(routed_to(cloud, alarmed).await?.is_empty()) },
+    )
+    .await?;
     step(&format!(
-        "{} drained from DNS {reaction} ms after the alarm changed state; traffic moves:",
-        region.name
+        "{alarmed} drained itself {:.2} s after the alarm (intent, {} s settle, record written in its own replica) and left DNS {:.2} s after it, with {impaired} and Route 53's API down:",
+        drained_after.as_secs_f64(),
+        fleet.failover.settle.as_secs(),
+        alarm_at.elapsed().as_secs_f64()
     ));
-    println!(
-        "{}",
-        crate::ops::resolution_table(&crate::ops::resolutions(fleet, &clients).await?)
-    );
+    println!("{}", routing_table(cloud).await?);
 
+    cloud.faults().bring_region_up(impaired);
+    cloud.faults().set_route53_control_plane_down(false);
     step(&format!(
-        "alarm {alarm} back to OK; failback after {} s continuously OK (demo hysteresis)",
+        "{impaired} recovers; alarm {alarm} back to OK: failback after {} s continuously OK (demo hysteresis)",
         DEMO_HYSTERESIS.as_secs()
     ));
     cloudwatch
@@ -213,17 +277,17 @@ async fn failover(cloud: &LocalCloud, fleet: &Fleet, step: &impl Fn(&str)) -> Re
         .state_reason("demo: recovered")
         .send()
         .await?;
-    wait_for(&deps, &region.name, HealthState::Recovering).await?;
-    step(&format!("{} is recovering (still drained)", region.name));
-    wait_for(&deps, &region.name, HealthState::Healthy).await?;
-    step(&format!(
-        "{} failed back; routing is as before:",
-        region.name
-    ));
-    println!(
-        "{}",
-        crate::ops::resolution_table(&crate::ops::resolutions(fleet, &clients).await?)
-    );
+    wait_for(&deps, alarmed, HealthState::Recovering).await?;
+    step(&format!("{alarmed} is recovering (still drained)"));
+    wait_for(&deps, alarmed, HealthState::Healthy).await?;
+    wait_until(
+        Duration::from_secs(30),
+        "every region back in DNS",
+        || async { Ok(cloud.routing().await?.records.iter().all(|r| r.healthy())) },
+    )
+    .await?;
+    step(&format!("{alarmed} failed back; routing is as before:"));
+    println!("{}", routing_table(cloud).await?);
     println!(
         "{}",
         crate::ops::status_table(&crate::ops::region_statuses(fleet, &clients, None).await?)
@@ -233,6 +297,96 @@ async fn failover(cloud: &LocalCloud, fleet: &Fleet, step: &impl Fn(&str)) -> Re
         crate::ops::history_table(&crate::ops::all_history(fleet, &clients, None).await?)
     );
     Ok(())
+}
+
+/// A client in `client_region` resolves the fleet's name and calls the front door it gets.
+async fn call_through_dns(
+    cloud: &LocalCloud,
+    client_region: &str,
+    step: &impl Fn(&str),
+) -> Result<()> {
+    let view = cloud.routing().await?;
+    let region = view
+        .resolutions
+        .iter()
+        .find(|r| r.client == client_region)
+        .and_then(|r| r.region.clone())
+        .context("the client's location resolves to no region")?;
+    let url = cloud
+        .front_door_url(&region)
+        .with_context(|| format!("{region} has no front door"))?;
+    let response = reqwest::Client::new()
+        .post(format!("{url}/invocations"))
+        .header("content-type", "application/json")
+        .body(r#"{"inputs": "What is Meridian?"}"#)
+        .send()
+        .await?;
+    let status = response.status();
+    let request_id = response
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_owned();
+    let body = response.text().await?;
+    step(&format!(
+        "a client in {client_region} calls the fleet's name: resolved to {region}'s front door, POST /invocations → {status} (request id {request_id}): {body}"
+    ));
+    Ok(())
+}
+
+async fn routed_to(cloud: &LocalCloud, region: &str) -> Result<Vec<String>> {
+    Ok(cloud
+        .routing()
+        .await?
+        .resolutions
+        .into_iter()
+        .filter(|r| r.region.as_deref() == Some(region))
+        .map(|r| r.client)
+        .collect())
+}
+
+async fn routing_table(cloud: &LocalCloud) -> Result<comfy_table::Table> {
+    Ok(crate::ops::resolution_table(
+        &cloud.routing().await?.resolutions,
+    ))
+}
+
+/// Polls `check` until it holds, or fails after `within`.
+async fn wait_until<F, Fut>(within: Duration, what: &str, mut check: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool>>,
+{
+    let deadline = Instant::now() + within;
+    while !check().await? {
+        if Instant::now() > deadline {
+            bail!("timed out after {within:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+/// Waits for a history event, read in `replica`'s table, that `matches`.
+async fn wait_for_history(
+    cloud: &LocalCloud,
+    fleet: &Fleet,
+    replica: &str,
+    matches: impl Fn(&FailoverEvent) -> bool,
+) -> Result<FailoverEvent> {
+    let clients = cloud.clients();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let events = crate::ops::all_history(fleet, &clients, Some(replica)).await?;
+        if let Some(event) = events.into_iter().find(|e| matches(e)) {
+            return Ok(event);
+        }
+        if Instant::now() > deadline {
+            bail!("no such event in the history read in {replica} within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn wait_for(deps: &HealthDeps, region: &str, state: HealthState) -> Result<()> {

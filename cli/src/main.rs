@@ -84,11 +84,18 @@ async fn main() -> ExitCode {
         }
     );
     if !serving {
+        // The demo narrates what its functions log as warnings (a peer unreachable, a
+        // missed alarm healed); it shows errors only, unless RUST_LOG says otherwise.
+        let default_level = if matches!(cli.command, Command::Demo { .. }) {
+            "error"
+        } else {
+            "warn"
+        };
         tracing_subscriber::fmt()
             .with_writer(std::io::stderr)
             .with_env_filter(
                 tracing_subscriber::EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| "warn".into()),
+                    .unwrap_or_else(|_| default_level.into()),
             )
             .init();
     }

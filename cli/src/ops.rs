@@ -13,7 +13,7 @@ use meridian::aws::ClientFactory;
 use meridian::failover::{Action, Input, RegionHealth};
 use meridian::fleet::Fleet;
 use meridian::health::{apply, FailoverEvent, FrontDoorProbe, HealthStore, SystemClock, Trigger};
-use meridian::routing::{resolve, RecordHealth, Resolution};
+use meridian::routing::Resolution;
 use serde::Serialize;
 
 /// Where a command finds the fleet and AWS.
@@ -298,63 +298,6 @@ pub fn history_table(events: &[FailoverEvent]) -> Table {
         ]);
     }
     table
-}
-
-/// Client locations `resolve` answers for: the fleet's regions and a few others.
-const CLIENT_LOCATIONS: &[&str] = &[
-    "us-east-1",
-    "us-west-2",
-    "sa-east-1",
-    "eu-west-1",
-    "eu-central-1",
-    "ap-southeast-1",
-    "ap-northeast-1",
-];
-
-/// Which region each client location is routed to right now.
-pub async fn resolutions(fleet: &Fleet, clients: &ClientFactory) -> Result<Vec<Resolution>> {
-    let route53 = aws_sdk_route53::Client::new(&clients.config("us-east-1").await);
-    let checks = route53.list_health_checks().send().await?;
-    let mut records = Vec::new();
-    for region in &fleet.regions {
-        let reference = meridian::names::health_check_reference(&fleet.name, &region.name);
-        let id = checks
-            .health_checks()
-            .iter()
-            .find(|c| c.caller_reference() == reference)
-            .map(|c| c.id().to_owned())
-            .with_context(|| format!("no health check of {} ({reference})", region.name))?;
-        let check = route53
-            .get_health_check()
-            .health_check_id(id)
-            .send()
-            .await?;
-        let config = check.health_check().and_then(|c| c.health_check_config());
-        let endpoint_healthy = aws_sdk_sagemaker::Client::new(&clients.config(&region.name).await)
-            .describe_endpoint()
-            .endpoint_name(&region.endpoint)
-            .send()
-            .await
-            .ok()
-            .and_then(|e| e.endpoint_status().map(|s| s.as_str() == "InService"))
-            .unwrap_or(false);
-        records.push(RecordHealth {
-            region: region.name.clone(),
-            endpoint_healthy,
-            inverted: config.and_then(|c| c.inverted()).unwrap_or(false),
-            disabled: config.and_then(|c| c.disabled()).unwrap_or(false),
-        });
-    }
-    let mut locations: Vec<&str> = fleet.region_names();
-    locations.extend(
-        CLIENT_LOCATIONS
-            .iter()
-            .filter(|l| !fleet.region_names().contains(l)),
-    );
-    Ok(locations
-        .into_iter()
-        .map(|client| resolve(client, &records))
-        .collect())
 }
 
 pub fn resolution_table(resolutions: &[Resolution]) -> Table {
