@@ -10,6 +10,7 @@ use meridian::fleet::Fleet;
 use meridian_local::{Functions, LocalCloud, LocalCloudConfig};
 
 pub mod event_pattern;
+pub mod lambda_bench;
 pub mod iam;
 pub mod template;
 
