@@ -1,7 +1,9 @@
 //! Meridian's own Lambda functions, hosted in-process by the local cloud with the same
 //! handlers and the same adapter wiring as in Lambda, their clients pointed at the gateway.
-//! One generic registration ([`host`]) does for every function what `meridian::lambda::run`
-//! does in Lambda: parse the payload, log the EMF lines, report errors under their names.
+//! One generic registration ([`host`]) does for every event-driven function what
+//! `meridian::lambda::run` does in Lambda: parse the payload, log the EMF lines, report
+//! errors under their names; [`register_front_doors`] does what `run_http` does for the
+//! front doors.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;

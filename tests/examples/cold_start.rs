@@ -26,8 +26,8 @@
 use anyhow::Context;
 use meridian_local::Functions;
 use meridian_tests::lambda_bench::{
-    build, certificate_bundle, cold_start, invocations, outcome_text, stats, subjects,
-    target_dir, Subject, HELLO,
+    build, certificate_bundle, cold_start, invocations, outcome_text, stats, subjects, target_dir,
+    Subject, HELLO,
 };
 use meridian_tests::start_cloud;
 

@@ -118,7 +118,10 @@ async fn alarms_to_503(cloud: &LocalCloud, alarms: usize) -> anyhow::Result<(Vec
         let started = Instant::now();
         set(StateValue::Alarm).await?;
         baseline.push(ms(started.elapsed()));
-        poll_until("503", || async { Ok(health_status(&client, &url).await? == 503) }).await?;
+        poll_until("503", || async {
+            Ok(health_status(&client, &url).await? == 503)
+        })
+        .await?;
         to_503.push(ms(started.elapsed()));
 
         set(StateValue::Ok).await?;
@@ -131,7 +134,10 @@ async fn alarms_to_503(cloud: &LocalCloud, alarms: usize) -> anyhow::Result<(Vec
                 .is_some_and(|h| h.value.state == HealthState::Healthy))
         })
         .await?;
-        poll_until("200", || async { Ok(health_status(&client, &url).await? == 200) }).await?;
+        poll_until("200", || async {
+            Ok(health_status(&client, &url).await? == 200)
+        })
+        .await?;
         poll_until("back in DNS", || routed_to(cloud, region)).await?;
     }
     Ok((baseline, to_503))
@@ -188,7 +194,11 @@ async fn overhead(cloud: &LocalCloud, requests: usize) -> anyhow::Result<(Vec<f6
             .body(body)
             .send()
             .await?;
-        anyhow::ensure!(response.status() == 200, "front door: {}", response.status());
+        anyhow::ensure!(
+            response.status() == 200,
+            "front door: {}",
+            response.status()
+        );
         response.bytes().await?;
         front_door.push(ms(started.elapsed()));
     }
@@ -199,7 +209,11 @@ async fn overhead(cloud: &LocalCloud, requests: usize) -> anyhow::Result<(Vec<f6
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let mut next = |default: usize| -> anyhow::Result<usize> {
-        Ok(args.next().map(|n| n.parse()).transpose()?.unwrap_or(default))
+        Ok(args
+            .next()
+            .map(|n| n.parse())
+            .transpose()?
+            .unwrap_or(default))
     };
     let (alarms, outage_count, requests, cold_runs) = (next(20)?, next(10)?, next(200)?, next(20)?);
 
@@ -253,7 +267,11 @@ async fn main() -> anyhow::Result<()> {
     let (direct, through) = overhead(&cloud, requests).await?;
     let (direct_p50, _) = p50_p99(&direct);
     row("direct InvokeEndpoint (baseline)", &direct, direct_p50);
-    row("POST /invocations through the front door", &through, direct_p50);
+    row(
+        "POST /invocations through the front door",
+        &through,
+        direct_p50,
+    );
     cloud.shutdown().await?;
 
     println!(

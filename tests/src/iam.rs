@@ -52,8 +52,9 @@ pub fn calls(role: FunctionRole) -> &'static [(&'static str, &'static str)] {
             ("states", "SendTaskSuccess"),
             ("states", "SendTaskFailure"),
         ],
-        FunctionRole::Failover => &HEALTH_CALLS[..HEALTH_CALLS.len() - 1],
-        // The failover function's calls, and the tick reads the alarms' current states.
+        FunctionRole::Failover => &HEALTH_CALLS[..2],
+        // The failover function's calls; a standby's tick raises its own capacity, and
+        // every tick reads the alarms' current states.
         FunctionRole::Failback => &HEALTH_CALLS,
         FunctionRole::FrontDoor => &[
             ("dynamodb", "GetItem"), // the region's health record, its own replica
@@ -64,10 +65,10 @@ pub fn calls(role: FunctionRole) -> &'static [(&'static str, &'static str)] {
     }
 }
 
-/// The failover function's calls; the failback function makes them and one more, last.
+/// The failover function's calls (the first two); the failback function makes them all.
 /// A drain or a restore is a write of the region's record in its own replica: no Route 53
-/// call, and no call to another region (the standby scale-up of active-passive is in the
-/// standbys' regions, and it is Application Auto Scaling's data, not DNS).
+/// call, and no call to another region (an active-passive standby raises its own capacity,
+/// from its own tick).
 const HEALTH_CALLS: [(&str, &str); 5] = [
     ("dynamodb", "GetItem"),
     ("dynamodb", "PutItem"),

@@ -8,12 +8,12 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::workspace_root;
 use anyhow::{bail, Context};
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::routing::{get, post};
 use axum::Router;
-use crate::workspace_root;
 use serde_json::{json, Value};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
@@ -447,4 +447,3 @@ pub fn outcome_text(outcome: &Result<(), String>) -> String {
         }
     }
 }
-

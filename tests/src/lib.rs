@@ -10,8 +10,8 @@ use meridian::fleet::Fleet;
 use meridian_local::{Functions, LocalCloud, LocalCloudConfig};
 
 pub mod event_pattern;
-pub mod lambda_bench;
 pub mod iam;
+pub mod lambda_bench;
 pub mod template;
 
 /// A local cloud for one test. When the test ends (by [`TestCloud::shutdown`] or by
