@@ -110,6 +110,10 @@ pub struct RegionHealth {
     /// before deciding; peers count an earlier intent as a region out of service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain_intent: Option<DateTime<Utc>>,
+    /// The trigger whose handling wrote the intent: its own retry may take it over, where
+    /// anyone else waits for it to be decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_intent_by: Option<String>,
     /// The region's front door base URL, published by its scheduled tick so that its
     /// peers can probe its `/health`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -128,6 +132,7 @@ impl RegionHealth {
             ok_since: None,
             alarms: BTreeMap::new(),
             drain_intent: None,
+            drain_intent_by: None,
             front_door: None,
         }
     }

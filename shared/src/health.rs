@@ -265,18 +265,24 @@ pub async fn apply<S: HealthStore, K: Clock>(
         let mut current =
             stored.map_or_else(|| RegionHealth::new(region, clock.now()), |s| s.value);
         let now = clock.now();
-        if current
-            .drain_intent
-            .is_some_and(|intent| intent_is_live(intent, settings.settle, now))
+        let theirs = current.drain_intent_by.as_deref() != Some(trigger.id.as_str());
+        if theirs
+            && current
+                .drain_intent
+                .is_some_and(|intent| intent_is_live(intent, settings.settle, now))
         {
             // Another invocation for this region is between intent and decision: let it
             // finish, then decide on what it wrote (overwriting its intent would make the
             // two invalidate each other for ever).
+            tracing::debug!(%region, trigger = %trigger.id, by = ?current.drain_intent_by,
+                "waiting for another invocation's intent to drain");
             clock.sleep(settings.settle).await;
             continue;
         }
-        // An intent left by an attempt that died belongs to nobody now.
+        // An intent of this trigger's earlier attempt, or one left by an attempt that
+        // died, belongs to nobody now.
         current.drain_intent = None;
+        current.drain_intent_by = None;
         let peers = peer_views(fleet, region, store, now).await?;
         let view = fleet_view(regions, region, None, &peers, settings.settle, now);
         let mut decided = clock.now();
@@ -300,7 +306,9 @@ pub async fn apply<S: HealthStore, K: Clock>(
             let intent = clock.now();
             let mut marked = current.clone();
             marked.drain_intent = Some(intent);
+            marked.drain_intent_by = Some(trigger.id.clone());
             if store.save(&marked, version).await? == Write::Conflict {
+                tracing::debug!(%region, trigger = %trigger.id, "a concurrent write beat the intent");
                 continue;
             }
             version = Some(version.map_or(1, |v| v + 1));
@@ -320,7 +328,10 @@ pub async fn apply<S: HealthStore, K: Clock>(
             out_reason = describe_out(region, Some(intent), &peers, settings.settle, now);
         }
         decision.next.drain_intent = None;
+        decision.next.drain_intent_by = None;
         if store.save(&decision.next, version).await? == Write::Conflict {
+            tracing::debug!(%region, trigger = %trigger.id, action = ?decision.action,
+                "a concurrent write beat the decision");
             continue;
         }
         let recorded =
