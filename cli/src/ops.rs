@@ -1,6 +1,7 @@
 //! Operator commands: `status`, `drain`, `undrain`, `history`, and the local cloud's
 //! `resolve` view. They read and act through the same adapters the functions use.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -29,9 +30,10 @@ pub struct Target {
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
-    /// The region whose table replica to read records and history from (default: the
-    /// first region of the fleet whose replica answers, so a dark region or an impaired
-    /// us-east-1 does not stop the command).
+    /// The region whose table replica to read records and history from (default: for
+    /// `status`, each region's own replica, else the first of the fleet that answers; for
+    /// `history`, the first that answers: a dark region or an impaired us-east-1 does not
+    /// stop either command).
     #[arg(long)]
     pub replica: Option<String>,
 }
@@ -60,6 +62,8 @@ pub struct RegionStatus {
     pub health: RegionHealth,
     /// False when no failover record exists yet (the region never had an incident).
     pub recorded: bool,
+    /// The region whose table replica the record was read from.
+    pub record_from: String,
     /// What the region's front door answers to `GET /health` now (what Route 53's
     /// checkers see), or why it did not answer; `-` while its URL is not published yet.
     pub front_door_health: String,
@@ -107,18 +111,30 @@ pub async fn serving_config(
         .unwrap_or_else(|| "-".into())
 }
 
-/// Every region's health (from one replica), what its front door answers, and its
-/// serving endpoint configuration.
+/// Every region's health, what its front door answers, and its serving endpoint
+/// configuration. Each record is read in the region's own replica (where it is written);
+/// when that replica does not answer (the region is dark), in the first one that does, as
+/// replicated there.
 pub async fn region_statuses(
     fleet: &Fleet,
     clients: &ClientFactory,
     replica: Option<&str>,
 ) -> Result<Vec<RegionStatus>> {
-    let (_, deps) = reachable_replica(fleet, clients, replica).await?;
     let probe = HttpFrontDoorProbe::default();
+    let mut fallback = None;
     let mut statuses = Vec::new();
     for region in &fleet.regions {
-        let stored = deps.store.load(&region.name).await?;
+        let own = HealthDeps::new(clients, fleet, &region.name).await;
+        let (stored, record_from) = match (replica, own.store.load(&region.name).await) {
+            (None, Ok(stored)) => (stored, region.name.clone()),
+            _ => {
+                if fallback.is_none() {
+                    fallback = Some(reachable_replica(fleet, clients, replica).await?);
+                }
+                let (from, deps) = fallback.as_ref().context("a replica answered")?;
+                (deps.store.load(&region.name).await?, from.clone())
+            }
+        };
         let recorded = stored.is_some();
         let health =
             stored.map_or_else(|| RegionHealth::new(&region.name, Utc::now()), |v| v.value);
@@ -131,6 +147,7 @@ pub async fn region_statuses(
             region: region.name.clone(),
             health,
             recorded,
+            record_from,
             front_door_health,
             serving,
         });
@@ -242,18 +259,36 @@ pub async fn manual(target: Target, region: &str, input: Input) -> Result<ExitCo
     }
 }
 
-/// All regions' failover events, oldest first, read from one replica: the history of a
-/// dark region is there too, written by the regions whose probes saw it go.
+/// All regions' failover events, oldest first: from `replica` alone when given, else from
+/// every replica that answers, merged (each region writes its own decisions in its own
+/// replica, and its peers write what their probes saw of it in theirs; a replica that is
+/// dark, or behind, does not hide what the others hold).
 pub async fn all_history(
     fleet: &Fleet,
     clients: &ClientFactory,
     replica: Option<&str>,
 ) -> Result<Vec<FailoverEvent>> {
-    let (_, deps) = reachable_replica(fleet, clients, replica).await?;
-    let mut events = Vec::new();
-    for region in &fleet.regions {
-        events.extend(read_history(&deps.store.local, &fleet.registry_table, &region.name).await?);
+    let mut events: BTreeMap<(String, String), FailoverEvent> = BTreeMap::new();
+    let mut failures = Vec::new();
+    for source in replica_order(fleet, replica) {
+        let dynamodb = aws_sdk_dynamodb::Client::new(&clients.config(source).await);
+        for region in &fleet.regions {
+            match read_history(&dynamodb, &fleet.registry_table, &region.name).await {
+                Ok(read) => events.extend(
+                    read.into_iter()
+                        .map(|e| ((e.region.clone(), e.id.clone()), e)),
+                ),
+                Err(error) => {
+                    failures.push(format!("{source}: {error}"));
+                    break;
+                }
+            }
+        }
     }
+    if failures.len() == replica_order(fleet, replica).len() {
+        anyhow::bail!("no table replica answered: {}", failures.join("; "));
+    }
+    let mut events: Vec<FailoverEvent> = events.into_values().collect();
     events.sort_by_key(|e| e.decided);
     Ok(events)
 }

@@ -1691,7 +1691,8 @@ time_zone = "Asia/Singapore"
             serde_json::json!({
                 "min_healthy": 2,
                 "cooldown_seconds": 15,
-                "failback_after_seconds": 45
+                "failback_after_seconds": 45,
+                "settle_seconds": 5
             })
         );
     }

@@ -279,12 +279,15 @@ pub async fn apply<S: HealthStore, K: Clock>(
             clock.sleep(settings.settle).await;
             continue;
         }
-        // An intent of this trigger's earlier attempt, or one left by an attempt that
-        // died, belongs to nobody now.
+        // This trigger's own live intent (its earlier attempt lost a race after writing it)
+        // keeps its place in the order; one left by an attempt that died belongs to nobody.
+        let own_intent = current
+            .drain_intent
+            .filter(|intent| !theirs && intent_is_live(*intent, settings.settle, now));
         current.drain_intent = None;
         current.drain_intent_by = None;
         let peers = peer_views(fleet, region, store, now).await?;
-        let view = fleet_view(regions, region, None, &peers, settings.settle, now);
+        let view = fleet_view(regions, region, own_intent, &peers, settings.settle, now);
         let mut decided = clock.now();
         let mut decision = decide(
             &current,
@@ -294,7 +297,7 @@ pub async fn apply<S: HealthStore, K: Clock>(
             settings,
             decided,
         );
-        let mut out_reason = describe_out(region, None, &peers, settings.settle, now);
+        let mut out_reason = describe_out(region, own_intent, &peers, settings.settle, now);
         if decision.action == Action::None && decision.next == current {
             return Ok(Applied {
                 action: Action::None,
@@ -303,7 +306,7 @@ pub async fn apply<S: HealthStore, K: Clock>(
             });
         }
         if decision.action == Action::Drain {
-            let intent = clock.now();
+            let intent = own_intent.unwrap_or_else(|| clock.now());
             let mut marked = current.clone();
             marked.drain_intent = Some(intent);
             marked.drain_intent_by = Some(trigger.id.clone());
@@ -312,7 +315,8 @@ pub async fn apply<S: HealthStore, K: Clock>(
                 continue;
             }
             version = Some(version.map_or(1, |v| v + 1));
-            clock.sleep(settings.settle).await;
+            let waited = (clock.now() - intent).to_std().unwrap_or_default();
+            clock.sleep(settings.settle.saturating_sub(waited)).await;
             let now = clock.now();
             let peers = peer_views(fleet, region, store, now).await?;
             let view = fleet_view(regions, region, Some(intent), &peers, settings.settle, now);
