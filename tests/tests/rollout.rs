@@ -599,3 +599,42 @@ async fn a_failed_smoke_test_in_one_region_rolls_every_region_back() {
     assert_all_serve(&cloud, &first).await;
     cloud.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_key_longer_than_s3_allows_is_refused_as_invalid_before_any_call() {
+    let cloud = start_cloud_for(fleet(), Functions::new(), true).await;
+    // Just over S3's limit, and long enough that the SDK could not even build its URI.
+    for length in [1_100, 70_000] {
+        let mut event = manifest_event(&cloud, "llama", "1");
+        let key = format!("models/llama/1/{}/manifest.json", "k".repeat(length));
+        event["detail"]["object"]["key"] = serde_json::Value::String(key);
+        let calls_before = cloud.api_calls().len();
+        let refused = cloud
+            .functions()
+            .invoke(meridian_local::Invocation {
+                function_name: meridian::names::function_name(
+                    &cloud.fleet().name,
+                    meridian::names::FunctionRole::Upload,
+                ),
+                region: cloud.fleet().primary_region.clone(),
+                payload: event,
+            })
+            .await
+            .expect_err("refused");
+        let meridian_local::functions::InvokeError::Failed(error) = refused else {
+            panic!("the function ran: {refused:?}");
+        };
+        assert_eq!(error.error_type, "Meridian.Invalid", "{error:?}");
+        assert!(
+            error.error_message.contains("at most 1024 bytes"),
+            "{error:?}"
+        );
+        let calls: Vec<_> = cloud.api_calls()[calls_before..]
+            .iter()
+            .filter(|c| c.caller.as_deref() == Some("meridian-upload"))
+            .cloned()
+            .collect();
+        assert!(calls.is_empty(), "no call was made with the key: {calls:?}");
+    }
+    cloud.shutdown().await.expect("shutdown");
+}

@@ -60,10 +60,13 @@ impl Handler for ReplicaDeps {
 
 /// Handles one `Object Created` event of the regional bucket.
 async fn handle(deps: &ReplicaDeps, event: Event) -> Result<Value, RolloutError> {
-    let (bucket, key) = (
-        event.detail.bucket.name.as_str(),
-        event.detail.object.key.clone(),
-    );
+    let bucket = event.detail.bucket.name.as_str();
+    let key = event
+        .detail
+        .object
+        .checked_key()
+        .map_err(RolloutError::Invalid)?
+        .to_owned();
     let spec = deps.fleet.region(&deps.region).ok_or_else(|| {
         RolloutError::Invalid(format!("region {} is not in the fleet", deps.region))
     })?;
@@ -86,7 +89,23 @@ async fn handle(deps: &ReplicaDeps, event: Event) -> Result<Value, RolloutError>
         // Files arrive before their manifest; the manifest's own arrival checks them all.
         return Ok(json!({ "deferred": key, "why": "version not registered yet" }));
     };
+    let path = manifest_path(&record.manifest, &key, path);
     verify_region(deps, &record.manifest, &bucket_of(deps)?, Some(&path)).await
+}
+
+/// The manifest's name for the event's file: its path as the event gives it, or, when
+/// that names no file and the key is in S3's notification encoding (`+`, `%XX`), the
+/// decoded one. Either form of the key is accepted.
+fn manifest_path(manifest: &Manifest, key: &str, path: String) -> String {
+    let known = |p: &str| p == MANIFEST_FILE || manifest.files.iter().any(|f| f.path == p);
+    if known(&path) {
+        return path;
+    }
+    meridian::events::decoded_key(key)
+        .and_then(|decoded| split_key(&decoded))
+        .map(|(_, _, decoded)| decoded)
+        .filter(|decoded| known(decoded))
+        .unwrap_or(path)
 }
 
 fn bucket_of(deps: &ReplicaDeps) -> Result<String, RolloutError> {
@@ -275,5 +294,46 @@ mod tests {
         );
         assert_eq!(split_key("models/llama/1/"), None);
         assert_eq!(split_key("other/llama/1/a"), None);
+    }
+
+    #[test]
+    fn a_key_in_notification_encoding_finds_its_file() {
+        let manifest = meridian::manifest::parse(
+            serde_json::json!({
+                "format": 1, "model": "llama", "version": "1",
+                "files": [
+                    { "path": "weights/my shard ü.bin", "size": 1, "sha256": "a".repeat(64) },
+                    { "path": "weights/a+b.bin", "size": 1, "sha256": "b".repeat(64) }
+                ],
+                "serving": {
+                    "image": "763104351884.dkr.ecr.us-east-1.amazonaws.com/tgi:2.4",
+                    "instance_type": "ml.g5.2xlarge", "instance_count": 1,
+                    "variant_name": "primary", "environment": {}
+                }
+            })
+            .to_string()
+            .as_bytes(),
+        )
+        .expect("valid manifest");
+        let path_of = |key: &str| {
+            let (_, _, path) = split_key(key).expect("a model key");
+            manifest_path(&manifest, key, path)
+        };
+        assert_eq!(
+            path_of("models/llama/1/weights/my+shard+%C3%BC.bin"),
+            "weights/my shard ü.bin",
+            "S3's notification encoding"
+        );
+        assert_eq!(
+            path_of("models/llama/1/weights/my shard ü.bin"),
+            "weights/my shard ü.bin",
+            "the key as stored"
+        );
+        assert_eq!(
+            path_of("models/llama/1/weights/a+b.bin"),
+            "weights/a+b.bin",
+            "a literal + that names a file is kept"
+        );
+        assert_eq!(path_of("models/llama/1/other.bin"), "other.bin");
     }
 }

@@ -63,10 +63,12 @@ impl Handler for UploadDeps {
 
 /// Handles one `Object Created` event of the primary bucket.
 async fn handle(deps: &UploadDeps, event: Event) -> Result<Value, RolloutError> {
-    let (bucket, key) = (
-        event.detail.bucket.name.as_str(),
-        event.detail.object.key.as_str(),
-    );
+    let bucket = event.detail.bucket.name.as_str();
+    let key = event
+        .detail
+        .object
+        .checked_key()
+        .map_err(RolloutError::Invalid)?;
     if bucket != deps.fleet.primary_bucket {
         return Err(RolloutError::Invalid(format!(
             "event for bucket {bucket:?}, not the primary bucket {}",
