@@ -298,7 +298,9 @@ pub async fn apply<S: HealthStore, K: Clock>(
             decided,
         );
         let mut out_reason = describe_out(region, own_intent, &peers, settings.settle, now);
-        if decision.action == Action::None && decision.next == current {
+        // Nothing to change, unless this trigger's own intent is still stored: it is
+        // cleared, so that no other invocation waits on it.
+        if decision.action == Action::None && decision.next == current && own_intent.is_none() {
             return Ok(Applied {
                 action: Action::None,
                 health: current,
@@ -403,4 +405,161 @@ fn state_name(health: &RegionHealth) -> String {
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// One region's replica in memory, with a clock that moves only when slept on.
+    #[derive(Default)]
+    struct Replica {
+        records: Mutex<HashMap<String, Versioned<RegionHealth>>>,
+        events: Mutex<Vec<FailoverEvent>>,
+        slept: Mutex<Duration>,
+    }
+
+    fn start() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000, 0).expect("valid time")
+    }
+
+    impl HealthStore for Replica {
+        async fn load(&self, region: &str) -> Result<Option<Versioned<RegionHealth>>, HealthError> {
+            Ok(self.records.lock().expect("lock").get(region).cloned())
+        }
+        async fn save(
+            &self,
+            health: &RegionHealth,
+            expected: Option<u64>,
+        ) -> Result<Write, HealthError> {
+            let mut records = self.records.lock().expect("lock");
+            let current = records.get(&health.region).map(|v| v.version);
+            if current != expected {
+                return Ok(Write::Conflict);
+            }
+            let version = expected.map_or(1, |v| v + 1);
+            records.insert(
+                health.region.clone(),
+                Versioned {
+                    value: health.clone(),
+                    version,
+                },
+            );
+            Ok(Write::Done)
+        }
+        async fn load_probes(&self, _observer: &str) -> Result<Option<PeerProbes>, HealthError> {
+            Ok(None)
+        }
+        async fn save_probes(&self, _probes: &PeerProbes) -> Result<(), HealthError> {
+            Ok(())
+        }
+        async fn record(&self, event: &FailoverEvent) -> Result<(), HealthError> {
+            self.events.lock().expect("lock").push(event.clone());
+            Ok(())
+        }
+    }
+
+    impl Clock for Replica {
+        fn now(&self) -> DateTime<Utc> {
+            let slept = *self.slept.lock().expect("lock");
+            start() + chrono::Duration::from_std(slept).unwrap_or_default()
+        }
+        async fn sleep(&self, duration: Duration) {
+            *self.slept.lock().expect("lock") += duration;
+        }
+    }
+
+    fn fleet() -> Fleet {
+        Fleet::from_toml_str(include_str!("../../fleet.example.toml")).expect("example is valid")
+    }
+
+    /// eu-west-1's record with an intent written at `start` by trigger `by`.
+    fn with_intent(replica: &Replica, by: &str) {
+        let mut record = RegionHealth::new("eu-west-1", start());
+        record.drain_intent = Some(start());
+        record.drain_intent_by = Some(by.into());
+        replica.records.lock().expect("lock").insert(
+            "eu-west-1".into(),
+            Versioned {
+                value: record,
+                version: 3,
+            },
+        );
+    }
+
+    fn alarm(id: &str) -> Trigger {
+        Trigger {
+            id: id.into(),
+            input: Input::Alarm {
+                alarm: "meridian-demo-llm-5xx".into(),
+                state: AlarmState::Alarm,
+                at: start(),
+            },
+            alarm_time: Some(start()),
+            received: start(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_triggers_retry_takes_over_its_own_intent_without_waiting_it_out() {
+        let replica = Replica::default();
+        with_intent(&replica, "evt-1");
+        let applied = apply(&fleet(), "eu-west-1", &alarm("evt-1"), &replica, &replica)
+            .await
+            .expect("applies");
+        assert_eq!(applied.action, Action::Drain);
+        let slept = *replica.slept.lock().expect("lock");
+        assert_eq!(
+            slept,
+            fleet().failover.settle,
+            "the rest of the settle time, once"
+        );
+        let stored = replica.records.lock().expect("lock")["eu-west-1"].clone();
+        assert_eq!(
+            (stored.value.drain_intent, stored.value.drain_intent_by),
+            (None, None)
+        );
+    }
+
+    #[tokio::test]
+    async fn another_triggers_live_intent_is_waited_for_then_the_attempts_run_out() {
+        let replica = Replica::default();
+        with_intent(&replica, "evt-other");
+        let settle = fleet().failover.settle;
+        // Five settle times are within the intent's life (settle + grace).
+        let error = apply(&fleet(), "eu-west-1", &alarm("evt-1"), &replica, &replica)
+            .await
+            .expect_err("the other invocation still holds the region");
+        assert!(matches!(error, HealthError::Retryable(_)), "{error}");
+        assert_eq!(
+            *replica.slept.lock().expect("lock"),
+            settle * MAX_ATTEMPTS as u32
+        );
+        assert!(replica.events.lock().expect("lock").is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_own_intent_is_cleared_even_when_nothing_else_changes() {
+        let replica = Replica::default();
+        with_intent(&replica, "evt-1");
+        let tick = Trigger {
+            id: "evt-1".into(),
+            input: Input::Tick,
+            alarm_time: None,
+            received: start(),
+        };
+        let applied = apply(&fleet(), "eu-west-1", &tick, &replica, &replica)
+            .await
+            .expect("applies");
+        assert_eq!(applied.action, Action::None);
+        let stored = replica.records.lock().expect("lock")["eu-west-1"].clone();
+        assert_eq!(
+            stored.value.drain_intent, None,
+            "no one waits on it any more"
+        );
+        assert_eq!(stored.version, 4);
+    }
 }
