@@ -284,13 +284,11 @@ fn scaled_timeout(ctx: &Ctx, aws: Duration) -> Duration {
     ctx.config.scaled(aws).max(TIMEOUT_FLOOR)
 }
 
-async fn refresh(
-    ctx: &Arc<Ctx>,
-    checkers: &Arc<HealthCheckers>,
-    client: &reqwest::Client,
-) -> Result<()> {
-    let route53 = aws_sdk_route53::Client::new(&ctx.moto.config("us-east-1").await);
-    let mut seen = HashMap::new();
+/// Every health check Route 53 (moto) holds, by id, all pages.
+pub async fn health_checks(
+    route53: &aws_sdk_route53::Client,
+) -> Result<HashMap<String, HealthCheck>> {
+    let mut checks = HashMap::new();
     let mut marker = None;
     loop {
         let page = route53
@@ -300,19 +298,28 @@ async fn refresh(
             .await
             .context("ListHealthChecks")?;
         for check in page.health_checks() {
-            if let Some(target) = Target::of(check) {
-                seen.insert(
-                    check.id().to_owned(),
-                    (check.caller_reference().to_owned(), target),
-                );
-            }
+            checks.insert(check.id().to_owned(), check.clone());
         }
         marker = page
             .is_truncated()
             .then(|| page.next_marker().map(str::to_owned))
             .flatten();
         if marker.is_none() {
-            break;
+            return Ok(checks);
+        }
+    }
+}
+
+async fn refresh(
+    ctx: &Arc<Ctx>,
+    checkers: &Arc<HealthCheckers>,
+    client: &reqwest::Client,
+) -> Result<()> {
+    let route53 = aws_sdk_route53::Client::new(&ctx.moto.config("us-east-1").await);
+    let mut seen = HashMap::new();
+    for (id, check) in health_checks(&route53).await? {
+        if let Some(target) = Target::of(&check) {
+            seen.insert(id, (check.caller_reference().to_owned(), target));
         }
     }
     let mut checks = checkers.lock();

@@ -3,8 +3,6 @@
 //! `meridian::routing::resolve` over them. This is DNS, Route 53's data plane: it answers
 //! whatever the control plane's state. See `EMULATIONS.md`.
 
-use std::collections::HashMap;
-
 use anyhow::{Context, Result};
 use aws_sdk_route53::types::{HealthCheck, ResourceRecordSet};
 use meridian::routing::{resolve, RecordHealth, Resolution};
@@ -65,7 +63,7 @@ pub fn client_locations(fleet_regions: &[&str]) -> Vec<String> {
 /// plane do not reach DNS) and resolves every client location.
 pub async fn view(ctx: &Ctx, checkers: &HealthCheckers) -> Result<RoutingView> {
     let route53 = aws_sdk_route53::Client::new(&ctx.moto.config("us-east-1").await);
-    let checks = health_checks(&route53).await?;
+    let checks = crate::health_checkers::health_checks(&route53).await?;
     let mut records = Vec::new();
     for record in latency_records(ctx, &route53).await? {
         let Some(region) = record.region().map(|r| r.as_str().to_owned()) else {
@@ -86,29 +84,6 @@ pub async fn view(ctx: &Ctx, checkers: &HealthCheckers) -> Result<RoutingView> {
         records,
         resolutions,
     })
-}
-
-async fn health_checks(route53: &aws_sdk_route53::Client) -> Result<HashMap<String, HealthCheck>> {
-    let mut checks = HashMap::new();
-    let mut marker = None;
-    loop {
-        let page = route53
-            .list_health_checks()
-            .set_marker(marker)
-            .send()
-            .await
-            .context("ListHealthChecks")?;
-        for check in page.health_checks() {
-            checks.insert(check.id().to_owned(), check.clone());
-        }
-        marker = page
-            .is_truncated()
-            .then(|| page.next_marker().map(str::to_owned))
-            .flatten();
-        if marker.is_none() {
-            return Ok(checks);
-        }
-    }
 }
 
 /// The record sets named `dns.record` in the fleet's zone (none before provisioning).
