@@ -40,6 +40,16 @@ fn rendered() -> Value {
 }
 
 /// Checks one `States` block (and nested Map iterators); returns the task names used.
+/// The transient errors of the `lambda:invoke` integration that AWS recommends every task
+/// retries ("Handle transient Lambda service exceptions", Step Functions developer guide).
+const LAMBDA_INVOKE_ERRORS: [&str; 5] = [
+    "Lambda.ClientExecutionTimeoutException",
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+];
+
 fn check_block(block: &Value, path: &str, tasks: &mut BTreeSet<String>) {
     let states = block["States"]
         .as_object()
@@ -110,6 +120,12 @@ fn check_block(block: &Value, path: &str, tasks: &mut BTreeSet<String>) {
                 retries.contains(&"Meridian.Retryable"),
                 "{here}: retryable errors are not retried"
             );
+            for error in LAMBDA_INVOKE_ERRORS {
+                assert!(
+                    retries.contains(&error),
+                    "{here}: {error} is not retried (AWS's retry set for lambda:invoke)"
+                );
+            }
             if state["Resource"]
                 .as_str()
                 .is_some_and(|r| r.ends_with("waitForTaskToken"))

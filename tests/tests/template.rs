@@ -74,6 +74,16 @@ const NO_RESOURCE_LEVEL_PERMISSIONS: &[&str] = &[
     "application-autoscaling:RegisterScalableTarget",
     "ecr:GetAuthorizationToken",
     "cloudwatch:PutMetricData",
+    // The state machine's log delivery (Step Functions developer guide: these CloudWatch
+    // Logs actions support no resource types).
+    "logs:CreateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:DescribeLogGroups",
+    "logs:DescribeResourcePolicies",
+    "logs:GetLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:UpdateLogDelivery",
 ];
 
 #[test]
@@ -115,13 +125,31 @@ fn no_role_allows_a_wildcard_action_or_any_resource_where_iam_can_scope_it() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
+/// What Step Functions needs to deliver a state machine's logs to CloudWatch Logs.
+const LOG_DELIVERY: [&str; 8] = [
+    "logs:CreateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:DescribeLogGroups",
+    "logs:DescribeResourcePolicies",
+    "logs:GetLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:UpdateLogDelivery",
+];
+
 #[test]
-fn the_state_machine_may_invoke_the_rollout_function_and_nothing_else() {
+fn the_state_machine_may_invoke_the_rollout_function_and_deliver_its_logs_and_nothing_else() {
     let template = Template::load();
     let statements = template.allow_statements("RolloutStateMachineRole");
     let actions = template.allowed_actions("RolloutStateMachineRole");
-    assert_eq!(set(&actions), "lambda:InvokeFunction");
+    let mut expected: Vec<&str> = LOG_DELIVERY.to_vec();
+    expected.push("lambda:InvokeFunction");
+    expected.sort_unstable();
+    assert_eq!(set(&actions), expected.join(", "));
     for statement in statements {
+        if statement.actions.iter().any(|a| a.starts_with("logs:")) {
+            continue;
+        }
         let resource = serde_yaml_ng::to_string(&statement.resource).unwrap_or_default();
         assert!(
             resource.contains("RolloutFunction"),
@@ -129,6 +157,19 @@ fn the_state_machine_may_invoke_the_rollout_function_and_nothing_else() {
             statement.sid
         );
     }
+}
+
+#[test]
+fn the_state_machine_logs_its_errors_with_their_data() {
+    let template = Template::load();
+    let logging = &template.resource("RolloutStateMachine")["Properties"]["Logging"];
+    assert_eq!(logging["Level"].as_str(), Some("ERROR"), "{logging:?}");
+    assert_eq!(logging["IncludeExecutionData"].as_bool(), Some(true));
+    let destination = serde_yaml_ng::to_string(&logging["Destinations"]).unwrap_or_default();
+    assert!(
+        destination.contains("RolloutStateMachineLogGroup"),
+        "logs go to {destination}"
+    );
 }
 
 /// `.get_item()` for `GetItem`: the SDK's method name of an operation.
