@@ -16,7 +16,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::failover::FailoverSettings;
-use crate::rollout::{RolloutSettings, TrafficStrategy};
+use crate::rollout::{RolloutSettings, TrafficStrategy, SAGEMAKER_DEPLOYMENT_TIMEOUT_SECONDS};
 
 /// AWS region codes a fleet may use: the commercial regions plus GovCloud and China.
 /// Checked so that a typo such as `eu-wst-1` fails at load time, not mid-rollout.
@@ -828,17 +828,32 @@ fn validate_rollout(raw: Option<RawRollout>, p: &mut Problems) -> Option<Rollout
         raw.deploy_timeout_seconds,
         defaults.deploy_timeout,
         1,
-        MAX_ROLLOUT_TIMEOUT_SECONDS,
-        "one day",
+        *SAGEMAKER_DEPLOYMENT_TIMEOUT_SECONDS.end(),
+        "SageMaker's cap on one endpoint deployment",
     );
 
-    Some(RolloutSettings {
+    let settings = RolloutSettings {
         strategy,
         traffic_percent: traffic_percent?,
         bake: bake?,
         replica_timeout: replica_timeout?,
         deploy_timeout: deploy_timeout?,
-    })
+    };
+    if settings.deploy_timeout <= settings.total_bake() {
+        p.add(
+            "rollout.deploy_timeout_seconds",
+            format!(
+                "{} s does not outlast the deployment's bake periods ({} x {} s = {} s); \
+                 raise it, or shorten bake_seconds",
+                settings.deploy_timeout.as_secs(),
+                settings.bake_periods(),
+                settings.bake.as_secs(),
+                settings.total_bake().as_secs()
+            ),
+        );
+        return None;
+    }
+    Some(settings)
 }
 
 /// Validates one region's own fields; `None` if any is missing or invalid.
@@ -1753,13 +1768,14 @@ time_zone = "Asia/Singapore"
         ] {
             let text = format!(
                 "{VALID}\n[rollout]\nstrategy = \"{strategy}\"\ntraffic_percent = {percent}\n\
-                 bake_seconds = 3600\n"
+                 bake_seconds = 2600\ndeploy_timeout_seconds = 28800\n"
             );
             let fleet =
                 Fleet::from_toml_str(&text).unwrap_or_else(|e| panic!("{strategy} {percent}: {e}"));
             assert_eq!(fleet.rollout.strategy, expected);
             assert_eq!(fleet.rollout.traffic_percent, percent);
-            assert_eq!(fleet.rollout.bake, Duration::from_secs(3600));
+            assert_eq!(fleet.rollout.bake, Duration::from_secs(2600));
+            assert_eq!(fleet.rollout.deploy_timeout, Duration::from_secs(28_800));
         }
 
         // The section may also come before the regions, and next to [failover].
@@ -1836,17 +1852,28 @@ time_zone = "Asia/Singapore"
             ),
             (
                 "deploy_timeout_seconds = 0",
-                "rollout.deploy_timeout_seconds: must be between 1 and 86400 (one day), not 0",
+                "rollout.deploy_timeout_seconds: must be between 1 and 28800 \
+                 (SageMaker's cap on one endpoint deployment), not 0",
             ),
             (
                 "deploy_timeout_seconds = -3600",
-                "rollout.deploy_timeout_seconds: must be between 1 and 86400 (one day), \
-                 not -3600",
+                "rollout.deploy_timeout_seconds: must be between 1 and 28800 \
+                 (SageMaker's cap on one endpoint deployment), not -3600",
             ),
             (
-                "deploy_timeout_seconds = 86401",
-                "rollout.deploy_timeout_seconds: must be between 1 and 86400 (one day), \
-                 not 86401",
+                "deploy_timeout_seconds = 28801",
+                "rollout.deploy_timeout_seconds: must be between 1 and 28800 \
+                 (SageMaker's cap on one endpoint deployment), not 28801",
+            ),
+            (
+                "bake_seconds = 1800",
+                "rollout.deploy_timeout_seconds: 3600 s does not outlast the deployment's \
+                 bake periods (2 x 1800 s = 3600 s); raise it, or shorten bake_seconds",
+            ),
+            (
+                "strategy = \"linear\"\nbake_seconds = 3600\ndeploy_timeout_seconds = 28800",
+                "rollout.deploy_timeout_seconds: 28800 s does not outlast the deployment's \
+                 bake periods (11 x 3600 s = 39600 s)",
             ),
             ("strategy = \"blue-green\"", "unknown variant `blue-green`"),
             (

@@ -46,6 +46,72 @@ impl Default for RolloutSettings {
     }
 }
 
+/// SageMaker's bounds on one blue/green deployment's `MaximumExecutionTimeoutInSeconds`.
+pub const SAGEMAKER_DEPLOYMENT_TIMEOUT_SECONDS: std::ops::RangeInclusive<u64> = 600..=28_800;
+
+impl RolloutSettings {
+    /// How many bake periods SageMaker waits in one deployment: one per traffic step, plus
+    /// the final bake before the old fleet is terminated.
+    pub fn bake_periods(&self) -> u64 {
+        match self.strategy {
+            TrafficStrategy::AllAtOnce => 1,
+            TrafficStrategy::Canary => 2,
+            TrafficStrategy::Linear => {
+                u64::from(100u32.div_ceil(self.traffic_percent.clamp(1, 100))) + 1
+            }
+        }
+    }
+
+    /// Total baking in one region's deployment; the deploy timeout must exceed it.
+    pub fn total_bake(&self) -> Duration {
+        self.bake
+            .saturating_mul(u32::try_from(self.bake_periods()).unwrap_or(u32::MAX))
+    }
+
+    /// `MaximumExecutionTimeoutInSeconds` for `UpdateEndpoint`: the deploy timeout, within
+    /// SageMaker's range, so SageMaker gives up no later than Meridian's own deadline (or
+    /// at its 600 s minimum).
+    pub fn sagemaker_deployment_timeout(&self) -> u64 {
+        let range = SAGEMAKER_DEPLOYMENT_TIMEOUT_SECONDS;
+        self.deploy_timeout
+            .as_secs()
+            .clamp(*range.start(), *range.end())
+    }
+
+    /// Why SageMaker would refuse this traffic shift on a fleet of `instances`, in words an
+    /// operator can act on; `None` when it is valid. SageMaker shifts whole instances: a
+    /// step is `traffic_percent` of the fleet rounded up to at least one instance, a canary
+    /// may be at most half of the fleet and a linear step 10–50% of it.
+    pub fn traffic_shift_refusal(&self, region: &str, instances: u32) -> Option<String> {
+        let (what, lowest) = match self.strategy {
+            TrafficStrategy::AllAtOnce => return None,
+            TrafficStrategy::Canary => ("a canary", 0),
+            TrafficStrategy::Linear => ("a linear step", 10),
+        };
+        let step = (u64::from(self.traffic_percent) * u64::from(instances))
+            .div_ceil(100)
+            .max(1);
+        let fleet = u64::from(instances);
+        let share = step * 100 / fleet.max(1);
+        if fleet == 0 || step * 2 > fleet || step * 100 < lowest * fleet {
+            let bounds = if lowest == 0 {
+                "at most 50%".to_owned()
+            } else {
+                format!("{lowest}% to 50%")
+            };
+            Some(format!(
+                "{what} of {}% on {instances} instance(s) in {region} is {step} instance(s), \
+                 {share}% of the fleet; SageMaker allows {bounds} of the fleet per step: give \
+                 {region} more instances, change rollout.traffic_percent, or use \
+                 strategy = \"all-at-once\"",
+                self.traffic_percent
+            ))
+        } else {
+            None
+        }
+    }
+}
+
 mod seconds {
     use std::time::Duration;
 
@@ -196,6 +262,94 @@ mod tests {
             deployment_name("m", "1", "bbbbbbbb")
         );
         assert!(execution_name("m", "1", "aaaaaaaa").len() <= 80);
+    }
+
+    fn settings(strategy: TrafficStrategy, traffic_percent: u32) -> RolloutSettings {
+        RolloutSettings {
+            strategy,
+            traffic_percent,
+            ..RolloutSettings::default()
+        }
+    }
+
+    #[test]
+    fn a_canary_is_at_most_half_the_fleet_in_whole_instances() {
+        let canary = |percent, instances| {
+            settings(TrafficStrategy::Canary, percent).traffic_shift_refusal("r", instances)
+        };
+        let refusal = canary(10, 1).expect("one instance cannot hold a canary");
+        assert!(
+            refusal.contains("a canary of 10% on 1 instance(s) in r is 1 instance(s), 100%"),
+            "{refusal}"
+        );
+        assert!(refusal.contains("at most 50%"), "{refusal}");
+        assert_eq!(canary(10, 2), None);
+        assert_eq!(canary(50, 2), None);
+        assert!(canary(50, 3).is_some(), "2 of 3 instances is over half");
+        assert_eq!(canary(1, 100), None);
+        assert!(canary(10, 0).is_some());
+    }
+
+    #[test]
+    fn a_linear_step_is_ten_to_fifty_percent_of_the_fleet_in_whole_instances() {
+        let linear = |percent, instances| {
+            settings(TrafficStrategy::Linear, percent).traffic_shift_refusal("r", instances)
+        };
+        assert!(linear(10, 1).is_some());
+        assert_eq!(linear(10, 2), None);
+        assert_eq!(linear(10, 3), None);
+        assert_eq!(linear(10, 10), None);
+        assert_eq!(linear(25, 20), None);
+        let refusal = linear(50, 3).expect("2 of 3 instances is over half");
+        assert!(refusal.contains("10% to 50%"), "{refusal}");
+    }
+
+    #[test]
+    fn the_refusal_holds_exactly_when_the_step_is_outside_sagemakers_share() {
+        for strategy in [TrafficStrategy::Canary, TrafficStrategy::Linear] {
+            for percent in 1..=50 {
+                for instances in 0..=40u32 {
+                    let step = (percent * instances).div_ceil(100).max(1);
+                    let lowest = if strategy == TrafficStrategy::Linear {
+                        10
+                    } else {
+                        0
+                    };
+                    let valid =
+                        instances > 0 && step * 2 <= instances && step * 100 >= lowest * instances;
+                    assert_eq!(
+                        settings(strategy, percent)
+                            .traffic_shift_refusal("r", instances)
+                            .is_none(),
+                        valid,
+                        "{strategy:?} {percent}% of {instances}"
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            settings(TrafficStrategy::AllAtOnce, 100).traffic_shift_refusal("r", 1),
+            None
+        );
+    }
+
+    #[test]
+    fn sagemaker_waits_one_bake_per_step_and_a_final_one_within_its_timeout_range() {
+        let mut linear = settings(TrafficStrategy::Linear, 10);
+        linear.bake = Duration::from_secs(100);
+        assert_eq!(linear.bake_periods(), 11);
+        assert_eq!(linear.total_bake(), Duration::from_secs(1_100));
+        assert_eq!(settings(TrafficStrategy::Linear, 30).bake_periods(), 5);
+        assert_eq!(settings(TrafficStrategy::Canary, 10).bake_periods(), 2);
+        assert_eq!(settings(TrafficStrategy::AllAtOnce, 100).bake_periods(), 1);
+
+        let mut timeout = |seconds| {
+            linear.deploy_timeout = Duration::from_secs(seconds);
+            linear.sagemaker_deployment_timeout()
+        };
+        assert_eq!(timeout(1), 600);
+        assert_eq!(timeout(3_600), 3_600);
+        assert_eq!(timeout(86_400), 28_800);
     }
 
     #[test]

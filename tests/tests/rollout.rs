@@ -51,7 +51,7 @@ fn serving() -> Serving {
             "763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-tgi-inference:latest"
                 .into(),
         instance_type: "ml.g5.2xlarge".into(),
-        instance_count: 1,
+        instance_count: 2,
         variant_name: "primary".into(),
         environment: Default::default(),
     }
@@ -256,7 +256,7 @@ async fn the_same_manifest_twice_starts_one_execution_and_a_different_one_is_rej
     );
 
     let mut different = first.clone();
-    different.serving.instance_count = 2;
+    different.serving.instance_count = 3;
     put_manifest(
         &cloud,
         "llama",
@@ -636,5 +636,50 @@ async fn an_object_key_longer_than_s3_allows_is_refused_as_invalid_before_any_ca
             .collect();
         assert!(calls.is_empty(), "no call was made with the key: {calls:?}");
     }
+    cloud.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_on_one_instance_is_refused_before_any_region_is_touched() {
+    let cloud = start().await;
+    let before = serving_configs(&cloud).await;
+    let dir = model_dir(1);
+    let mut manifest = describe_dir(dir.path(), "llama", "1", serving()).expect("manifest");
+    manifest.serving.instance_count = 1;
+    let s3 = cloud.clients().s3(&cloud.fleet().primary_region).await;
+    for file in &manifest.files {
+        s3.put_object()
+            .bucket(&cloud.fleet().primary_bucket)
+            .key(manifest.object_key(file))
+            .body(
+                std::fs::read(dir.path().join(&file.path))
+                    .expect("read")
+                    .into(),
+            )
+            .send()
+            .await
+            .expect("put file");
+    }
+    put_manifest(&cloud, "llama", "1", manifest.to_json_pretty().into_bytes()).await;
+
+    let record = settled(&cloud, "llama", "1").await;
+    assert_eq!(record.status, VersionStatus::Failed, "{record:?}");
+    let reason = record.reason.unwrap_or_default();
+    assert!(
+        reason.contains("a canary of 10% on 1 instance(s)")
+            && reason.contains("SageMaker allows at most 50% of the fleet per step"),
+        "{reason}"
+    );
+    let touched: Vec<_> = cloud
+        .api_calls()
+        .into_iter()
+        .filter(|c| c.caller.as_deref() == Some("meridian-rollout") && c.service == "sagemaker")
+        .filter(|c| {
+            ["CreateModel", "CreateEndpointConfig", "UpdateEndpoint"]
+                .contains(&c.operation.as_str())
+        })
+        .collect();
+    assert!(touched.is_empty(), "refused before SageMaker: {touched:?}");
+    assert_eq!(serving_configs(&cloud).await, before);
     cloud.shutdown().await.expect("shutdown");
 }

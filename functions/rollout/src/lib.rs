@@ -359,6 +359,14 @@ async fn prepare(
         ProductionVariantInstanceType, S3ModelDataSource, S3ModelDataType,
     };
     let region = deps.region(input.region.as_deref())?;
+    let serving = &record.manifest.serving;
+    if let Some(refusal) = deps
+        .fleet
+        .rollout
+        .traffic_shift_refusal(&region.name, serving.instance_count)
+    {
+        return Err(RolloutError::Invalid(refusal));
+    }
     let sagemaker = aws_sdk_sagemaker::Client::new(&deps.clients.config(&region.name).await);
     let name = deployment_name(&record.model, &record.version, &record.digest);
     let endpoint = describe_endpoint(&sagemaker, region).await?;
@@ -366,7 +374,6 @@ async fn prepare(
         .endpoint_config_name()
         .unwrap_or_default()
         .to_owned();
-    let serving = &record.manifest.serving;
     let data = S3ModelDataSource::builder()
         .s3_uri(format!(
             "s3://{}/{}",
@@ -511,6 +518,9 @@ async fn deploy(
         BlueGreenUpdatePolicy::builder()
             .traffic_routing_configuration(routing)
             .termination_wait_in_seconds(0)
+            .maximum_execution_timeout_in_seconds(
+                i32::try_from(settings.sagemaker_deployment_timeout()).unwrap_or(i32::MAX),
+            )
             .build(),
     );
     if !region.alarms.is_empty() {
