@@ -100,6 +100,7 @@ async fn rollout(cloud: &LocalCloud, fleet: &Fleet, step: &impl Fn(&str)) -> Res
         instance_count: None,
         variant_name: meridian::names::VARIANT_NAME.into(),
         env: vec![("HF_MODEL_ID".into(), "/opt/ml/model".into())],
+        smoke_test: None,
     };
     let started = Instant::now();
     let summary = crate::upload::upload_version(&version, 8, 5, fleet, &cloud.clients()).await;

@@ -25,6 +25,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use meridian::aws::ClientFactory;
 use meridian::fleet::Fleet;
 use meridian::manifest::{self, describe_dir, FileEntry, Manifest, Serving};
+use meridian::smoke::SmokeTest;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
@@ -69,6 +70,11 @@ pub struct VersionArgs {
     /// Container environment variable, KEY=VALUE (repeatable).
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
     pub env: Vec<(String, String)>,
+    /// JSON file with the smoke test every region must pass before the version commits:
+    /// {"content_type": ..., "body": {...}, "expect": "/json/pointer"} (docs/manifest.md)
+    /// [default: a one-token TGI request, any answer healthy].
+    #[arg(long, value_name = "FILE")]
+    pub smoke_test: Option<PathBuf>,
 }
 
 /// `meridian manifest`.
@@ -95,6 +101,13 @@ pub struct UploadArgs {
     pub part_size_mib: u64,
     #[command(flatten)]
     pub target: Target,
+}
+
+/// Reads a `--smoke-test` file.
+fn read_smoke_test(path: &Path) -> Result<SmokeTest> {
+    let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_slice(&text)
+        .with_context(|| format!("{} is not a smoke test (docs/manifest.md)", path.display()))
 }
 
 /// Parses one `--env KEY=VALUE`.
@@ -129,6 +142,11 @@ impl VersionArgs {
                 .unwrap_or(DEFAULT_INSTANCE_COUNT),
             variant_name: self.variant_name.clone(),
             environment,
+            smoke_test: self
+                .smoke_test
+                .as_deref()
+                .map(read_smoke_test)
+                .transpose()?,
         })
     }
 

@@ -92,7 +92,7 @@ pub async fn handle(
         alarms,
     };
     if let Some(endpoint) = invocation_target(request.path()) {
-        return invoke_endpoint(&emulation, region, &endpoint).await;
+        return invoke_endpoint(&emulation, region, &endpoint, &request.body).await;
     }
     let operation = request
         .target()
@@ -405,12 +405,15 @@ pub fn invocation_target(path: &str) -> Option<String> {
 }
 
 /// What SageMaker runtime answers: the model's reply when the endpoint is in service. The
-/// local cloud runs no model, so the reply is a fixed JSON body naming the configuration
-/// that answered; `invocations_fail_in` makes it a model error (HTTP 424).
+/// local cloud runs no model, so the reply is a fixed text naming the configuration that
+/// answered, in the shape of the container the request is written for (an OpenAI-style
+/// chat completion for a `messages` request, as vLLM and LMI answer; TGI's
+/// `generated_text` otherwise); `invocations_fail_in` makes it a model error (HTTP 424).
 async fn invoke_endpoint(
     emulation: &Emulation<'_>,
     region: &str,
     endpoint: &str,
+    request: &[u8],
 ) -> Result<GatewayResponse> {
     let ctx = emulation.ctx;
     let described = ctx
@@ -456,10 +459,15 @@ async fn invoke_endpoint(
                 .map(str::to_owned)
         })
         .unwrap_or_default();
-    let mut response = GatewayResponse::json(
-        StatusCode::OK,
-        &json!({ "generated_text": format!("meridian local cloud: {endpoint} in {region} on {config}") }),
-    );
+    let text = format!("meridian local cloud: {endpoint} in {region} on {config}");
+    let chat = serde_json::from_slice::<Value>(request)
+        .is_ok_and(|request| request.get("messages").is_some());
+    let reply = if chat {
+        json!({ "object": "chat.completion", "choices": [{ "index": 0, "message": { "role": "assistant", "content": text } }] })
+    } else {
+        json!({ "generated_text": text })
+    };
+    let mut response = GatewayResponse::json(StatusCode::OK, &reply);
     response.headers.insert(
         "x-amzn-invoked-production-variant",
         http::HeaderValue::from_static("primary"),

@@ -19,6 +19,8 @@ use serde::de::{Error as _, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::smoke::SmokeTest;
+
 /// One validation problem, named by its JSON path (e.g. `files[3].path`); the same type as
 /// the fleet file's problems, so tools print both alike.
 pub use crate::fleet::FieldError;
@@ -102,6 +104,10 @@ pub struct Serving {
         deserialize_with = "unique_map"
     )]
     pub environment: BTreeMap<String, String>,
+    /// The request each region's endpoint must answer before the version commits; optional
+    /// in the file (the default suits TGI: [`SmokeTest::default`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smoke_test: Option<SmokeTest>,
 }
 
 /// Why a manifest was rejected, or could not be built from a directory.
@@ -691,6 +697,12 @@ fn check_serving(serving: &Serving, p: &mut Problems) {
                 quoted(variant)
             ),
         );
+    }
+
+    if let Some(smoke_test) = &serving.smoke_test {
+        for (field, problem) in smoke_test.problems() {
+            p.add(format!("serving.smoke_test.{field}"), problem);
+        }
     }
 
     let environment = &serving.environment;

@@ -54,6 +54,7 @@ fn serving() -> Serving {
         instance_count: 2,
         variant_name: "primary".into(),
         environment: Default::default(),
+        smoke_test: None,
     }
 }
 
@@ -681,5 +682,67 @@ async fn a_canary_on_one_instance_is_refused_before_any_region_is_touched() {
         .collect();
     assert!(touched.is_empty(), "refused before SageMaker: {touched:?}");
     assert_eq!(serving_configs(&cloud).await, before);
+    cloud.shutdown().await.expect("shutdown");
+}
+
+/// Uploads a version whose manifest carries `smoke_test`.
+async fn upload_with_smoke_test(
+    cloud: &LocalCloud,
+    version: &str,
+    seed: u8,
+    smoke_test: meridian::smoke::SmokeTest,
+) -> Manifest {
+    let dir = model_dir(seed);
+    let mut with_test = serving();
+    with_test.smoke_test = Some(smoke_test);
+    let manifest = describe_dir(dir.path(), "llama", version, with_test).expect("manifest");
+    let s3 = cloud.clients().s3(&cloud.fleet().primary_region).await;
+    for file in &manifest.files {
+        s3.put_object()
+            .bucket(&cloud.fleet().primary_bucket)
+            .key(manifest.object_key(file))
+            .body(
+                std::fs::read(dir.path().join(&file.path))
+                    .expect("read")
+                    .into(),
+            )
+            .send()
+            .await
+            .expect("put file");
+    }
+    put_manifest(
+        cloud,
+        "llama",
+        version,
+        manifest.to_json_pretty().into_bytes(),
+    )
+    .await;
+    manifest
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_smoke_test_is_sent_and_its_expected_field_decides() {
+    let cloud = start().await;
+    let chat = |expect: &str| meridian::smoke::SmokeTest {
+        content_type: "application/json".into(),
+        body: serde_json::json!({"messages": [{"role": "user", "content": "Say OK."}], "max_tokens": 4}),
+        expect: Some(expect.into()),
+    };
+    // Only a chat request gets a chat completion back: the default TGI request would not
+    // hold this field, so the version commits only if the manifest's request was sent.
+    let chatty = upload_with_smoke_test(&cloud, "1", 1, chat("/choices/0/message/content")).await;
+    let record = settled(&cloud, "llama", "1").await;
+    assert_eq!(record.status, VersionStatus::Active, "{record:?}");
+    assert_all_serve(&cloud, &chatty).await;
+
+    upload_with_smoke_test(&cloud, "2", 2, chat("/usage/total_tokens")).await;
+    let record = settled(&cloud, "llama", "2").await;
+    assert_eq!(record.status, VersionStatus::Failed, "{record:?}");
+    let reason = record.reason.unwrap_or_default();
+    assert!(
+        reason.contains("the answer has no /usage/total_tokens"),
+        "{reason}"
+    );
+    assert_all_serve(&cloud, &chatty).await;
     cloud.shutdown().await.expect("shutdown");
 }

@@ -601,11 +601,9 @@ async fn status(
     }
 }
 
-/// The request a smoke test sends: one short generation.
-pub const SMOKE_REQUEST: &str = r#"{"inputs": "Say OK.", "parameters": {"max_new_tokens": 4}}"#;
-
-/// Invokes the region's endpoint once on the new version; a model error fails the
-/// rollout, a throttle or transient error is retried.
+/// Invokes the region's endpoint once on the new version with the manifest's smoke test
+/// (or the TGI default); a model error or an unhealthy answer fails the rollout, a
+/// throttle or transient error is retried.
 async fn smoke_test(
     deps: &RolloutDeps,
     control: &Registry,
@@ -613,14 +611,20 @@ async fn smoke_test(
     input: &TaskInput,
 ) -> Result<Value, RolloutError> {
     let region = deps.region(input.region.as_deref())?;
+    let smoke = record
+        .manifest
+        .serving
+        .smoke_test
+        .clone()
+        .unwrap_or_default();
     let runtime = aws_sdk_sagemakerruntime::Client::new(&deps.clients.config(&region.name).await);
     let answer = runtime
         .invoke_endpoint()
         .endpoint_name(&region.endpoint)
-        .content_type("application/json")
-        .accept("application/json")
+        .content_type(&smoke.content_type)
+        .accept(&smoke.content_type)
         .body(aws_sdk_sagemakerruntime::primitives::Blob::new(
-            SMOKE_REQUEST,
+            smoke.request_body(),
         ))
         .send()
         .await;
@@ -647,9 +651,9 @@ async fn smoke_test(
         .body()
         .map(|b| b.as_ref().to_vec())
         .unwrap_or_default();
-    if body.is_empty() {
+    if let Err(why) = smoke.verdict(&body) {
         return Err(RolloutError::DeployFailed(format!(
-            "smoke test of {} in {}: empty answer",
+            "smoke test of {} in {}: {why}",
             region.endpoint, region.name
         )));
     }

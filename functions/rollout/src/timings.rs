@@ -142,6 +142,7 @@ mod tests {
                 instance_count: 1,
                 variant_name: "primary".into(),
                 environment: BTreeMap::new(),
+                smoke_test: None,
             },
         }
     }
