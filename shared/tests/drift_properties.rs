@@ -406,7 +406,7 @@ proptest! {
     fn comparison_reports_exactly_what_differs(endpoint in arb_endpoint()) {
         let e = expected();
         match compare(&Registered::Active(e.clone()), &endpoint) {
-            Verdict::InSync => prop_assert_eq!(endpoint, in_sync_endpoint_with_status(&endpoint)),
+            Verdict::InSync => prop_assert_eq!(&endpoint, &in_sync_endpoint_with_status(&endpoint)),
             Verdict::Drifted { expected, differences } => {
                 prop_assert_eq!(expected, e.version.clone());
                 prop_assert!(!differences.is_empty());
