@@ -107,3 +107,6 @@ async fn run<S: HealthStore, D: DriftSources, K: Clock>(
         region.name
     )))
 }
+
+#[cfg(test)]
+mod tests;
