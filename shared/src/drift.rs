@@ -24,7 +24,7 @@ use crate::rollout::deployment_name;
 
 /// What a region's endpoint should serve: the active version as the rollout deployed it
 /// in that region.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Expected {
     /// `model/version` of the active version.
     pub version: String,
@@ -160,7 +160,8 @@ pub enum Verdict {
     NotJudged(String),
 }
 
-/// Compares the endpoint with what the registry says it should serve.
+/// Compares the endpoint with what the registry says it should serve. The endpoint is
+/// looked at only when a version is active and no rollout runs.
 pub fn compare(registered: &Registered, endpoint: &Endpoint) -> Verdict {
     let expected = match registered {
         Registered::NothingActive => return Verdict::NotJudged("no active version yet".into()),
@@ -205,15 +206,22 @@ fn served_differences(expected: &Expected, config: &str, variants: &[Variant]) -
         differ("config", &expected.config, config.to_owned());
     }
     if variants.len() != 1 {
-        differ("variants", "1", variants.len().to_string());
+        let names: Vec<&str> = variants.iter().map(|v| v.name.as_str()).collect();
+        differ(
+            "variants",
+            "1",
+            format!("{} ({})", variants.len(), names.join(", ")),
+        );
     }
-    let described = |value: &Option<String>| value.clone().unwrap_or_else(|| "unreadable".into());
     let actual = |pick: fn(&Variant) -> &Option<String>, wanted: &str| {
         let mut found: Vec<String> = variants
             .iter()
-            .map(pick)
-            .filter(|value| value.as_deref() != Some(wanted))
-            .map(described)
+            .filter(|v| pick(v).as_deref() != Some(wanted))
+            .map(|v| {
+                pick(v)
+                    .clone()
+                    .unwrap_or_else(|| format!("unreadable (model {})", v.model))
+            })
             .collect();
         found.sort();
         found.dedup();

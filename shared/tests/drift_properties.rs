@@ -138,8 +138,12 @@ fn each_field_that_differs_is_named_with_expected_and_actual() {
     assert_eq!(
         differences(&compare(&active, &deleted)),
         vec![
-            d("model_data", &e.model_data, "unreadable"),
-            d("image", &e.image, "unreadable"),
+            d(
+                "model_data",
+                &e.model_data,
+                "unreadable (model llama-v2-abcdef01)"
+            ),
+            d("image", &e.image, "unreadable (model llama-v2-abcdef01)"),
         ]
     );
     // A second variant (traffic split by hand) is drift even when both match.
@@ -153,7 +157,7 @@ fn each_field_that_differs_is_named_with_expected_and_actual() {
     );
     assert_eq!(
         differences(&compare(&active, &two)),
-        vec![d("variants", "1", "2")]
+        vec![d("variants", "1", "2 (primary, primary)")]
     );
 }
 

@@ -10,8 +10,10 @@ pub mod aws;
 
 use std::future::Future;
 
-use meridian::drift::{compare, history_event, registered, track, Change, Drift, Endpoint};
-use meridian::drift::{RegistryView, Verdict};
+use meridian::drift::{
+    compare, history_event, registered, track, Change, Drift, Endpoint, Registered, RegistryView,
+    Verdict,
+};
 use meridian::failover::RegionHealth;
 use meridian::fleet::RegionSpec;
 use meridian::health::{Clock, HealthError, HealthStore, Write};
@@ -70,11 +72,12 @@ async fn run<S: HealthStore, D: DriftSources, K: Clock>(
     clock: &K,
 ) -> Result<(Verdict, Option<Drift>), HealthError> {
     let (view, active) = sources.registry().await?;
-    let registered = registered(&view, active.as_ref(), region);
-    let verdict = match &registered {
-        meridian::drift::Registered::Active(_) => compare(&registered, &sources.endpoint().await?),
-        // Nothing to compare with: SageMaker is not asked.
-        other => compare(other, &Endpoint::Missing),
+    let expected = registered(&view, active.as_ref(), region);
+    let verdict = if matches!(expected, Registered::Active(_)) {
+        compare(&expected, &sources.endpoint().await?)
+    } else {
+        // No commit yet, or a rollout in progress: not judged, and SageMaker is not asked.
+        compare(&expected, &Endpoint::Missing)
     };
     let now = clock.now();
     for _ in 0..ATTEMPTS {
