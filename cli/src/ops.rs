@@ -11,6 +11,7 @@ use clap::Args;
 use comfy_table::Table;
 use meridian::adapters::{read_history, HealthDeps, HttpFrontDoorProbe};
 use meridian::aws::ClientFactory;
+use meridian::drift::Drift;
 use meridian::failover::{Action, Input, RegionHealth};
 use meridian::fleet::Fleet;
 use meridian::health::{apply, FailoverEvent, FrontDoorProbe, HealthStore, SystemClock, Trigger};
@@ -68,6 +69,9 @@ pub struct RegionStatus {
     /// checkers see), or why it did not answer; `-` while its URL is not published yet.
     pub front_door_health: String,
     pub serving: String,
+    /// What the region's endpoint serves that the registry's active version does not, as
+    /// its drift check recorded it (also in `health`); `null` when in sync or not checked.
+    pub drift: Option<Drift>,
 }
 
 /// The regions whose replicas a read may use, the requested one first.
@@ -143,6 +147,7 @@ pub async fn region_statuses(
             None => "-".into(),
         };
         let serving = serving_config(clients, region).await;
+        let drift = health.drift.clone();
         statuses.push(RegionStatus {
             region: region.name.clone(),
             health,
@@ -150,6 +155,7 @@ pub async fn region_statuses(
             record_from,
             front_door_health,
             serving,
+            drift,
         });
     }
     Ok(statuses)
@@ -175,6 +181,7 @@ pub fn status_table(statuses: &[RegionStatus]) -> Table {
         "why",
         "front door /health",
         "serving",
+        "drift",
     ]);
     for status in statuses {
         table.add_row([
@@ -195,6 +202,16 @@ pub fn status_table(statuses: &[RegionStatus]) -> Table {
                 .take(60)
                 .collect::<String>(),
             status.serving.clone(),
+            status.drift.as_ref().map_or_else(
+                || "-".into(),
+                |drift| {
+                    format!(
+                        "since {}: {}",
+                        drift.since.format("%Y-%m-%d %H:%M:%S UTC"),
+                        drift.describe()
+                    )
+                },
+            ),
         ]);
     }
     table

@@ -118,6 +118,10 @@ pub struct RegionHealth {
     /// peers can probe its `/health`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub front_door: Option<String>,
+    /// What the region's endpoint serves that the registry's active version does not,
+    /// since when: kept by the region's scheduled drift check ([`crate::drift`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<crate::drift::Drift>,
 }
 
 impl RegionHealth {
@@ -134,6 +138,7 @@ impl RegionHealth {
             drain_intent: None,
             drain_intent_by: None,
             front_door: None,
+            drift: None,
         }
     }
 

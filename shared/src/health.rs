@@ -191,7 +191,8 @@ pub struct FailoverEvent {
     pub region: String,
     /// drain, restore, suppressed (decisions of the region itself); unreachable,
     /// reachable (a peer's probes of the region's front door); standby (an
-    /// active-passive standby raised its own capacity).
+    /// active-passive standby raised its own capacity); drift, drift-healed (the region's
+    /// endpoint left or rejoined the registry's active version, [`crate::drift`]).
     pub kind: String,
     pub from_state: String,
     pub to_state: String,

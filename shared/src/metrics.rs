@@ -103,6 +103,14 @@ pub const ROLLOUT_DURATION: Metric<0> = Metric {
     dimensions: [],
 };
 
+/// Failback function, every tick whose drift check ran: 1 while the region's endpoint
+/// differs from the registry's active version (recorded drift), else 0.
+pub const DRIFT: Metric<1> = Metric {
+    name: "Drift",
+    unit: "Count",
+    dimensions: [REGION],
+};
+
 /// Every metric Meridian emits.
 pub fn all() -> Vec<MetricSpec> {
     vec![
@@ -111,6 +119,7 @@ pub fn all() -> Vec<MetricSpec> {
         FAILBACK_AFTER_OK.spec(),
         ROLLOUT_PHASE_DURATION.spec(),
         ROLLOUT_DURATION.spec(),
+        DRIFT.spec(),
     ]
 }
 

@@ -338,6 +338,49 @@ impl Registry {
         Ok(models)
     }
 
+    /// Every model's active pointer and rollout lock, in one scan of this replica (the
+    /// registry is small): what the drift check compares the region's endpoint with.
+    pub async fn heads(&self) -> Result<crate::drift::RegistryView, RegistryError> {
+        let items = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .filter_expression("begins_with(pk, :model) AND sk IN (:active, :lock)")
+            .expression_attribute_values(":model", s("model#"))
+            .expression_attribute_values(":active", s("active"))
+            .expression_attribute_values(":lock", s("lock"))
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(|e| {
+                unavailable(
+                    "reading the active versions",
+                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
+                )
+            })?;
+        let mut view = crate::drift::RegistryView::default();
+        for item in &items {
+            let key = |name: &str| item.get(name).and_then(|v| v.as_s().ok());
+            let (Some(pk), Some(sk)) = (key("pk"), key("sk")) else {
+                continue;
+            };
+            let Some(model) = pk.strip_prefix("model#") else {
+                continue;
+            };
+            if sk == "active" {
+                view.active
+                    .insert(model.to_owned(), from_item(item, "active pointer")?);
+            } else {
+                view.locks
+                    .insert(model.to_owned(), from_item(item, "lock")?);
+            }
+        }
+        Ok(view)
+    }
+
     pub async fn version(
         &self,
         model: &str,

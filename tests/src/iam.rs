@@ -53,9 +53,9 @@ pub fn calls(role: FunctionRole) -> &'static [(&'static str, &'static str)] {
             ("states", "SendTaskFailure"),
         ],
         FunctionRole::Failover => &HEALTH_CALLS[..2],
-        // The failover function's calls; a standby's tick raises its own capacity, and
-        // every tick reads the alarms' current states.
-        FunctionRole::Failback => &HEALTH_CALLS,
+        // The failover function's calls; a standby's tick raises its own capacity, every
+        // tick reads the alarms' current states, and checks for drift.
+        FunctionRole::Failback => &FAILBACK_CALLS,
         FunctionRole::FrontDoor => &[
             ("dynamodb", "GetItem"), // the region's health record, its own replica
             ("sagemaker", "DescribeEndpoint"), // is the endpoint InService
@@ -75,6 +75,21 @@ const HEALTH_CALLS: [(&str, &str); 5] = [
     ("application-autoscaling", "DescribeScalableTargets"),
     ("application-autoscaling", "RegisterScalableTarget"),
     ("monitoring", "DescribeAlarms"),
+];
+
+/// The failback function's calls: [`HEALTH_CALLS`], then the drift check's reads, all in
+/// its own region (the registry's active pointers and locks in one scan of its replica,
+/// the endpoint, its configuration and each variant's model).
+const FAILBACK_CALLS: [(&str, &str); 9] = [
+    HEALTH_CALLS[0],
+    HEALTH_CALLS[1],
+    HEALTH_CALLS[2],
+    HEALTH_CALLS[3],
+    HEALTH_CALLS[4],
+    ("dynamodb", "Scan"),
+    ("sagemaker", "DescribeEndpoint"),
+    ("sagemaker", "DescribeEndpointConfig"),
+    ("sagemaker", "DescribeModel"),
 ];
 
 /// The IAM actions one call needs from the caller's role.

@@ -184,11 +184,14 @@ fn method_of(operation: &str) -> String {
     method + "()"
 }
 
+/// Every `.rs` file under `dir`, submodules' folders included.
 fn sources(dir: &Path) -> String {
     let mut text = String::new();
     for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
         let path = entry.map(|e| e.path()).unwrap_or_default();
-        if path.extension().is_some_and(|e| e == "rs") {
+        if path.is_dir() {
+            text += &sources(&path);
+        } else if path.extension().is_some_and(|e| e == "rs") {
             text += &std::fs::read_to_string(&path).unwrap_or_default();
         }
     }

@@ -4,8 +4,10 @@
 //! the failover function has not seen — an alarm event lost on the way, or one whose
 //! handling failed every retry, is healed within one tick — then restores the region once
 //! it has been OK for the hysteresis (and applies drains held back earlier). In
-//! active-passive, a standby raises its own capacity while it sees the primary out.
+//! active-passive, a standby raises its own capacity while it sees the primary out. Last,
+//! it checks that the region's endpoint serves the registry's active version ([`drift`]).
 
+pub mod drift;
 mod probes;
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
@@ -25,7 +27,7 @@ use serde_json::{json, Value};
 pub type TickEvent = EventBridgeEvent<Value>;
 
 /// The failback function of one region: its dependencies.
-pub struct Failback<S, A, C, P, K> {
+pub struct Failback<S, A, C, P, K, D> {
     pub fleet: Fleet,
     /// The region this function runs in.
     pub region: String,
@@ -36,15 +38,18 @@ pub struct Failback<S, A, C, P, K> {
     pub alarms: C,
     pub probe: P,
     pub clock: K,
+    /// What the drift check reads (SageMaker and the registry, in this region).
+    pub drift: D,
 }
 
-impl<S, A, C, P, K> Handler for Failback<S, A, C, P, K>
+impl<S, A, C, P, K, D> Handler for Failback<S, A, C, P, K, D>
 where
     S: HealthStore,
     A: StandbyScaler,
     C: AlarmStates,
     P: FrontDoorProbe,
     K: Clock,
+    D: drift::DriftSources,
 {
     type Event = TickEvent;
     type Error = HealthError;
@@ -57,8 +62,8 @@ where
 
 /// Handles one scheduled event for the function's region. Every tick evaluates the same
 /// thing, so a duplicate or late tick is harmless.
-async fn handle<S, A, C, P, K>(
-    function: &Failback<S, A, C, P, K>,
+async fn handle<S, A, C, P, K, D>(
+    function: &Failback<S, A, C, P, K, D>,
     event: TickEvent,
 ) -> Result<(Value, Vec<String>), HealthError>
 where
@@ -67,6 +72,7 @@ where
     C: AlarmStates,
     P: FrontDoorProbe,
     K: Clock,
+    D: drift::DriftSources,
 {
     let Failback {
         fleet,
@@ -77,6 +83,7 @@ where
         alarms,
         probe,
         clock,
+        drift: drift_sources,
     } = function;
     let region = region.as_str();
     let received = clock.now();
@@ -153,7 +160,8 @@ where
     };
     let applied = apply(fleet, region, &trigger, store, clock).await?;
     let standby = raise_standby(fleet, region, store, scaler, &seen, clock).await?;
-    let mut metrics = Vec::new();
+    let (drift, drift_metric) = drift::check(spec, drift_sources, store, clock).await;
+    let mut metrics: Vec<String> = drift_metric.into_iter().collect();
     if applied.action == Action::Restore {
         let recovered_for = applied
             .event
@@ -172,6 +180,7 @@ where
             "alarms_unread": alarms_unread,
             "peers": seen.peers,
             "standby": standby,
+            "drift": drift,
         }),
         metrics,
     ))

@@ -1,0 +1,300 @@
+//! Drift end to end on the local cloud: after a committed rollout, an endpoint changed
+//! behind Meridian's back (`UpdateEndpoint` straight to a hand-made configuration in one
+//! region) is reported by that region's next tick with what differs, recorded once in its
+//! record and history whatever the number of ticks, and cleared when the endpoint serves
+//! the active version again; the regions that were not touched report nothing.
+
+use std::path::Path;
+use std::time::Duration;
+
+use aws_sdk_sagemaker::types::{
+    ContainerDefinition, ModelCompressionType, ModelDataSource, ProductionVariant,
+    ProductionVariantInstanceType, S3ModelDataSource, S3ModelDataType,
+};
+use chrono::Utc;
+use meridian::adapters::{read_history, HealthDeps};
+use meridian::drift::Drift;
+use meridian::fleet::Fleet;
+use meridian::health::{FailoverEvent, HealthStore};
+use meridian::manifest::{describe_dir, manifest_key, Serving};
+use meridian::names::{function_name, FunctionRole};
+use meridian::registry::{Registry, VersionStatus};
+use meridian::rollout::deployment_name;
+use meridian_local::{Functions, Invocation, LocalCloud};
+use meridian_tests::{eventually, example_fleet, start_cloud_for};
+use serde_json::Value;
+
+const WITHIN: Duration = Duration::from_secs(90);
+const IMAGE: &str =
+    "763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-tgi-inference:latest";
+const HAND_MADE: &str = "hand-made-by-an-operator";
+const TOUCHED: &str = "eu-west-1";
+
+fn fleet() -> Fleet {
+    let mut fleet = example_fleet();
+    fleet.rollout.bake = Duration::from_secs(0);
+    fleet
+}
+
+/// Uploads a small version (files first, the manifest last) and waits for its commit.
+async fn roll_out(cloud: &LocalCloud, dir: &Path) -> String {
+    let serving = Serving {
+        image: IMAGE.into(),
+        instance_type: "ml.g5.2xlarge".into(),
+        instance_count: 1,
+        variant_name: "primary".into(),
+        environment: Default::default(),
+    };
+    let manifest = describe_dir(dir, "llama", "1", serving).expect("manifest");
+    let fleet = cloud.fleet();
+    let s3 = cloud.clients().s3(&fleet.primary_region).await;
+    for file in &manifest.files {
+        s3.put_object()
+            .bucket(&fleet.primary_bucket)
+            .key(manifest.object_key(file))
+            .body(std::fs::read(dir.join(&file.path)).expect("read").into())
+            .send()
+            .await
+            .expect("put file");
+    }
+    s3.put_object()
+        .bucket(&fleet.primary_bucket)
+        .key(manifest_key("llama", "1"))
+        .body(manifest.to_json_pretty().into_bytes().into())
+        .send()
+        .await
+        .expect("put manifest");
+    let registry = Registry {
+        client: aws_sdk_dynamodb::Client::new(&cloud.clients().config(&fleet.primary_region).await),
+        table: fleet.registry_table.clone(),
+    };
+    let record = eventually("llama/1 to settle", WITHIN, || async {
+        let record = registry.version("llama", "1").await.ok()??;
+        matches!(record.status, VersionStatus::Active | VersionStatus::Failed).then_some(record)
+    })
+    .await;
+    assert_eq!(record.status, VersionStatus::Active, "{record:?}");
+    // The lock is released after the commit: only then is there something to judge.
+    eventually("the rollout lock to be released", WITHIN, || async {
+        let (lock, _) = registry.lock("llama").await.ok()?;
+        lock.holder.is_none().then_some(())
+    })
+    .await;
+    deployment_name("llama", "1", &manifest.canonical_digest())
+}
+
+async fn sagemaker(cloud: &LocalCloud, region: &str) -> aws_sdk_sagemaker::Client {
+    aws_sdk_sagemaker::Client::new(&cloud.clients().config(region).await)
+}
+
+/// A model and configuration made by hand (another image, another data location), and
+/// the endpoint moved onto it, as an operator with the console would.
+async fn update_by_hand(cloud: &LocalCloud, region: &str) {
+    let sagemaker = sagemaker(cloud, region).await;
+    let data = S3ModelDataSource::builder()
+        .s3_uri("s3://someone-elses-bucket/llama/experimental/")
+        .s3_data_type(S3ModelDataType::S3Prefix)
+        .compression_type(ModelCompressionType::None)
+        .build();
+    sagemaker
+        .create_model()
+        .model_name(HAND_MADE)
+        .execution_role_arn(meridian_local::hosted::sagemaker_role_arn(cloud.fleet()))
+        .primary_container(
+            ContainerDefinition::builder()
+                .image("123456789012.dkr.ecr.eu-west-1.amazonaws.com/experimental:dev")
+                .model_data_source(ModelDataSource::builder().s3_data_source(data).build())
+                .build(),
+        )
+        .send()
+        .await
+        .expect("create model");
+    sagemaker
+        .create_endpoint_config()
+        .endpoint_config_name(HAND_MADE)
+        .production_variants(
+            ProductionVariant::builder()
+                .variant_name("primary")
+                .model_name(HAND_MADE)
+                .instance_type(ProductionVariantInstanceType::MlG52Xlarge)
+                .initial_instance_count(1)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("create endpoint config");
+    update_endpoint(cloud, region, HAND_MADE).await;
+}
+
+/// `UpdateEndpoint` straight to `config`, waiting until the endpoint is in service on it.
+async fn update_endpoint(cloud: &LocalCloud, region: &str, config: &str) {
+    let sagemaker = sagemaker(cloud, region).await;
+    let endpoint = &cloud.fleet().region(region).expect("region").endpoint;
+    sagemaker
+        .update_endpoint()
+        .endpoint_name(endpoint)
+        .endpoint_config_name(config)
+        .send()
+        .await
+        .expect("update endpoint");
+    eventually(
+        &format!("{region} in service on {config}"),
+        WITHIN,
+        || async {
+            let described = sagemaker
+                .describe_endpoint()
+                .endpoint_name(endpoint)
+                .send()
+                .await
+                .ok()?;
+            (described.endpoint_status().map(|s| s.as_str()) == Some("InService")
+                && described.endpoint_config_name() == Some(config))
+            .then_some(())
+        },
+    )
+    .await;
+}
+
+/// One failback tick in `region`, as its schedule delivers it; returns the drift part of
+/// its answer. The id is fixed so that a second call is the same event delivered again.
+async fn tick(cloud: &LocalCloud, region: &str, id: &str) -> Value {
+    let mut event = meridian_local::schedules::scheduled_event(
+        region,
+        &format!("arn:aws:events:{region}:123456789012:rule/meridian-demo-failback-schedule"),
+        Utc::now(),
+    );
+    event["id"] = Value::from(id);
+    let answer = cloud
+        .functions()
+        .invoke(Invocation {
+            function_name: function_name(&cloud.fleet().name, FunctionRole::Failback),
+            region: region.into(),
+            payload: event,
+        })
+        .await
+        .expect("the tick succeeds");
+    answer["drift"].clone()
+}
+
+/// The region's record as its own replica has it: (drift, record version).
+async fn recorded(cloud: &LocalCloud, region: &str) -> (Option<Drift>, u64) {
+    let deps = HealthDeps::new(&cloud.clients(), cloud.fleet(), region).await;
+    let stored = deps.store.load(region).await.expect("read record");
+    stored.map_or((None, 0), |s| (s.value.drift, s.version))
+}
+
+async fn drift_history(cloud: &LocalCloud, region: &str) -> Vec<FailoverEvent> {
+    let dynamodb = aws_sdk_dynamodb::Client::new(&cloud.clients().config(region).await);
+    read_history(&dynamodb, &cloud.fleet().registry_table, region)
+        .await
+        .expect("read history")
+        .into_iter()
+        .filter(|e| e.kind.starts_with("drift"))
+        .collect()
+}
+
+fn fields(drift: &Value) -> Vec<(String, String)> {
+    drift["differences"]
+        .as_array()
+        .map(|differences| {
+            differences
+                .iter()
+                .map(|d| {
+                    (
+                        d["field"].as_str().unwrap_or_default().to_owned(),
+                        d["actual"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_changed_behind_meridians_back_is_reported_within_one_tick_and_healed() {
+    let cloud = start_cloud_for(fleet(), Functions::new(), true).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("weights.safetensors"), vec![7u8; 64 * 1024]).expect("write");
+    let committed = roll_out(&cloud, dir.path()).await;
+
+    // A clean fleet: every region's tick reports no drift, and nothing is recorded.
+    for region in cloud.fleet().region_names() {
+        let drift = tick(&cloud, region, &format!("clean-{region}")).await;
+        assert_eq!(drift, serde_json::json!({ "drift": null }), "{region}");
+        assert_eq!(recorded(&cloud, region).await.0, None, "{region}");
+        assert!(drift_history(&cloud, region).await.is_empty(), "{region}");
+    }
+
+    // One region moved behind Meridian's back: two regions now serve different versions.
+    update_by_hand(&cloud, TOUCHED).await;
+    let reported = tick(&cloud, TOUCHED, "after-the-change").await;
+    let drift = &reported["drift"];
+    assert_eq!(drift["expected"], "llama/1", "{reported}");
+    let bucket = &cloud.fleet().region(TOUCHED).expect("region").bucket;
+    assert_eq!(
+        fields(drift),
+        vec![
+            ("config".to_owned(), HAND_MADE.to_owned()),
+            (
+                "model_data".to_owned(),
+                "s3://someone-elses-bucket/llama/experimental/".to_owned()
+            ),
+            (
+                "image".to_owned(),
+                "123456789012.dkr.ecr.eu-west-1.amazonaws.com/experimental:dev".to_owned()
+            ),
+        ],
+        "{reported}"
+    );
+    assert_eq!(drift["differences"][0]["expected"], committed.as_str());
+    assert_eq!(
+        drift["differences"][1]["expected"],
+        format!("s3://{bucket}/models/llama/1/")
+    );
+    let (record, version) = recorded(&cloud, TOUCHED).await;
+    let record = record.expect("the drift is in the region's record");
+    assert_eq!(
+        fields(&serde_json::to_value(&record).expect("json")),
+        fields(drift)
+    );
+
+    // The same tick delivered again, and later ticks: nothing more is written.
+    let again = tick(&cloud, TOUCHED, "after-the-change").await;
+    assert_eq!(again["drift"], reported["drift"]);
+    tick(&cloud, TOUCHED, "a-later-tick").await;
+    assert_eq!(recorded(&cloud, TOUCHED).await.1, version, "no write");
+    let history = drift_history(&cloud, TOUCHED).await;
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert_eq!(history[0].kind, "drift");
+    assert!(
+        history[0].reason.contains(HAND_MADE),
+        "{}",
+        history[0].reason
+    );
+    // The regions nobody touched still report nothing.
+    for region in cloud
+        .fleet()
+        .region_names()
+        .into_iter()
+        .filter(|r| *r != TOUCHED)
+    {
+        assert_eq!(
+            tick(&cloud, region, "untouched").await["drift"],
+            Value::Null
+        );
+        assert!(drift_history(&cloud, region).await.is_empty(), "{region}");
+    }
+
+    // Back on the committed configuration: the next tick clears it and records the end.
+    update_endpoint(&cloud, TOUCHED, &committed).await;
+    assert_eq!(tick(&cloud, TOUCHED, "healed").await["drift"], Value::Null);
+    assert_eq!(recorded(&cloud, TOUCHED).await.0, None);
+    let kinds: Vec<String> = drift_history(&cloud, TOUCHED)
+        .await
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds.len(), 2, "{kinds:?}");
+    assert!(kinds.contains(&"drift-healed".to_owned()), "{kinds:?}");
+    cloud.shutdown().await.expect("shutdown");
+}
