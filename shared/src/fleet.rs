@@ -208,6 +208,13 @@ pub struct RegionSpec {
     pub time_zone: Tz,
     /// CloudWatch alarm names (in this region) that count for this region.
     pub alarms: Vec<String>,
+    /// Target tracking on SageMaker's `SageMakerVariantInvocationsPerInstance`; none
+    /// when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_invocations_per_instance: Option<u32>,
+    /// Local-time windows with their own floor and ceiling ([`crate::capacity`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<crate::capacity::Window>,
 }
 
 /// Why a fleet description could not be used.
@@ -428,6 +435,9 @@ struct RawRegion {
     time_zone: Option<String>,
     #[serde(default)]
     alarms: Vec<String>,
+    target_invocations_per_instance: Option<i64>,
+    #[serde(default)]
+    windows: Vec<crate::capacity::RawWindow>,
 }
 
 /// Accumulates problems so all of them are reported together.
@@ -920,6 +930,10 @@ fn validate_region(i: usize, raw: RawRegion, p: &mut Problems) -> Option<RegionS
         }
     }
 
+    let target_invocations_per_instance =
+        crate::capacity::validate_target(i, raw.target_invocations_per_instance, &mut p.0);
+    let windows = crate::capacity::validate_windows(i, raw.windows, &mut p.0);
+
     if p.0.len() != before {
         return None;
     }
@@ -933,6 +947,8 @@ fn validate_region(i: usize, raw: RawRegion, p: &mut Problems) -> Option<RegionS
         max_instances: max?,
         time_zone: time_zone?,
         alarms: raw.alarms,
+        target_invocations_per_instance,
+        windows,
     })
 }
 

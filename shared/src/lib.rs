@@ -3,6 +3,7 @@
 
 pub mod adapters;
 pub mod aws;
+pub mod capacity;
 pub mod events;
 pub mod executions;
 pub mod failover;
