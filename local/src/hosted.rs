@@ -15,6 +15,7 @@ use meridian::fleet::Fleet;
 use meridian::function::{invoke, Handler};
 use meridian::health::SystemClock;
 use meridian::names::{self, function_name, FunctionRole};
+use meridian::scaling_aws::AasAutoScaling;
 use meridian::NamedError;
 use meridian_front_door::aws::AwsFrontDoor;
 use tokio::sync::{Mutex, OnceCell};
@@ -140,6 +141,7 @@ pub fn register(
         async move {
             let deps = HealthDeps::new(&clients, &fleet, &region).await;
             let alarms = CloudWatchAlarms::new(&clients, &region).await;
+            let autoscaling = AasAutoScaling::new(&clients, &region).await;
             meridian_failback::Failback {
                 fleet: (*fleet).clone(),
                 front_door: urls.get(&region).cloned(),
@@ -149,6 +151,7 @@ pub fn register(
                 alarms,
                 probe: HttpFrontDoorProbe::default(),
                 clock: SystemClock,
+                autoscaling,
             }
         }
     });

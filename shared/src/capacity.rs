@@ -298,11 +298,7 @@ pub(crate) fn validate_windows(
     windows
 }
 
-fn count(
-    value: Option<i64>,
-    add: &mut impl FnMut(&str, String),
-    field: &str,
-) -> Option<u32> {
+fn count(value: Option<i64>, add: &mut impl FnMut(&str, String), field: &str) -> Option<u32> {
     let Some(value) = value else {
         add(field, "missing".into());
         return None;
@@ -478,11 +474,7 @@ fn changes_between(region: &RegionSpec, first: NaiveDate, last: NaiveDate) -> Ve
 /// next firing.
 fn changes_around(region: &RegionSpec, at: DateTime<Utc>) -> Vec<Change> {
     let today = at.with_timezone(&region.time_zone).date_naive();
-    changes_between(
-        region,
-        today - Duration::days(8),
-        today + Duration::days(8),
-    )
+    changes_between(region, today - Duration::days(8), today + Duration::days(8))
 }
 
 /// What is in force at an instant: the bounds, and the window that set them (none: the
@@ -520,7 +512,9 @@ pub fn next_change(region: &RegionSpec, at: DateTime<Utc>) -> Option<Change> {
 /// within the bounds in force (a night window's ceiling caps it).
 pub fn deploy_count(region: &RegionSpec, at: DateTime<Utc>) -> u32 {
     let bounds = in_force(region, at).bounds;
-    region.instance_count.clamp(bounds.min, bounds.max.max(bounds.min))
+    region
+        .instance_count
+        .clamp(bounds.min, bounds.max.max(bounds.min))
 }
 
 /// Offset of `zone` at `at`, for display ("+08:00").
@@ -687,7 +681,9 @@ time_zone = "{zone}"
         // The skipped 01:00–02:00 local: at 00:59 UTC (00:59 GMT) inside, at 01:00 UTC
         // (02:00 IST) out.
         assert_eq!(
-            in_force(&dublin, utc("2026-03-29T00:59:00Z")).window.as_deref(),
+            in_force(&dublin, utc("2026-03-29T00:59:00Z"))
+                .window
+                .as_deref(),
             Some("overnight")
         );
         assert_eq!(in_force(&dublin, utc("2026-03-29T01:00:00Z")).window, None);
@@ -805,7 +801,10 @@ time_zone = "{zone}"
             ),
         ] {
             let found = two(a, b);
-            assert!(found.iter().any(|e| e.starts_with(overlap)), "{a:?} {b:?}: {found:?}");
+            assert!(
+                found.iter().any(|e| e.starts_with(overlap)),
+                "{a:?} {b:?}: {found:?}"
+            );
         }
         // A minute apart, or on other days: fine.
         for (a, b) in [

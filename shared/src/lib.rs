@@ -19,6 +19,8 @@ pub mod peers;
 pub mod registry;
 pub mod rollout;
 pub mod routing;
+pub mod scaling;
+pub mod scaling_aws;
 
 /// An error that Step Functions' `Retry`/`Catch` match by name: the Lambda `errorType` a
 /// function reports for it, in AWS and in the local cloud alike.

@@ -4,8 +4,11 @@
 //! the failover function has not seen — an alarm event lost on the way, or one whose
 //! handling failed every retry, is healed within one tick — then restores the region once
 //! it has been OK for the hysteresis (and applies drains held back earlier). In
-//! active-passive, a standby raises its own capacity while it sees the primary out.
+//! active-passive, a standby raises its own capacity while it sees the primary out. Last,
+//! it reconciles the region's Application Auto Scaling with its declared capacity
+//! ([`capacity`]).
 
+mod capacity;
 mod probes;
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
@@ -19,13 +22,14 @@ use meridian::health::{
 };
 use meridian::metrics::FAILBACK_AFTER_OK;
 use meridian::peers::{out_of_service, Out, PeerProbes, PeerView};
+use meridian::scaling::AutoScaling;
 use serde_json::{json, Value};
 
 /// The event the failback schedule delivers: EventBridge's `Scheduled Event`.
 pub type TickEvent = EventBridgeEvent<Value>;
 
 /// The failback function of one region: its dependencies.
-pub struct Failback<S, A, C, P, K> {
+pub struct Failback<S, A, C, P, K, Z> {
     pub fleet: Fleet,
     /// The region this function runs in.
     pub region: String,
@@ -36,15 +40,18 @@ pub struct Failback<S, A, C, P, K> {
     pub alarms: C,
     pub probe: P,
     pub clock: K,
+    /// This region's Application Auto Scaling, for the capacity reconcile.
+    pub autoscaling: Z,
 }
 
-impl<S, A, C, P, K> Handler for Failback<S, A, C, P, K>
+impl<S, A, C, P, K, Z> Handler for Failback<S, A, C, P, K, Z>
 where
     S: HealthStore,
     A: StandbyScaler,
     C: AlarmStates,
     P: FrontDoorProbe,
     K: Clock,
+    Z: AutoScaling,
 {
     type Event = TickEvent;
     type Error = HealthError;
@@ -57,8 +64,8 @@ where
 
 /// Handles one scheduled event for the function's region. Every tick evaluates the same
 /// thing, so a duplicate or late tick is harmless.
-async fn handle<S, A, C, P, K>(
-    function: &Failback<S, A, C, P, K>,
+async fn handle<S, A, C, P, K, Z>(
+    function: &Failback<S, A, C, P, K, Z>,
     event: TickEvent,
 ) -> Result<(Value, Vec<String>), HealthError>
 where
@@ -67,6 +74,7 @@ where
     C: AlarmStates,
     P: FrontDoorProbe,
     K: Clock,
+    Z: AutoScaling,
 {
     let Failback {
         fleet,
@@ -77,6 +85,7 @@ where
         alarms,
         probe,
         clock,
+        autoscaling,
     } = function;
     let region = region.as_str();
     let received = clock.now();
@@ -153,6 +162,15 @@ where
     };
     let applied = apply(fleet, region, &trigger, store, clock).await?;
     let standby = raise_standby(fleet, region, store, scaler, &seen, clock).await?;
+    let capacity = capacity::reconcile(
+        fleet,
+        spec,
+        &applied.health,
+        standby.is_some(),
+        autoscaling,
+        clock.now(),
+    )
+    .await;
     let mut metrics = Vec::new();
     if applied.action == Action::Restore {
         let recovered_for = applied
@@ -172,6 +190,7 @@ where
             "alarms_unread": alarms_unread,
             "peers": seen.peers,
             "standby": standby,
+            "capacity": capacity,
         }),
         metrics,
     ))

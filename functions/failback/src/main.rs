@@ -6,6 +6,7 @@ use meridian::fleet::Fleet;
 use meridian::health::SystemClock;
 use meridian::lambda;
 use meridian::names::FunctionRole;
+use meridian::scaling_aws::AasAutoScaling;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -15,6 +16,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let clients = ClientFactory::from_env().for_function(FunctionRole::Failback);
     let deps = HealthDeps::new(&clients, &fleet, &region).await;
     let alarms = CloudWatchAlarms::new(&clients, &region).await;
+    let autoscaling = AasAutoScaling::new(&clients, &region).await;
     lambda::run(meridian_failback::Failback {
         fleet,
         region,
@@ -24,6 +26,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         alarms,
         probe: HttpFrontDoorProbe::default(),
         clock: SystemClock,
+        autoscaling,
     })
     .await
 }
