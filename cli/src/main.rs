@@ -1,6 +1,7 @@
 //! `meridian`: the operator CLI. Runs the local cloud, checks fleet files, and (as the
 //! control plane grows) uploads models and shows rollouts and failovers.
 
+mod capacity_cmd;
 mod demo;
 mod fleet_cmd;
 mod local;
@@ -62,6 +63,9 @@ enum Command {
     },
     /// Failover events with their timings, oldest first.
     History(ops::Target),
+    /// Per region: the capacity the fleet file declares, what Application Auto Scaling
+    /// has in force (read in that region), and the next scheduled change, local and UTC.
+    Capacity(ops::Target),
     /// Print the manifest of a local model version folder (files, sizes, SHA-256, serving),
     /// for uploads with other tools: copy the files first, then this as manifest.json.
     Manifest(upload::ManifestArgs),
@@ -121,6 +125,7 @@ async fn main() -> ExitCode {
             ops::manual(target, &region, meridian::failover::Input::ManualUndrain).await
         }
         Command::History(target) => ops::history(target).await,
+        Command::Capacity(target) => capacity_cmd::run(target).await,
         Command::Manifest(args) => upload::manifest(args).await,
         Command::Upload(args) => upload::upload(args).await,
     };
