@@ -466,7 +466,7 @@ fn changes_between(region: &RegionSpec, first: NaiveDate, last: NaiveDate) -> Ve
             None => break,
         };
     }
-    changes.sort_by(|a, b| (a.at, a.edge).cmp(&(b.at, b.edge)));
+    changes.sort_by_key(|c| (c.at, c.edge));
     changes
 }
 
