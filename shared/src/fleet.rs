@@ -89,6 +89,8 @@ pub struct Fleet {
     /// bounds.
     #[serde(serialize_with = "serialize_rollout")]
     pub rollout: RolloutSettings,
+    /// The `[cost]` section: prices for `meridian cost` (the guide's when absent).
+    pub cost: crate::cost::CostSettings,
 }
 
 /// Bounds of the `[failover]` durations, in seconds.
@@ -386,6 +388,7 @@ struct RawFleet {
     regions: Option<Vec<RawRegion>>,
     failover: Option<RawFailover>,
     rollout: Option<RawRollout>,
+    cost: Option<crate::cost::RawCost>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -578,6 +581,7 @@ impl RawFleet {
             .collect();
         let failover = validate_failover(self.failover, region_count, &mut p);
         let rollout = validate_rollout(self.rollout, &mut p);
+        let cost = crate::cost::validate(self.cost, &mut p.0);
 
         match (
             name,
@@ -610,6 +614,7 @@ impl RawFleet {
                 regions,
                 failover,
                 rollout,
+                cost,
             }),
             _ => Err(FleetError::Invalid(p.0)),
         }

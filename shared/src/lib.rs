@@ -4,6 +4,7 @@
 pub mod adapters;
 pub mod aws;
 pub mod capacity;
+pub mod cost;
 pub mod events;
 pub mod executions;
 pub mod failover;
