@@ -210,12 +210,10 @@ fn priced(
     instance_type: &str,
     spans: Vec<Span>,
 ) -> Result<RegionCost, NoPrice> {
-    let usd_per_hour = settings
-        .price(name, instance_type)
-        .ok_or_else(|| NoPrice {
-            region: name.to_owned(),
-            instance_type: instance_type.to_owned(),
-        })?;
+    let usd_per_hour = settings.price(name, instance_type).ok_or_else(|| NoPrice {
+        region: name.to_owned(),
+        instance_type: instance_type.to_owned(),
+    })?;
     let weekly: f64 = spans
         .iter()
         .map(|s| s.hours_per_week * f64::from(s.instances))
@@ -268,12 +266,7 @@ pub fn estimate(fleet: &Fleet, settings: &CostSettings) -> Result<Vec<PatternCos
         })
         .collect::<Result<Vec<_>, _>>()?;
     let all_spans: Vec<Span> = fleet.regions.iter().flat_map(declared_spans).collect();
-    let single = priced(
-        settings,
-        &primary.name,
-        &primary.instance_type,
-        all_spans,
-    )?;
+    let single = priced(settings, &primary.name, &primary.instance_type, all_spans)?;
     Ok(vec![
         pattern(
             "active-active",
@@ -362,8 +355,14 @@ mod tests {
         );
         let fleet = Fleet::from_toml_str(&text).expect("valid");
         let patterns = estimate(&fleet, &fleet.cost).expect("priced");
-        assert!(close(patterns[0].regions[0].usd_per_month, 2.0 * 730.0 * 1.212));
-        assert!(close(patterns[0].regions[1].usd_per_month, 2.0 * 730.0 * 1.62));
+        assert!(close(
+            patterns[0].regions[0].usd_per_month,
+            2.0 * 730.0 * 1.212
+        ));
+        assert!(close(
+            patterns[0].regions[1].usd_per_month,
+            2.0 * 730.0 * 1.62
+        ));
 
         let other = EXAMPLE.replacen("ml.g5.2xlarge", "ml.p4d.24xlarge", 1);
         let fleet = Fleet::from_toml_str(&other).expect("valid");
