@@ -406,7 +406,7 @@ fn serialize_local<S: Serializer>(local: &DateTime<Tz>, serializer: S) -> Result
 
 /// The instant a local wall time names, as AAS reads it (see the module doc): the first
 /// of two, and a skipped time as late as the gap is long.
-pub fn resolve_local(zone: Tz, local: NaiveDateTime) -> DateTime<Tz> {
+fn resolve_local(zone: Tz, local: NaiveDateTime) -> DateTime<Tz> {
     match zone.from_local_datetime(&local) {
         LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => t,
         LocalResult::None => {
@@ -515,11 +515,6 @@ pub fn deploy_count(region: &RegionSpec, at: DateTime<Utc>) -> u32 {
     region
         .instance_count
         .clamp(bounds.min, bounds.max.max(bounds.min))
-}
-
-/// Offset of `zone` at `at`, for display ("+08:00").
-pub fn offset_at(zone: Tz, at: DateTime<Utc>) -> String {
-    at.with_timezone(&zone).format("%:z").to_string()
 }
 
 #[cfg(test)]
@@ -815,6 +810,46 @@ time_zone = "{zone}"
             ),
         ] {
             assert_eq!(two(a, b), Vec::<String>::new(), "{a:?} {b:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Between two consecutive changes nothing changes, and at a change its bounds
+        /// take force: whatever the window, the days, the zone and the instant.
+        #[test]
+        fn the_bounds_in_force_change_only_at_the_next_change(
+            zone in proptest::sample::select(vec![
+                "America/New_York", "Europe/Dublin", "Asia/Singapore",
+            ]),
+            start in 0u32..(24 * 60),
+            length in 1u32..(24 * 60),
+            days in proptest::sample::subsequence(
+                vec!["mon", "tue", "wed", "thu", "fri", "sat", "sun"], 0..=7),
+            minute in 0i64..(366 * 24 * 60),
+            fraction in 0.0f64..1.0,
+        ) {
+            let end = (start + length) % (24 * 60);
+            let days = if days.is_empty() {
+                String::new()
+            } else {
+                format!("days = [{}]\n", days.iter().map(|d| format!("\"{d}\"")).collect::<Vec<_>>().join(", "))
+            };
+            let region = region(zone, &format!(
+                "[[regions.windows]]\nname = \"w\"\nstart = \"{:02}:{:02}\"\nend = \"{:02}:{:02}\"\n{days}min_instances = 1\nmax_instances = 1\n",
+                start / 60, start % 60, end / 60, end % 60,
+            ));
+            let at = utc("2026-01-01T00:00:00Z") + Duration::minutes(minute);
+            let now = in_force(&region, at);
+            let next = next_change(&region, at).expect("a weekly window changes within a week");
+            proptest::prop_assert!(next.at > at);
+            proptest::prop_assert!(next.at - at <= Duration::days(8));
+            let between = at + Duration::seconds(((next.at - at).num_seconds() as f64 * fraction) as i64);
+            if between < next.at {
+                proptest::prop_assert_eq!(in_force(&region, between), now.clone());
+            }
+            let then = in_force(&region, next.at);
+            proptest::prop_assert_eq!(then.bounds, next.bounds);
+            proptest::prop_assert_eq!(then.window.is_some(), next.edge == Edge::Start);
         }
     }
 
