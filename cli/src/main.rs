@@ -1,6 +1,8 @@
 //! `meridian`: the operator CLI. Runs the local cloud, checks fleet files, and (as the
 //! control plane grows) uploads models and shows rollouts and failovers.
 
+mod capacity_cmd;
+mod cost_cmd;
 mod demo;
 mod fleet_cmd;
 mod local;
@@ -62,6 +64,12 @@ enum Command {
     },
     /// Failover events with their timings, oldest first.
     History(ops::Target),
+    /// Per region: the capacity the fleet file declares, what Application Auto Scaling
+    /// has in force (read in that region), and the next scheduled change, local and UTC.
+    Capacity(ops::Target),
+    /// Monthly cost from the declared capacity and windows, per region and in total, as
+    /// active-active, active-passive and single-region, with the arithmetic shown.
+    Cost(cost_cmd::CostArgs),
     /// Print the manifest of a local model version folder (files, sizes, SHA-256, serving),
     /// for uploads with other tools: copy the files first, then this as manifest.json.
     Manifest(upload::ManifestArgs),
@@ -121,6 +129,8 @@ async fn main() -> ExitCode {
             ops::manual(target, &region, meridian::failover::Input::ManualUndrain).await
         }
         Command::History(target) => ops::history(target).await,
+        Command::Capacity(target) => capacity_cmd::run(target).await,
+        Command::Cost(args) => cost_cmd::run(args),
         Command::Manifest(args) => upload::manifest(args).await,
         Command::Upload(args) => upload::upload(args).await,
     };

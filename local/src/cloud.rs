@@ -145,6 +145,11 @@ impl LocalCloud {
         self.calls.calls()
     }
 
+    /// Every distinct AWS API call so far with how many times it was made.
+    pub fn api_call_counts(&self) -> std::collections::BTreeMap<ApiCall, u64> {
+        self.calls.counts()
+    }
+
     pub fn fleet(&self) -> &Fleet {
         &self.ctx.fleet
     }

@@ -15,6 +15,7 @@ use meridian::fleet::Fleet;
 use meridian::function::{invoke, Handler};
 use meridian::health::SystemClock;
 use meridian::names::{self, function_name, FunctionRole};
+use meridian::scaling_aws::AasAutoScaling;
 use meridian::NamedError;
 use meridian_failback::drift::aws::AwsDriftSources;
 use meridian_front_door::aws::AwsFrontDoor;
@@ -142,6 +143,7 @@ pub fn register(
             let deps = HealthDeps::new(&clients, &fleet, &region).await;
             let alarms = CloudWatchAlarms::new(&clients, &region).await;
             let drift = AwsDriftSources::new(&clients, &fleet, &region).await;
+            let autoscaling = AasAutoScaling::new(&clients, &region).await;
             meridian_failback::Failback {
                 fleet: (*fleet).clone(),
                 front_door: urls.get(&region).cloned(),
@@ -152,6 +154,7 @@ pub fn register(
                 probe: HttpFrontDoorProbe::default(),
                 clock: SystemClock,
                 drift,
+                autoscaling,
             }
         }
     });

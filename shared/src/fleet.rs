@@ -89,6 +89,8 @@ pub struct Fleet {
     /// bounds.
     #[serde(serialize_with = "serialize_rollout")]
     pub rollout: RolloutSettings,
+    /// The `[cost]` section: prices for `meridian cost` (the guide's when absent).
+    pub cost: crate::cost::CostSettings,
 }
 
 /// Bounds of the `[failover]` durations, in seconds.
@@ -208,6 +210,13 @@ pub struct RegionSpec {
     pub time_zone: Tz,
     /// CloudWatch alarm names (in this region) that count for this region.
     pub alarms: Vec<String>,
+    /// Target tracking on SageMaker's `SageMakerVariantInvocationsPerInstance`; none
+    /// when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_invocations_per_instance: Option<u32>,
+    /// Local-time windows with their own floor and ceiling ([`crate::capacity`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<crate::capacity::Window>,
 }
 
 /// Why a fleet description could not be used.
@@ -379,6 +388,7 @@ struct RawFleet {
     regions: Option<Vec<RawRegion>>,
     failover: Option<RawFailover>,
     rollout: Option<RawRollout>,
+    cost: Option<crate::cost::RawCost>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -428,6 +438,9 @@ struct RawRegion {
     time_zone: Option<String>,
     #[serde(default)]
     alarms: Vec<String>,
+    target_invocations_per_instance: Option<i64>,
+    #[serde(default)]
+    windows: Vec<crate::capacity::RawWindow>,
 }
 
 /// Accumulates problems so all of them are reported together.
@@ -568,6 +581,7 @@ impl RawFleet {
             .collect();
         let failover = validate_failover(self.failover, region_count, &mut p);
         let rollout = validate_rollout(self.rollout, &mut p);
+        let cost = crate::cost::validate(self.cost, &mut p.0);
 
         match (
             name,
@@ -600,6 +614,7 @@ impl RawFleet {
                 regions,
                 failover,
                 rollout,
+                cost,
             }),
             _ => Err(FleetError::Invalid(p.0)),
         }
@@ -935,6 +950,10 @@ fn validate_region(i: usize, raw: RawRegion, p: &mut Problems) -> Option<RegionS
         }
     }
 
+    let target_invocations_per_instance =
+        crate::capacity::validate_target(i, raw.target_invocations_per_instance, &mut p.0);
+    let windows = crate::capacity::validate_windows(i, raw.windows, &mut p.0);
+
     if p.0.len() != before {
         return None;
     }
@@ -948,6 +967,8 @@ fn validate_region(i: usize, raw: RawRegion, p: &mut Problems) -> Option<RegionS
         max_instances: max?,
         time_zone: time_zone?,
         alarms: raw.alarms,
+        target_invocations_per_instance,
+        windows,
     })
 }
 

@@ -3,6 +3,8 @@
 
 pub mod adapters;
 pub mod aws;
+pub mod capacity;
+pub mod cost;
 pub mod drift;
 pub mod events;
 pub mod executions;
@@ -19,6 +21,8 @@ pub mod peers;
 pub mod registry;
 pub mod rollout;
 pub mod routing;
+pub mod scaling;
+pub mod scaling_aws;
 pub mod smoke;
 
 /// An error that Step Functions' `Retry`/`Catch` match by name: the Lambda `errorType` a

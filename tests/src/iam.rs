@@ -68,13 +68,20 @@ pub fn calls(role: FunctionRole) -> &'static [(&'static str, &'static str)] {
 /// The failover function's calls (the first two); the failback function makes them all.
 /// A drain or a restore is a write of the region's record in its own replica: no Route 53
 /// call, and no call to another region (an active-passive standby raises its own capacity,
-/// from its own tick).
-const HEALTH_CALLS: [(&str, &str); 5] = [
+/// and every region reconciles its own Application Auto Scaling, from its own tick).
+const HEALTH_CALLS: [(&str, &str); 11] = [
     ("dynamodb", "GetItem"),
     ("dynamodb", "PutItem"),
     ("application-autoscaling", "DescribeScalableTargets"),
     ("application-autoscaling", "RegisterScalableTarget"),
     ("monitoring", "DescribeAlarms"),
+    // the capacity reconcile: what is in force, then only what differs
+    ("application-autoscaling", "DescribeScalingPolicies"),
+    ("application-autoscaling", "DescribeScheduledActions"),
+    ("application-autoscaling", "PutScalingPolicy"),
+    ("application-autoscaling", "DeleteScalingPolicy"),
+    ("application-autoscaling", "PutScheduledAction"),
+    ("application-autoscaling", "DeleteScheduledAction"),
 ];
 
 /// The failback function's calls: [`HEALTH_CALLS`], then the drift check's reads, all in

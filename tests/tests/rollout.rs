@@ -147,6 +147,22 @@ async fn happy_path_every_region_serves_the_new_version() {
     for (region, config) in serving_configs(&cloud).await {
         assert_eq!(config, expected, "{region}");
     }
+    // Sized by the fleet file (us-east-1 and eu-west-1: 2), not the manifest (1).
+    for region in &cloud.fleet().regions {
+        let described = aws_sdk_sagemaker::Client::new(&cloud.clients().config(&region.name).await)
+            .describe_endpoint_config()
+            .endpoint_config_name(&expected)
+            .send()
+            .await
+            .expect("describe endpoint config");
+        let variant = &described.production_variants()[0];
+        assert_eq!(
+            variant.initial_instance_count(),
+            i32::try_from(meridian::capacity::deploy_count(region, chrono::Utc::now())).ok(),
+            "{}",
+            region.name
+        );
+    }
     let active = registry(&cloud)
         .await
         .active("llama")

@@ -71,7 +71,8 @@ const NO_RESOURCE_LEVEL_PERMISSIONS: &[&str] = &[
     "states:SendTaskSuccess",
     "states:SendTaskFailure",
     "application-autoscaling:DescribeScalableTargets",
-    "application-autoscaling:RegisterScalableTarget",
+    "application-autoscaling:DescribeScalingPolicies",
+    "application-autoscaling:DescribeScheduledActions",
     "ecr:GetAuthorizationToken",
     "cloudwatch:PutMetricData",
     // The state machine's log delivery (Step Functions developer guide: these CloudWatch

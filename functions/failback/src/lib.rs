@@ -5,8 +5,11 @@
 //! handling failed every retry, is healed within one tick — then restores the region once
 //! it has been OK for the hysteresis (and applies drains held back earlier). In
 //! active-passive, a standby raises its own capacity while it sees the primary out. Last,
-//! it checks that the region's endpoint serves the registry's active version ([`drift`]).
+//! it checks that the region's endpoint serves the registry's active version ([`drift`])
+//! and reconciles the region's Application Auto Scaling with its declared capacity
+//! ([`capacity`]).
 
+mod capacity;
 pub mod drift;
 mod probes;
 
@@ -21,13 +24,14 @@ use meridian::health::{
 };
 use meridian::metrics::FAILBACK_AFTER_OK;
 use meridian::peers::{out_of_service, Out, PeerProbes, PeerView};
+use meridian::scaling::AutoScaling;
 use serde_json::{json, Value};
 
 /// The event the failback schedule delivers: EventBridge's `Scheduled Event`.
 pub type TickEvent = EventBridgeEvent<Value>;
 
 /// The failback function of one region: its dependencies.
-pub struct Failback<S, A, C, P, K, D> {
+pub struct Failback<S, A, C, P, K, D, Z> {
     pub fleet: Fleet,
     /// The region this function runs in.
     pub region: String,
@@ -40,9 +44,11 @@ pub struct Failback<S, A, C, P, K, D> {
     pub clock: K,
     /// What the drift check reads (SageMaker and the registry, in this region).
     pub drift: D,
+    /// This region's Application Auto Scaling, for the capacity reconcile.
+    pub autoscaling: Z,
 }
 
-impl<S, A, C, P, K, D> Handler for Failback<S, A, C, P, K, D>
+impl<S, A, C, P, K, D, Z> Handler for Failback<S, A, C, P, K, D, Z>
 where
     S: HealthStore,
     A: StandbyScaler,
@@ -50,6 +56,7 @@ where
     P: FrontDoorProbe,
     K: Clock,
     D: drift::DriftSources,
+    Z: AutoScaling,
 {
     type Event = TickEvent;
     type Error = HealthError;
@@ -62,8 +69,8 @@ where
 
 /// Handles one scheduled event for the function's region. Every tick evaluates the same
 /// thing, so a duplicate or late tick is harmless.
-async fn handle<S, A, C, P, K, D>(
-    function: &Failback<S, A, C, P, K, D>,
+async fn handle<S, A, C, P, K, D, Z>(
+    function: &Failback<S, A, C, P, K, D, Z>,
     event: TickEvent,
 ) -> Result<(Value, Vec<String>), HealthError>
 where
@@ -73,6 +80,7 @@ where
     P: FrontDoorProbe,
     K: Clock,
     D: drift::DriftSources,
+    Z: AutoScaling,
 {
     let Failback {
         fleet,
@@ -84,6 +92,7 @@ where
         probe,
         clock,
         drift: drift_sources,
+        autoscaling,
     } = function;
     let region = region.as_str();
     let received = clock.now();
@@ -160,6 +169,15 @@ where
     };
     let applied = apply(fleet, region, &trigger, store, clock).await?;
     let standby = raise_standby(fleet, region, store, scaler, &seen, clock).await?;
+    let capacity = capacity::reconcile(
+        fleet,
+        spec,
+        &applied.health,
+        standby.is_some(),
+        autoscaling,
+        clock.now(),
+    )
+    .await;
     let (drift, drift_metric) = drift::check(spec, drift_sources, store, clock).await;
     let mut metrics: Vec<String> = drift_metric.into_iter().collect();
     if applied.action == Action::Restore {
@@ -181,6 +199,7 @@ where
             "peers": seen.peers,
             "standby": standby,
             "drift": drift,
+            "capacity": capacity,
         }),
         metrics,
     ))

@@ -6,6 +6,7 @@ use meridian::fleet::Fleet;
 use meridian::health::SystemClock;
 use meridian::lambda;
 use meridian::names::FunctionRole;
+use meridian::scaling_aws::AasAutoScaling;
 use meridian_failback::drift::aws::AwsDriftSources;
 
 #[tokio::main]
@@ -17,6 +18,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let deps = HealthDeps::new(&clients, &fleet, &region).await;
     let alarms = CloudWatchAlarms::new(&clients, &region).await;
     let drift = AwsDriftSources::new(&clients, &fleet, &region).await;
+    let autoscaling = AasAutoScaling::new(&clients, &region).await;
     lambda::run(meridian_failback::Failback {
         fleet,
         region,
@@ -27,6 +29,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         probe: HttpFrontDoorProbe::default(),
         clock: SystemClock,
         drift,
+        autoscaling,
     })
     .await
 }

@@ -360,10 +360,13 @@ async fn prepare(
     };
     let region = deps.region(input.region.as_deref())?;
     let serving = &record.manifest.serving;
+    // Sized by the fleet file, not the manifest: the region's instance type and its
+    // desired count within the bounds in force now (a night window caps it).
+    let instances = meridian::capacity::deploy_count(region, Utc::now());
     if let Some(refusal) = deps
         .fleet
         .rollout
-        .traffic_shift_refusal(&region.name, serving.instance_count)
+        .traffic_shift_refusal(&region.name, instances)
     {
         return Err(RolloutError::Invalid(refusal));
     }
@@ -405,9 +408,9 @@ async fn prepare(
                 .variant_name(&serving.variant_name)
                 .model_name(&name)
                 .instance_type(ProductionVariantInstanceType::from(
-                    serving.instance_type.as_str(),
+                    region.instance_type.as_str(),
                 ))
-                .initial_instance_count(i32::try_from(serving.instance_count).unwrap_or(i32::MAX))
+                .initial_instance_count(i32::try_from(instances).unwrap_or(i32::MAX))
                 .build(),
         )
         .send()
@@ -433,7 +436,12 @@ async fn prepare(
             r.phases.entry("replicated".into()).or_insert_with(Utc::now);
         })
         .await?;
-    Ok(json!({ "region": region.name, "config": name }))
+    Ok(json!({
+        "region": region.name,
+        "config": name,
+        "instance_type": region.instance_type,
+        "instances": instances,
+    }))
 }
 
 fn ignore_existing<
