@@ -3,6 +3,8 @@
 //! in that region's ECR registry. Another account's image (AWS's Deep Learning Containers)
 //! cannot be listed by our role and is left to SageMaker's `CreateModel`.
 
+use std::future::Future;
+
 use aws_sdk_ecr::error::ProvideErrorMetadata;
 use aws_sdk_ecr::types::ImageIdentifier;
 use meridian::aws::ClientFactory;
@@ -11,8 +13,8 @@ use meridian::manifest::Serving;
 use meridian::rollout::RolloutError;
 
 /// Whether an image exists in its registry (ECR in the image's own region).
-pub trait ImageCatalog {
-    async fn exists(&self, image: &EcrImage) -> Result<bool, RolloutError>;
+pub trait ImageCatalog: Send + Sync {
+    fn exists(&self, image: &EcrImage) -> impl Future<Output = Result<bool, RolloutError>> + Send;
 }
 
 /// ECR `DescribeImages`, in the image's region.
