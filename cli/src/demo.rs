@@ -96,6 +96,7 @@ async fn rollout(cloud: &LocalCloud, fleet: &Fleet, step: &impl Fn(&str)) -> Res
         model: "demo-llm".into(),
         version: "1".into(),
         image: "763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-tgi-inference:2.4-tgi2.4-gpu-py311-cu124-ubuntu22.04".into(),
+        region_images: Vec::new(),
         instance_type: None,
         instance_count: None,
         variant_name: meridian::names::VARIANT_NAME.into(),

@@ -55,9 +55,14 @@ pub struct VersionArgs {
     /// Version name (1 to 64 of A-Z, a-z, 0-9, '.', '_' and '-').
     #[arg(long)]
     pub version: String,
-    /// Container image URI that serves the model.
+    /// Container image URI that serves the model: a private ECR image; a region without
+    /// --region-image runs the same repository and tag from its own region.
     #[arg(long)]
     pub image: String,
+    /// The image one region runs instead, REGION=IMAGE, an ECR image in that region
+    /// (repeatable).
+    #[arg(long = "region-image", value_name = "REGION=IMAGE", value_parser = parse_env)]
+    pub region_images: Vec<(String, String)>,
     /// SageMaker instance type [default: the fleet's primary region's, else ml.g5.2xlarge].
     #[arg(long)]
     pub instance_type: Option<String>,
@@ -110,7 +115,7 @@ fn read_smoke_test(path: &Path) -> Result<SmokeTest> {
         .with_context(|| format!("{} is not a smoke test (docs/manifest.md)", path.display()))
 }
 
-/// Parses one `--env KEY=VALUE`.
+/// Parses one `--env KEY=VALUE` (or `--region-image REGION=IMAGE`).
 fn parse_env(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
@@ -128,9 +133,16 @@ impl VersionArgs {
                 bail!("--env {key} is given twice");
             }
         }
+        let mut images = BTreeMap::new();
+        for (region, image) in &self.region_images {
+            if images.insert(region.clone(), image.clone()).is_some() {
+                bail!("--region-image {region} is given twice");
+            }
+        }
         let primary = fleet.map(Fleet::primary);
         Ok(Serving {
             image: self.image.clone(),
+            images,
             instance_type: self
                 .instance_type
                 .clone()

@@ -180,7 +180,7 @@ async fn upload_puts_every_file_then_the_manifest_in_the_primary_bucket() {
             "--version",
             "1",
             "--image",
-            "x",
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com/tgi:2",
             "--local",
             "--part-size-mib",
             "8",
@@ -216,7 +216,10 @@ async fn upload_puts_every_file_then_the_manifest_in_the_primary_bucket() {
             ("tokenizer/vocab.txt", 3000),
         ]
     );
-    assert_eq!(manifest.serving.image, "x");
+    assert_eq!(
+        manifest.serving.image,
+        "123456789012.dkr.ecr.us-east-1.amazonaws.com/tgi:2"
+    );
     assert_eq!(
         manifest.serving.instance_type,
         fleet.primary().instance_type
@@ -310,7 +313,7 @@ async fn versions_are_immutable_and_a_repeated_upload_is_a_no_op() {
         "--version",
         "1",
         "--image",
-        "x",
+        "123456789012.dkr.ecr.us-east-1.amazonaws.com/tgi:2",
         "--local",
         "--part-size-mib",
         "8",
@@ -416,7 +419,7 @@ async fn manifest_prints_json_that_parses_and_names_bad_input() {
             "--version",
             "1",
             "--image",
-            "x",
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com/tgi:2",
             "--instance-type",
             "g5.2xlarge",
         ],
@@ -519,7 +522,7 @@ async fn a_failed_part_aborts_the_multipart_upload_and_writes_no_manifest() {
             "--version",
             "1",
             "--image",
-            "x",
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com/tgi:2",
             "--part-size-mib",
             "8",
         ],

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumType, ObjectAttributes};
 use http::Method;
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
@@ -174,17 +175,146 @@ impl Copy {
             tracing::warn!(source = %bucket, %key, destination = %destination.bucket, %region, ?corruption, "injected fault: replica damaged");
             return Ok(());
         }
-        let copy_source = format!("{bucket}/{}", utf8_percent_encode(&key, COPY_SOURCE));
-        s3.copy_object()
-            .bucket(&destination.bucket)
-            .key(&key)
-            .copy_source(copy_source)
-            .send()
+        let parts = copy_object(&s3, &bucket, &key, &destination.bucket)
             .await
             .with_context(|| format!("copying s3://{bucket}/{key} to {}", destination.bucket))?;
-        tracing::info!(source = %bucket, %key, destination = %destination.bucket, %region, "replicated");
+        tracing::info!(source = %bucket, %key, destination = %destination.bucket, %region, parts, "replicated");
         Ok(())
     }
+}
+
+/// Copies the key's current version as S3 replication does: a multipart object part by
+/// part, with the source's part sizes and checksum algorithm and type, so the replica has
+/// the source's ETag and checksum (a composite `-N` one included); any other object with
+/// `CopyObject`. moto's `CopyObject` would store a multipart source as one part under the
+/// source's composite checksum, which standard clients then refuse to read. Returns the
+/// number of parts (0 for a single-part object).
+async fn copy_object(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    destination: &str,
+) -> Result<usize> {
+    let first = s3
+        .head_object()
+        .bucket(bucket)
+        .key(key)
+        .part_number(1)
+        .send()
+        .await
+        .context("reading the source's first part")?;
+    let mut copy_source = format!("{bucket}/{}", utf8_percent_encode(key, COPY_SOURCE));
+    if let Some(version) = first.version_id().filter(|v| *v != "null") {
+        copy_source = format!("{copy_source}?versionId={version}");
+    }
+    let Some(parts) = first.parts_count().and_then(|n| usize::try_from(n).ok()) else {
+        s3.copy_object()
+            .bucket(destination)
+            .key(key)
+            .copy_source(copy_source)
+            .send()
+            .await?;
+        return Ok(0);
+    };
+    let mut sizes = vec![u64::try_from(first.content_length().unwrap_or(0))?];
+    for number in 2..=parts {
+        let part = s3
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .set_version_id(first.version_id().map(str::to_owned))
+            .part_number(i32::try_from(number)?)
+            .send()
+            .await
+            .with_context(|| format!("reading the source's part {number}"))?;
+        sizes.push(u64::try_from(part.content_length().unwrap_or(0))?);
+    }
+    let (algorithm, checksum_type) = checksum_of(s3, bucket, key, first.version_id()).await?;
+    let upload = s3
+        .create_multipart_upload()
+        .bucket(destination)
+        .key(key)
+        .set_content_type(first.content_type().map(str::to_owned))
+        .set_metadata(first.metadata().cloned())
+        .set_checksum_algorithm(algorithm)
+        .set_checksum_type(checksum_type)
+        .send()
+        .await?;
+    let upload_id = upload.upload_id().unwrap_or_default();
+    let mut completed = Vec::with_capacity(parts);
+    let mut start = 0u64;
+    for (index, size) in sizes.into_iter().enumerate() {
+        let number = i32::try_from(index + 1)?;
+        let part = s3
+            .upload_part_copy()
+            .bucket(destination)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(number)
+            .copy_source(&copy_source)
+            .copy_source_range(format!(
+                "bytes={start}-{}",
+                (start + size).saturating_sub(1)
+            ))
+            .send()
+            .await
+            .with_context(|| format!("copying part {number}"))?;
+        start += size;
+        completed.push(
+            aws_sdk_s3::types::CompletedPart::builder()
+                .part_number(number)
+                .set_e_tag(
+                    part.copy_part_result()
+                        .and_then(|r| r.e_tag())
+                        .map(str::to_owned),
+                )
+                .build(),
+        );
+    }
+    s3.complete_multipart_upload()
+        .bucket(destination)
+        .key(key)
+        .upload_id(upload_id)
+        .multipart_upload(
+            aws_sdk_s3::types::CompletedMultipartUpload::builder()
+                .set_parts(Some(completed))
+                .build(),
+        )
+        .send()
+        .await?;
+    Ok(parts)
+}
+
+/// The algorithm and type of the object's checksum (`GetObjectAttributes`; moto's
+/// `HeadObject` leaves the type out).
+async fn checksum_of(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    version: Option<&str>,
+) -> Result<(Option<ChecksumAlgorithm>, Option<ChecksumType>)> {
+    let attributes = s3
+        .get_object_attributes()
+        .bucket(bucket)
+        .key(key)
+        .set_version_id(version.map(str::to_owned))
+        .object_attributes(ObjectAttributes::Checksum)
+        .send()
+        .await
+        .context("reading the source's checksum")?;
+    let Some(checksum) = attributes.checksum() else {
+        return Ok((None, None));
+    };
+    let algorithm = [
+        (checksum.checksum_crc32(), ChecksumAlgorithm::Crc32),
+        (checksum.checksum_crc32_c(), ChecksumAlgorithm::Crc32C),
+        (checksum.checksum_crc64_nvme(), ChecksumAlgorithm::Crc64Nvme),
+        (checksum.checksum_sha1(), ChecksumAlgorithm::Sha1),
+        (checksum.checksum_sha256(), ChecksumAlgorithm::Sha256),
+    ]
+    .into_iter()
+    .find_map(|(value, algorithm)| value.map(|_| algorithm));
+    Ok((algorithm, checksum.checksum_type().cloned()))
 }
 
 async fn bucket_region(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<String> {

@@ -134,8 +134,17 @@ pub fn registered(
             region.bucket,
             version_prefix(&record.model, &record.version)
         ),
-        image: record.manifest.serving.image.clone(),
+        image: expected_image(&record.manifest.serving, &region.name),
     })
+}
+
+/// The image the rollout gave this region's model (each region runs its own region's copy);
+/// the manifest's image as written if it cannot be resolved, as the rollout would have
+/// refused it.
+fn expected_image(serving: &crate::manifest::Serving, region: &str) -> String {
+    crate::images::image_for_region(&serving.image, &serving.images, region)
+        .map(|resolved| resolved.image.to_string())
+        .unwrap_or_else(|_| serving.image.clone())
 }
 
 /// One way the endpoint differs from the registry.

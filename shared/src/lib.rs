@@ -12,6 +12,7 @@ pub mod failover;
 pub mod fleet;
 pub mod function;
 pub mod health;
+pub mod images;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod manifest;

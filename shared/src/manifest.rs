@@ -46,7 +46,7 @@ pub const MAX_ENVIRONMENT_ENTRIES: usize = 100;
 /// Longest environment variable name or value, in characters (SageMaker's limit).
 pub const MAX_ENVIRONMENT_CHARS: usize = 1024;
 /// Longest container image URI, in characters (SageMaker's limit).
-pub const MAX_IMAGE_CHARS: usize = 255;
+pub use crate::images::MAX_IMAGE_CHARS;
 
 /// Top-level folder of all model versions in the upload bucket.
 const MODELS_FOLDER: &str = "models";
@@ -88,8 +88,17 @@ pub struct FileEntry {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Serving {
-    /// Container image URI, e.g. an ECR image of a TGI container.
+    /// Container image URI: a private ECR image, e.g. of a TGI container. A region
+    /// without an `images` entry runs it from its own region ([`crate::images`]).
     pub image: String,
+    /// Optional, per region: the image that region runs instead, in that region (an
+    /// AWS image served from another account there, or a repository named differently).
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "unique_map"
+    )]
+    pub images: BTreeMap<String, String>,
     /// SageMaker instance type, e.g. `ml.g5.2xlarge`.
     pub instance_type: String,
     /// Instances per region: 1..=[`MAX_INSTANCE_COUNT`].
@@ -643,22 +652,14 @@ fn check_sha256(digest: &str) -> Result<(), String> {
 /// The serving spec becomes a SageMaker model and endpoint config in every region; checking
 /// SageMaker's own limits here fails the upload instead of a rollout half-way.
 fn check_serving(serving: &Serving, p: &mut Problems) {
-    let image = &serving.image;
-    if image.is_empty() {
-        p.add("serving.image", "is empty; give the container image URI");
-    } else if image.chars().count() > MAX_IMAGE_CHARS {
-        p.add(
-            "serving.image",
-            format!(
-                "{} is {} characters long, more than {MAX_IMAGE_CHARS}",
-                quoted(image),
-                image.chars().count()
-            ),
-        );
-    } else if image.chars().any(char::is_whitespace) {
-        p.add(
-            "serving.image",
-            format!("{} contains whitespace", quoted(image)),
+    p.check(
+        "serving.image",
+        crate::images::EcrImage::parse(&serving.image).map(|_| ()),
+    );
+    for (region, image) in &serving.images {
+        p.check(
+            &format!("serving.images.{region}"),
+            crate::images::check_entry(region, image),
         );
     }
 
@@ -930,6 +931,30 @@ mod tests {
         assert!(manifest
             .check_key("models/llama-3-8b/2026-11-24.1/manifest.json")
             .is_ok());
+    }
+
+    #[test]
+    fn region_images_are_optional_omitted_when_empty_and_part_of_the_digest() {
+        let without = valid();
+        assert!(without.serving.images.is_empty());
+        assert!(!without.to_json_pretty().contains("\"images\""));
+        let mut value = valid_value();
+        value["serving"]["images"] = json!({});
+        let empty = parse(value.to_string().as_bytes()).expect("valid");
+        assert_eq!(empty.canonical_digest(), without.canonical_digest());
+        let entry = "626614931356.dkr.ecr.af-south-1.amazonaws.com/tgi:2.4";
+        value["serving"]["images"]["af-south-1"] = json!(entry);
+        let with = parse(value.to_string().as_bytes()).expect("valid");
+        assert_eq!(with.serving.images["af-south-1"], entry);
+        assert_ne!(with.canonical_digest(), without.canonical_digest());
+        let repeated = value.to_string().replace(
+            "\"images\":{",
+            &format!("\"images\":{{\"af-south-1\":\"{entry}\","),
+        );
+        assert!(matches!(
+            parse(repeated.as_bytes()),
+            Err(ManifestError::Syntax(_))
+        ));
     }
 
     #[test]
@@ -1205,6 +1230,31 @@ mod tests {
                 |v| v["serving"]["image"] = json!("my image:1"),
                 Kind::Invalid,
                 "serving.image: \"my image:1\" contains whitespace",
+            ),
+            (
+                "image SageMaker cannot pull",
+                |v| v["serving"]["image"] = json!("ghcr.io/huggingface/tgi:2.4"),
+                Kind::Invalid,
+                "serving.image: \"ghcr.io/huggingface/tgi:2.4\" is not a private Amazon ECR image",
+            ),
+            (
+                "region image in another region",
+                |v| {
+                    v["serving"]["images"]["eu-west-1"] =
+                        json!("123456789012.dkr.ecr.us-east-1.amazonaws.com/llm:1")
+                },
+                Kind::Invalid,
+                "serving.images.eu-west-1: \"123456789012.dkr.ecr.us-east-1.amazonaws.com/llm:1\" \
+                 is in us-east-1, not eu-west-1",
+            ),
+            (
+                "region image for an unknown region",
+                |v| {
+                    v["serving"]["images"]["eu-west-9"] =
+                        json!("123456789012.dkr.ecr.eu-west-9.amazonaws.com/llm:1")
+                },
+                Kind::Invalid,
+                "serving.images.eu-west-9: unknown AWS region \"eu-west-9\"",
             ),
             (
                 "empty environment name",

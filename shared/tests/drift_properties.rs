@@ -381,10 +381,12 @@ fn arb_endpoint() -> impl Strategy<Value = Endpoint> {
     let e = expected();
     let value =
         |good: String| prop_oneof![Just(Some(good)), Just(Some("other".into())), Just(None)];
+    // The model is named as the rollout names it: its name is not compared, only what it runs.
+    let model = e.config.clone();
     let variant =
-        (value(e.model_data.clone()), value(e.image.clone())).prop_map(|(m, i)| Variant {
+        (value(e.model_data.clone()), value(e.image.clone())).prop_map(move |(m, i)| Variant {
             name: "primary".into(),
-            model: "m".into(),
+            model: model.clone(),
             model_data: m,
             image: i,
         });

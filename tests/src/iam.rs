@@ -36,13 +36,17 @@ pub fn calls(role: FunctionRole) -> &'static [(&'static str, &'static str)] {
             ("dynamodb", "PutItem"),
             ("dynamodb", "DeleteItem"),
             ("dynamodb", "Query"),
-            // the fast copy: files by server-side copy, the manifest written last
+            // the fast copy: files by server-side copy (a single-part copy reads the
+            // source's checksum algorithm first), the manifest written last
+            ("s3", "HeadObject"),
             ("s3", "CopyObject"),
             ("s3", "CreateMultipartUpload"),
             ("s3", "UploadPartCopy"),
             ("s3", "CompleteMultipartUpload"),
             ("s3", "AbortMultipartUpload"),
             ("s3", "PutObject"),
+            // the image check: the fleet account's image exists in the region's registry
+            ("ecr", "DescribeImages"),
             ("sagemaker", "CreateModel"),
             ("sagemaker", "CreateEndpointConfig"),
             ("sagemaker", "UpdateEndpoint"),

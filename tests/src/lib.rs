@@ -12,6 +12,7 @@ use meridian_local::{Functions, LocalCloud, LocalCloudConfig};
 pub mod event_pattern;
 pub mod iam;
 pub mod lambda_bench;
+pub mod objects;
 pub mod template;
 
 /// A local cloud for one test. When the test ends (by [`TestCloud::shutdown`] or by

@@ -9,7 +9,9 @@ use meridian::manifest::{describe_dir, manifest_key, Manifest, Serving};
 use meridian::registry::{Registry, VersionRecord, VersionStatus};
 use meridian::rollout::deployment_name;
 use meridian_local::{Functions, LocalCloud};
+use meridian_tests::objects::{boto3_sha256, put_multipart, read_validated, MIN_PART};
 use meridian_tests::{eventually, example_fleet, start_cloud_for, TestCloud};
+use sha2::{Digest, Sha256};
 
 const WITHIN: Duration = Duration::from_secs(90);
 
@@ -50,6 +52,7 @@ fn serving() -> Serving {
         image:
             "763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-tgi-inference:latest"
                 .into(),
+        images: Default::default(),
         instance_type: "ml.g5.2xlarge".into(),
         instance_count: 2,
         variant_name: "primary".into(),
@@ -60,7 +63,18 @@ fn serving() -> Serving {
 
 /// Uploads the files, then the manifest last, as `aws s3 cp` plus `meridian manifest` would.
 async fn upload(cloud: &LocalCloud, dir: &Path, model: &str, version: &str) -> Manifest {
-    let manifest = describe_dir(dir, model, version, serving()).expect("manifest");
+    upload_serving(cloud, dir, model, version, serving()).await
+}
+
+/// [`upload`] with a serving spec of the test's own.
+async fn upload_serving(
+    cloud: &LocalCloud,
+    dir: &Path,
+    model: &str,
+    version: &str,
+    serving: Serving,
+) -> Manifest {
+    let manifest = describe_dir(dir, model, version, serving).expect("manifest");
     let fleet = cloud.fleet();
     let s3 = cloud.clients().s3(&fleet.primary_region).await;
     for file in &manifest.files {
@@ -108,8 +122,17 @@ async fn registry(cloud: &LocalCloud) -> Registry {
 }
 
 async fn settled(cloud: &LocalCloud, model: &str, version: &str) -> VersionRecord {
+    settled_within(cloud, model, version, WITHIN).await
+}
+
+async fn settled_within(
+    cloud: &LocalCloud,
+    model: &str,
+    version: &str,
+    within: Duration,
+) -> VersionRecord {
     let registry = registry(cloud).await;
-    eventually(&format!("{model}/{version} to settle"), WITHIN, || async {
+    eventually(&format!("{model}/{version} to settle"), within, || async {
         let record = registry.version(model, version).await.ok()??;
         matches!(record.status, VersionStatus::Active | VersionStatus::Failed).then_some(record)
     })
@@ -134,6 +157,119 @@ async fn serving_configs(cloud: &LocalCloud) -> Vec<(String, String)> {
         ));
     }
     configs
+}
+
+/// The image each region's model of `manifest` runs, as `DescribeModel` in that region
+/// reports it.
+async fn model_images(cloud: &LocalCloud, manifest: &Manifest) -> Vec<(String, String)> {
+    let name = deployment_name(
+        &manifest.model,
+        &manifest.version,
+        &manifest.canonical_digest(),
+    );
+    let mut images = Vec::new();
+    for region in &cloud.fleet().regions {
+        let model = aws_sdk_sagemaker::Client::new(&cloud.clients().config(&region.name).await)
+            .describe_model()
+            .model_name(&name)
+            .send()
+            .await
+            .expect("describe model");
+        let image = model
+            .primary_container()
+            .and_then(|c| c.image())
+            .unwrap_or_default()
+            .to_owned();
+        images.push((region.name.clone(), image));
+    }
+    images
+}
+
+/// Puts an image `repository:tag` into the fleet account's ECR registry in `region`.
+async fn push_image(cloud: &LocalCloud, region: &str, repository: &str, tag: &str) {
+    let ecr = aws_sdk_ecr::Client::new(&cloud.clients().config(region).await);
+    let created = ecr
+        .create_repository()
+        .repository_name(repository)
+        .send()
+        .await;
+    if let Err(error) = created {
+        let exists = error
+            .as_service_error()
+            .is_some_and(|e| e.is_repository_already_exists_exception());
+        assert!(exists, "create repository: {error:?}");
+    }
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {
+            "mediaType": "application/vnd.docker.container.image.v1+json",
+            "size": 1470,
+            "digest": format!("sha256:{}", "c".repeat(64))
+        },
+        "layers": [{
+            "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+            "size": 3_208_942,
+            "digest": format!("sha256:{}", "d".repeat(64))
+        }]
+    });
+    ecr.put_image()
+        .repository_name(repository)
+        .image_manifest(manifest.to_string())
+        .image_tag(tag)
+        .send()
+        .await
+        .expect("put image");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_missing_in_one_region_is_refused_before_any_endpoint_is_touched() {
+    let cloud = start().await;
+    let own = |region: &str| format!("123456789012.dkr.ecr.{region}.amazonaws.com/meridian-llm:7");
+    let spec = Serving {
+        image: own("us-east-1"),
+        ..serving()
+    };
+    for region in ["us-east-1", "eu-west-1"] {
+        push_image(&cloud, region, "meridian-llm", "7").await;
+    }
+    let before = serving_configs(&cloud).await;
+    let dir = model_dir(7);
+    upload_serving(&cloud, dir.path(), "llama", "1", spec.clone()).await;
+    let record = settled(&cloud, "llama", "1").await;
+    assert_eq!(record.status, VersionStatus::Failed, "{record:?}");
+    let reason = record.reason.clone().unwrap_or_default();
+    assert!(
+        reason.starts_with("Meridian.Invalid: ")
+            && reason.contains(&format!(
+                "ap-southeast-1 has no image {}",
+                own("ap-southeast-1")
+            )),
+        "{reason}"
+    );
+    assert_eq!(serving_configs(&cloud).await, before, "no endpoint touched");
+    let sagemaker_writes: Vec<String> = cloud
+        .api_calls()
+        .into_iter()
+        .filter(|c| c.caller.as_deref() == Some("meridian-rollout") && c.service == "sagemaker")
+        .map(|c| format!("{} {}", c.region, c.operation))
+        .collect();
+    assert!(
+        sagemaker_writes.is_empty(),
+        "SageMaker was called: {sagemaker_writes:?}"
+    );
+
+    // Once the image is in the third region too, the next version rolls out, and each
+    // region's model runs the image from its own registry.
+    push_image(&cloud, "ap-southeast-1", "meridian-llm", "7").await;
+    let dir = model_dir(8);
+    let manifest = upload_serving(&cloud, dir.path(), "llama", "2", spec).await;
+    let record = settled(&cloud, "llama", "2").await;
+    assert_eq!(record.status, VersionStatus::Active, "{record:?}");
+    for (region, image) in model_images(&cloud, &manifest).await {
+        assert_eq!(image, own(&region), "the model in {region}");
+    }
+    cloud.shutdown().await.expect("shutdown");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -178,6 +314,15 @@ async fn happy_path_every_region_serves_the_new_version() {
         );
     }
     assert!(record.phases.contains_key("committed"));
+    // SageMaker pulls from the endpoint's region: each region's model runs the manifest's
+    // image (an AWS Deep Learning Container in us-east-1) from its own region's registry.
+    for (region, image) in model_images(&cloud, &manifest).await {
+        assert_eq!(
+            image,
+            serving().image.replace("us-east-1", &region),
+            "the model in {region}"
+        );
+    }
     // Every function's calls reach the call log the IAM check reads, each call under
     // its own function, in the region it was made in.
     let log = cloud.api_calls();
@@ -386,6 +531,70 @@ async fn a_replication_failure_falls_back_to_the_fast_copy() {
     );
     assert!(record.regions["us-east-1"].fast_copied.is_none());
     assert_all_serve(&cloud, &manifest).await;
+    cloud.shutdown().await.expect("shutdown");
+}
+
+/// Files uploaded in 5 MiB parts with CRC32 part checksums, as boto3 does by default, one
+/// above the fast copy's 64 MiB part size (its `UploadPartCopy` path) and one
+/// below it (its `CopyObject` path), each read back in every region with checksum
+/// validation on: replicas as S3 replication makes them, and eu-west-1's fast copies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multipart_files_replicated_or_fast_copied_read_back_with_checksum_validation() {
+    const MIB: usize = 1024 * 1024;
+    let mut fleet = fleet();
+    // Time for the working regions to verify 70 MiB on a loaded two-core machine.
+    fleet.rollout.replica_timeout = Duration::from_secs(30);
+    let cloud = start_cloud_for(fleet, Functions::new(), true).await;
+    cloud.faults().fail_replication_to("eu-west-1");
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir_all(dir.path().join("weights")).expect("mkdir");
+    let files = [
+        ("weights/large.safetensors", 64 * MIB + 3),
+        ("weights/small.safetensors", 6 * MIB),
+    ];
+    for (path, size) in files {
+        let bytes: Vec<u8> = (0..size)
+            .map(|i| (i as u8).wrapping_mul(13).wrapping_add((i >> 20) as u8))
+            .collect();
+        std::fs::write(dir.path().join(path), bytes).expect("write file");
+    }
+    let manifest = describe_dir(dir.path(), "llama", "1", serving()).expect("manifest");
+    let fleet = cloud.fleet().clone();
+    let primary = cloud.clients().s3(&fleet.primary_region).await;
+    for file in &manifest.files {
+        let body = std::fs::read(dir.path().join(&file.path)).expect("read file");
+        put_multipart(
+            &primary,
+            &fleet.primary_bucket,
+            &manifest.object_key(file),
+            &body,
+            MIN_PART,
+        )
+        .await;
+    }
+    put_manifest(&cloud, "llama", "1", manifest.to_json_pretty().into_bytes()).await;
+    let record = settled_within(&cloud, "llama", "1", Duration::from_secs(180)).await;
+    assert_eq!(record.status, VersionStatus::Active, "{record:?}");
+    assert!(record.regions["eu-west-1"].fast_copied.is_some());
+    for region in &fleet.regions {
+        let s3 = cloud.clients().s3(&region.name).await;
+        for file in &manifest.files {
+            let key = manifest.object_key(file);
+            let read = read_validated(&s3, &region.bucket, &key).await;
+            assert_eq!(
+                read.map(|b| hex::encode(Sha256::digest(b))),
+                Ok(file.sha256.clone()),
+                "the Rust SDK reads {key} in {}",
+                region.name
+            );
+            assert_eq!(
+                boto3_sha256(&cloud.endpoint_url(), &region.name, &region.bucket, &key),
+                Ok(file.sha256.clone()),
+                "boto3 reads {key} in {}",
+                region.name
+            );
+        }
+    }
     cloud.shutdown().await.expect("shutdown");
 }
 

@@ -6,6 +6,7 @@
 //! as EMF metric lines ([`timings`]); the caller prints them (Lambda) or logs them (the
 //! local cloud).
 
+pub mod images;
 pub mod timings;
 
 use std::collections::BTreeMap;
@@ -123,8 +124,10 @@ async fn run(
     }
 }
 
-/// Stores the task token in the region's replica, then reads the region's verdict there:
-/// the replica function does the same in the other order, so neither can miss the other.
+/// Checks the image the region's model will run (the rollout's first task in each region,
+/// so a missing image fails the version before any endpoint is touched), then stores the
+/// task token in the region's replica and reads the region's verdict there: the replica
+/// function does the same in the other order, so neither can miss the other.
 async fn await_replicas(
     deps: &RolloutDeps,
     record: &VersionRecord,
@@ -135,6 +138,16 @@ async fn await_replicas(
         .token
         .as_deref()
         .ok_or_else(|| RolloutError::Invalid("await_replicas needs the task token".into()))?;
+    let account = images::arn_account(&deps.sagemaker_role_arn).ok_or_else(|| {
+        RolloutError::Invalid(format!(
+            "the SageMaker role {:?} is not an IAM role ARN with an account",
+            deps.sagemaker_role_arn
+        ))
+    })?;
+    let catalog = images::EcrCatalog {
+        clients: &deps.clients,
+    };
+    images::check_region_image(&catalog, &record.manifest.serving, &region.name, account).await?;
     let regional = deps.registry(&region.name).await;
     regional
         .store_token(&record.model, &record.version, &region.name, token)
@@ -204,7 +217,11 @@ async fn fast_copy(
 }
 
 /// Copies one object between buckets server-side: `CopyObject` for a single part, parallel
-/// `UploadPartCopy` ranges otherwise.
+/// `UploadPartCopy` ranges otherwise. The single-part copy asks S3 for a checksum of the
+/// source's algorithm computed over the copy: a source uploaded in parts may carry a
+/// composite (per-part) checksum, which does not describe a copy stored as one part (moto
+/// keeps it, and clients validating checksums then refuse the copy). The multipart copy
+/// gets the checksum S3 gives an upload that names none.
 async fn copy_object(
     s3: &aws_sdk_s3::Client,
     from_bucket: &str,
@@ -214,10 +231,12 @@ async fn copy_object(
 ) -> Result<(), RolloutError> {
     let source = format!("{from_bucket}/{key}");
     if size <= COPY_PART_BYTES {
+        let algorithm = source_checksum_algorithm(s3, from_bucket, key).await?;
         s3.copy_object()
             .bucket(to_bucket)
             .key(key)
             .copy_source(&source)
+            .set_checksum_algorithm(algorithm)
             .send()
             .await
             .map_err(|e| retryable("copying a file", aws_sdk_s3::error::DisplayErrorContext(e)))?;
@@ -310,6 +329,38 @@ async fn copy_object(
     Ok(())
 }
 
+/// The algorithm of the object's stored checksum, if it has one (`HeadObject`).
+async fn source_checksum_algorithm(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<aws_sdk_s3::types::ChecksumAlgorithm>, RolloutError> {
+    use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode};
+    let head = s3
+        .head_object()
+        .bucket(bucket)
+        .key(key)
+        .checksum_mode(ChecksumMode::Enabled)
+        .send()
+        .await
+        .map_err(|e| {
+            retryable(
+                "reading a file's checksum",
+                aws_sdk_s3::error::DisplayErrorContext(e),
+            )
+        })?;
+    let algorithm = [
+        (head.checksum_crc64_nvme(), ChecksumAlgorithm::Crc64Nvme),
+        (head.checksum_crc32(), ChecksumAlgorithm::Crc32),
+        (head.checksum_crc32_c(), ChecksumAlgorithm::Crc32C),
+        (head.checksum_sha1(), ChecksumAlgorithm::Sha1),
+        (head.checksum_sha256(), ChecksumAlgorithm::Sha256),
+    ]
+    .into_iter()
+    .find_map(|(value, algorithm)| value.map(|_| algorithm));
+    Ok(algorithm)
+}
+
 /// Records, once, when a region reached a stage of the rollout.
 async fn stamp(
     control: &Registry,
@@ -370,6 +421,9 @@ async fn prepare(
     {
         return Err(RolloutError::Invalid(refusal));
     }
+    let image =
+        meridian::images::image_for_region(&serving.image, &serving.images, &region.name)
+            .map_err(|e| RolloutError::Invalid(format!("the image for {}: {e}", region.name)))?;
     let sagemaker = aws_sdk_sagemaker::Client::new(&deps.clients.config(&region.name).await);
     let name = deployment_name(&record.model, &record.version, &record.digest);
     let endpoint = describe_endpoint(&sagemaker, region).await?;
@@ -392,7 +446,7 @@ async fn prepare(
         .execution_role_arn(&deps.sagemaker_role_arn)
         .primary_container(
             ContainerDefinition::builder()
-                .image(&serving.image)
+                .image(image.image.to_string())
                 .model_data_source(ModelDataSource::builder().s3_data_source(data).build())
                 .set_environment(Some(serving.environment.clone().into_iter().collect()))
                 .build(),

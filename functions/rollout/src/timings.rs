@@ -137,7 +137,8 @@ mod tests {
             version: "1".into(),
             files: Vec::new(),
             serving: Serving {
-                image: "tgi:1".into(),
+                image: "123456789012.dkr.ecr.us-east-1.amazonaws.com/tgi:1".into(),
+                images: BTreeMap::new(),
                 instance_type: "ml.g5.xlarge".into(),
                 instance_count: 1,
                 variant_name: "primary".into(),
