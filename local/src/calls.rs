@@ -3,7 +3,7 @@
 //! themselves in their user agent (`meridian::names::sdk_app_name`), so tests can hold
 //! every call a function makes against that function's IAM policy in `template.yaml`.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use http::Method;
@@ -28,10 +28,11 @@ pub struct ApiCall {
     pub refused: bool,
 }
 
-/// The distinct calls seen so far (a set, so a long-running local cloud stays bounded).
+/// The distinct calls seen so far, each with how many times it was made (a map, so a
+/// long-running local cloud stays bounded).
 #[derive(Debug, Default)]
 pub struct CallLog {
-    calls: Mutex<BTreeSet<ApiCall>>,
+    calls: Mutex<BTreeMap<ApiCall, u64>>,
 }
 
 impl CallLog {
@@ -45,10 +46,12 @@ impl CallLog {
             operation: operation(request, &scope.service),
             refused,
         };
-        self.calls
+        *self
+            .calls
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(call);
+            .entry(call)
+            .or_default() += 1;
     }
 
     /// Every distinct call so far.
@@ -56,9 +59,19 @@ impl CallLog {
         self.calls
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .iter()
+            .keys()
             .cloned()
             .collect()
+    }
+
+    /// How many times `call` was made so far.
+    pub fn count(&self, call: &ApiCall) -> u64 {
+        self.calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(call)
+            .copied()
+            .unwrap_or(0)
     }
 }
 

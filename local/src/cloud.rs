@@ -145,6 +145,11 @@ impl LocalCloud {
         self.calls.calls()
     }
 
+    /// How many times `call` was made through the gateway so far.
+    pub fn api_call_count(&self, call: &ApiCall) -> u64 {
+        self.calls.count(call)
+    }
+
     pub fn fleet(&self) -> &Fleet {
         &self.ctx.fleet
     }

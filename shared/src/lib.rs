@@ -3,6 +3,8 @@
 
 pub mod adapters;
 pub mod aws;
+pub mod aws_errors;
+pub mod bounded;
 pub mod events;
 pub mod executions;
 pub mod failover;
@@ -12,6 +14,7 @@ pub mod health;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod manifest;
+pub mod manifest_store;
 pub mod metrics;
 pub mod names;
 pub mod peers;

@@ -16,6 +16,14 @@
 //! reads): the waiting task writes its token then reads readiness; the replica function
 //! writes readiness then reads the token. Whichever comes second sees the other, so the
 //! last replica arriving before the token is stored cannot hang the rollout.
+//!
+//! No item grows with the manifest. A manifest may list 10,000 files with paths of up to
+//! 900 bytes (about 10 MB), while a DynamoDB item holds at most 400 KB: the version item
+//! keeps the manifest's S3 location, its digest and a bounded summary
+//! ([`RegisteredManifest`]), and the functions that need the file list read
+//! `manifest.json` from their own region's bucket, where it is replicated like every
+//! file. Reasons are cut to [`crate::bounded::MAX_REASON_BYTES`], and every write is
+//! checked against the item limit before it is sent ([`RegistryError::Rejected`]).
 
 use std::collections::BTreeMap;
 use std::collections::HashMap;
@@ -24,19 +32,47 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::manifest::Manifest;
+use crate::aws_errors::{class_of, describe, ErrorClass};
+use crate::manifest::{Manifest, Serving};
 
 /// Why a registry operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
+    /// Transient: throttling, a server error, a timeout.
     #[error("registry unavailable: {0}")]
     Unavailable(String),
     #[error("corrupt registry item {0}")]
     Corrupt(String),
+    /// DynamoDB refused the request as given (a validation error, an item over its size
+    /// limit): the same write fails every time.
+    #[error("registry write refused: {0}")]
+    Rejected(String),
 }
 
-fn unavailable(context: &str, error: impl std::fmt::Display) -> RegistryError {
-    RegistryError::Unavailable(format!("{context}: {error}"))
+/// A DynamoDB error, named by whether retrying can help.
+fn dynamodb_error<E>(
+    context: &str,
+    error: aws_sdk_dynamodb::error::SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
+) -> RegistryError
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let message = describe(context, &error);
+    match class_of(&error) {
+        ErrorClass::Retryable => RegistryError::Unavailable(message),
+        ErrorClass::Rejected => RegistryError::Rejected(message),
+    }
+}
+
+/// DynamoDB's item size limit: the UTF-8 lengths of attribute names and values together.
+pub const MAX_ITEM_BYTES: usize = 400 * 1024;
+
+/// The size DynamoDB counts for an item of string attributes.
+fn item_bytes(attributes: &[(&str, &str)]) -> usize {
+    attributes
+        .iter()
+        .map(|(name, value)| name.len() + value.len())
+        .sum()
 }
 
 fn s(value: impl Into<String>) -> AttributeValue {
@@ -79,13 +115,46 @@ pub struct RegionProgress {
     pub config: Option<String>,
 }
 
+/// What the registry keeps of a version's manifest: where it is and a bounded summary.
+/// The file list stays in `manifest.json`, read (and checked against the version's
+/// digest) by the functions that need it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegisteredManifest {
+    /// `models/<model>/<version>/manifest.json`, in the primary bucket and, replicated,
+    /// in every regional bucket.
+    pub key: String,
+    /// The S3 version of the registered manifest in the primary bucket, so a manifest
+    /// put over it later (and refused) does not hide it.
+    pub version_id: Option<String>,
+    /// How many files it lists.
+    pub files: usize,
+    /// Their total size in bytes.
+    pub bytes: u64,
+    /// How to serve the version (bounded by the manifest's own limits).
+    pub serving: Serving,
+}
+
+impl RegisteredManifest {
+    /// The summary of `manifest`, found at `key` (S3 version `version_id`).
+    pub fn new(manifest: &Manifest, key: &str, version_id: Option<String>) -> Self {
+        Self {
+            key: key.to_owned(),
+            version_id,
+            files: manifest.files.len(),
+            bytes: manifest.files.iter().map(|f| f.size).sum(),
+            serving: manifest.serving.clone(),
+        }
+    }
+}
+
 /// One registered model version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VersionRecord {
     pub model: String,
     pub version: String,
+    /// The manifest's canonical digest: its identity.
     pub digest: String,
-    pub manifest: Manifest,
+    pub manifest: RegisteredManifest,
     pub status: VersionStatus,
     /// Phase name → when it was reached (registered, rollout_started, replicated, deployed, committed, failed...).
     pub phases: BTreeMap<String, DateTime<Utc>>,
@@ -189,16 +258,12 @@ impl Registry {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| {
-                unavailable(
-                    "reading the registry",
-                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
-                )
-            })?
+            .map_err(|e| dynamodb_error("reading the registry", e))?
             .item)
     }
 
     /// Writes `body` unless the item exists (or, with `version`, unless its version differs).
+    /// An item over DynamoDB's size limit is refused here, naming the item, before the call.
     async fn put(
         &self,
         pk: String,
@@ -206,6 +271,16 @@ impl Registry {
         body: AttributeValue,
         expected: Expect,
     ) -> Result<bool, RegistryError> {
+        let size = item_bytes(&[
+            ("pk", &pk),
+            ("sk", &sk),
+            ("body", body.as_s().map(String::as_str).unwrap_or_default()),
+        ]);
+        if size > MAX_ITEM_BYTES {
+            return Err(RegistryError::Rejected(format!(
+                "item {pk} / {sk} would be {size} bytes, over DynamoDB's {MAX_ITEM_BYTES}-byte item limit"
+            )));
+        }
         let mut put = self
             .client
             .put_item()
@@ -223,10 +298,7 @@ impl Registry {
         match put.send().await {
             Ok(_) => Ok(true),
             Err(error) if is_condition_failure(&error) => Ok(false),
-            Err(error) => Err(unavailable(
-                "writing the registry",
-                aws_sdk_dynamodb::error::DisplayErrorContext(error),
-            )),
+            Err(error) => Err(dynamodb_error("writing the registry", error)),
         }
     }
 
@@ -234,6 +306,7 @@ impl Registry {
     pub async fn register(
         &self,
         manifest: &Manifest,
+        registered: RegisteredManifest,
         digest: &str,
         status: VersionStatus,
         now: DateTime<Utc>,
@@ -242,7 +315,7 @@ impl Registry {
             model: manifest.model.clone(),
             version: manifest.version.clone(),
             digest: digest.to_owned(),
-            manifest: manifest.clone(),
+            manifest: registered,
             status,
             phases: BTreeMap::from([("registered".to_owned(), now)]),
             regions: BTreeMap::new(),
@@ -288,12 +361,7 @@ impl Registry {
             .send()
             .collect::<Result<Vec<_>, _>>()
             .await
-            .map_err(|e| {
-                unavailable(
-                    "listing versions",
-                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
-                )
-            })?;
+            .map_err(|e| dynamodb_error("listing versions", e))?;
         let records: Vec<VersionRecord> = pages
             .iter()
             .map(|i| from_item(i, "version"))
@@ -317,12 +385,7 @@ impl Registry {
             .send()
             .collect::<Result<Vec<_>, _>>()
             .await
-            .map_err(|e| {
-                unavailable(
-                    "listing models",
-                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
-                )
-            })?;
+            .map_err(|e| dynamodb_error("listing models", e))?;
         let mut models: Vec<String> = items
             .iter()
             .filter_map(|i| {
@@ -394,6 +457,7 @@ impl Registry {
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<(), RegistryError> {
+        let reason = crate::bounded::text(reason, crate::bounded::MAX_REASON_BYTES);
         let body = serde_json::json!({ "model": manifest.model, "version": manifest.version, "digest": digest, "reason": reason, "at": now });
         self.put(
             model_key(&manifest.model),
@@ -416,12 +480,7 @@ impl Registry {
             .expression_attribute_values(":prefix", s("rejected#"))
             .send()
             .await
-            .map_err(|e| {
-                unavailable(
-                    "reading rejections",
-                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
-                )
-            })?;
+            .map_err(|e| dynamodb_error("reading rejections", e))?;
         items
             .items()
             .iter()
@@ -599,12 +658,7 @@ impl Registry {
             .send()
             .collect::<Result<Vec<_>, _>>()
             .await
-            .map_err(|e| {
-                unavailable(
-                    "reading replica checks",
-                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
-                )
-            })?;
+            .map_err(|e| dynamodb_error("reading replica checks", e))?;
         pages.iter().map(|i| from_item(i, "file check")).collect()
     }
 
@@ -659,12 +713,7 @@ impl Registry {
             .key("sk", s(format!("ready#{region}")))
             .send()
             .await
-            .map_err(|e| {
-                unavailable(
-                    "clearing readiness",
-                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
-                )
-            })?;
+            .map_err(|e| dynamodb_error("clearing readiness", e))?;
         Ok(())
     }
 

@@ -36,7 +36,9 @@ pub fn calls(role: FunctionRole) -> &'static [(&'static str, &'static str)] {
             ("dynamodb", "PutItem"),
             ("dynamodb", "DeleteItem"),
             ("dynamodb", "Query"),
-            // the fast copy: files by server-side copy, the manifest written last
+            // the fast copy: the registered manifest read from the primary bucket, files by
+            // server-side copy, the manifest written last
+            ("s3", "GetObject"),
             ("s3", "CopyObject"),
             ("s3", "CreateMultipartUpload"),
             ("s3", "UploadPartCopy"),
@@ -113,6 +115,8 @@ fn dependent_actions(
         (FunctionRole::Upload | FunctionRole::Replica, "s3", "GetObject" | "HeadObject") => {
             &["s3:ListBucket"]
         }
+        // The fast copy reads the registered manifest at its recorded S3 version.
+        (FunctionRole::Rollout, "s3", "GetObject") => &["s3:GetObjectVersion"],
         // CopyObject copies the source's tags by default: reading and writing them.
         (_, "s3", "CopyObject") => &["s3:GetObjectTagging", "s3:PutObjectTagging"],
         // CreateModel passes the SageMaker execution role.

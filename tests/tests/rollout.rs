@@ -638,3 +638,39 @@ async fn an_object_key_longer_than_s3_allows_is_refused_as_invalid_before_any_ca
     }
     cloud.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sagemaker_validation_error_fails_the_version_at_once_with_sagemakers_message() {
+    let cloud = start().await;
+    let first = rolled_out(&cloud, "1", 1).await;
+    let update_endpoint = meridian_local::calls::ApiCall {
+        caller: Some(meridian::names::sdk_app_name(
+            meridian::names::FunctionRole::Rollout,
+        )),
+        region: "eu-west-1".into(),
+        service: "sagemaker".into(),
+        operation: "UpdateEndpoint".into(),
+        refused: false,
+    };
+    let updates_before = cloud.api_call_count(&update_endpoint);
+    let message = "Canary size must not exceed 50% of the instance count (test)";
+    cloud
+        .faults()
+        .reject_sagemaker_action("eu-west-1", "UpdateEndpoint", message);
+    let dir = model_dir(2);
+    upload(&cloud, dir.path(), "llama", "2").await;
+    let record = settled(&cloud, "llama", "2").await;
+    assert_eq!(record.status, VersionStatus::Failed, "{record:?}");
+    let reason = record.reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("Meridian.Rejected") && reason.contains(message),
+        "the version carries SageMaker's message: {reason}"
+    );
+    assert_eq!(
+        cloud.api_call_count(&update_endpoint) - updates_before,
+        1,
+        "refused once, never retried"
+    );
+    assert_all_serve(&cloud, &first).await;
+    cloud.shutdown().await.expect("shutdown");
+}

@@ -1,0 +1,111 @@
+//! Reading a registered version's `manifest.json` back from a bucket. The registry keeps
+//! only the manifest's location, digest and summary ([`RegisteredManifest`]); the file list
+//! is read here, from the caller's own region's bucket (a data-plane read in that region),
+//! and used only if its canonical digest is the registered one.
+
+use std::sync::Arc;
+
+use crate::manifest::{self, Manifest};
+use crate::registry::RegisteredManifest;
+use crate::rollout::{aws_error, retryable, RolloutError};
+
+/// What a bucket holds at a registered manifest's key.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stored {
+    /// The registered manifest.
+    Registered(Arc<Manifest>),
+    /// Nothing yet (its replica has not arrived).
+    Missing,
+    /// Another manifest (one put over it, and refused), or none that parses.
+    Other(String),
+}
+
+/// Reads `registered`'s manifest from `bucket`: at its S3 version when `at_version` (the
+/// primary bucket, where the version id was recorded), else the current object (a regional
+/// bucket: replication keeps version ids on AWS, but not in the local cloud).
+pub async fn read(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    registered: &RegisteredManifest,
+    digest: &str,
+    at_version: bool,
+) -> Result<Stored, RolloutError> {
+    let version_id = registered.version_id.as_deref().filter(|_| at_version);
+    let object = match s3
+        .get_object()
+        .bucket(bucket)
+        .key(&registered.key)
+        .set_version_id(version_id.map(str::to_owned))
+        .send()
+        .await
+    {
+        Ok(object) => object,
+        Err(error)
+            if error
+                .raw_response()
+                .is_some_and(|r| r.status().as_u16() == 404) =>
+        {
+            return Ok(Stored::Missing)
+        }
+        Err(error) => return Err(aws_error("reading the registered manifest", error)),
+    };
+    if object.content_length().unwrap_or(0) > manifest::MAX_MANIFEST_BYTES as i64 {
+        return Ok(Stored::Other("a manifest over the size limit".into()));
+    }
+    let bytes = object
+        .body
+        .collect()
+        .await
+        .map_err(|e| retryable("reading the registered manifest", e))?;
+    Ok(identify(&bytes.into_bytes(), digest))
+}
+
+/// Whether `bytes` are the manifest registered with `digest`. Pure.
+pub fn identify(bytes: &[u8], digest: &str) -> Stored {
+    match manifest::parse(bytes) {
+        Ok(manifest) if manifest.canonical_digest() == digest => {
+            Stored::Registered(Arc::new(manifest))
+        }
+        Ok(manifest) => Stored::Other(format!(
+            "manifest {} (registered: {digest})",
+            manifest.canonical_digest()
+        )),
+        Err(error) => Stored::Other(format!("a manifest that does not parse: {error}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest_json(size: u64) -> String {
+        serde_json::json!({
+            "format": 1, "model": "llama", "version": "1",
+            "files": [{ "path": "a.bin", "size": size, "sha256": "a".repeat(64) }],
+            "serving": {
+                "image": "763104351884.dkr.ecr.us-east-1.amazonaws.com/tgi:2.4",
+                "instance_type": "ml.g5.2xlarge", "instance_count": 1,
+                "variant_name": "primary"
+            }
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn only_the_registered_manifest_is_used() {
+        let registered = manifest::parse(manifest_json(1).as_bytes()).expect("valid");
+        let digest = registered.canonical_digest();
+        assert_eq!(
+            identify(manifest_json(1).as_bytes(), &digest),
+            Stored::Registered(Arc::new(registered))
+        );
+        assert!(matches!(
+            identify(manifest_json(2).as_bytes(), &digest),
+            Stored::Other(why) if why.contains(&digest)
+        ));
+        assert!(matches!(
+            identify(b"{", &digest),
+            Stored::Other(why) if why.contains("does not parse")
+        ));
+    }
+}
