@@ -753,3 +753,88 @@ enum Expect {
     Body(AttributeValue),
     Anything,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{FileEntry, FORMAT};
+
+    /// The largest manifest the documented limits allow: 10,000 files of 900-byte paths,
+    /// a 255-character image and 100 environment variables of 1,024-character names and
+    /// values.
+    fn largest_manifest() -> Manifest {
+        Manifest {
+            format: FORMAT,
+            model: "m".repeat(63),
+            version: "v".repeat(64),
+            files: (0..10_000)
+                .map(|i| FileEntry {
+                    path: format!("{i:05}{}", "p".repeat(895)),
+                    size: 5 * 1024u64.pow(4),
+                    sha256: "a".repeat(64),
+                })
+                .collect(),
+            serving: Serving {
+                image: "i".repeat(255),
+                instance_type: "ml.p5.48xlarge".into(),
+                instance_count: 100,
+                variant_name: "x".repeat(63),
+                environment: (0..100)
+                    .map(|i| (format!("{i:03}{}", "K".repeat(1021)), "V".repeat(1024)))
+                    .collect(),
+            },
+        }
+    }
+
+    #[test]
+    fn the_version_item_of_the_largest_manifest_fits_a_dynamodb_item() {
+        let manifest = largest_manifest();
+        let manifest_bytes = manifest.to_json_pretty().len();
+        assert!(manifest_bytes > 9_000_000, "{manifest_bytes}");
+        let now = Utc::now();
+        let progress = RegionProgress {
+            replicated: Some(now),
+            fast_copied: Some(now),
+            deploy_started: Some(now),
+            deployed: Some(now),
+            verified: Some(now),
+            rolled_back: Some(now),
+            previous_config: Some("c".repeat(63)),
+            config: Some("c".repeat(63)),
+        };
+        let key = crate::manifest::manifest_key(&manifest.model, &manifest.version);
+        let record = VersionRecord {
+            model: manifest.model.clone(),
+            version: manifest.version.clone(),
+            digest: manifest.canonical_digest(),
+            manifest: RegisteredManifest::new(&manifest, &key, Some("v".repeat(32))),
+            status: VersionStatus::Failed,
+            phases: [
+                "registered",
+                "rollout_started",
+                "replicated",
+                "deployed",
+                "failed",
+            ]
+            .into_iter()
+            .map(|p| (p.to_owned(), now))
+            .collect(),
+            regions: (0..30)
+                .map(|i| (format!("region-{i}"), progress.clone()))
+                .collect(),
+            execution: Some("e".repeat(80)),
+            reason: Some(crate::bounded::text(
+                &"r".repeat(100_000),
+                crate::bounded::MAX_REASON_BYTES,
+            )),
+        };
+        let body = serde_json::to_string(&record).expect("serializable");
+        let size = item_bytes(&[
+            ("pk", &model_key(&record.model)),
+            ("sk", &format!("version#{}", record.version)),
+            ("body", &body),
+        ]);
+        assert!(size < MAX_ITEM_BYTES, "{size} bytes");
+        assert_eq!(record.manifest.files, 10_000);
+    }
+}

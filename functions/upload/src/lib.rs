@@ -44,6 +44,10 @@ impl UploadDeps {
     }
 }
 
+/// The most bytes of a manifest's problems the function returns (a manifest of 10,000 bad
+/// entries names each); the whole list is in the log.
+const MAX_VERDICT_BYTES: usize = 64 * 1024;
+
 /// Files checked for presence at once.
 const HEAD_CONCURRENCY: usize = 16;
 
@@ -83,8 +87,9 @@ async fn handle(deps: &UploadDeps, event: Event) -> Result<Value, RolloutError> 
         Ok(manifest) => manifest,
         Err(error) => {
             tracing::warn!(%key, %error, "manifest rejected");
+            let reason = meridian::bounded::text(&error.to_string(), MAX_VERDICT_BYTES);
             return Ok(
-                json!({ "rejected": key, "model": model, "version": version, "reason": error.to_string() }),
+                json!({ "rejected": key, "model": model, "version": version, "reason": reason }),
             );
         }
     };
