@@ -7,6 +7,7 @@
 //! | active pointer | `model#<m>` | `active` | control region (commit only) |
 //! | rollout lock + queue | `model#<m>` | `lock` | control region |
 //! | replica check of a file | `rollout#<m>#<v>` | `file#<region>#<path>` | that region (replica function) |
+//! | files verified so far | `rollout#<m>#<v>` | `verified#<region>` | that region (replica function) |
 //! | region ready / failed | `rollout#<m>#<v>` | `ready#<region>` | that region (replica function) |
 //! | waiting task token | `rollout#<m>#<v>` | `token#<region>` | control, written into that region's replica |
 //!
@@ -620,22 +621,68 @@ impl Registry {
         )))
     }
 
-    /// Records a replica check (written by the region's replica function).
+    /// Records a replica check (written by the region's replica function). A file's first
+    /// passing check (or one that replaces a failed check) also counts it in the region's
+    /// `verified#<region>` item, so one file's event learns whether the region is complete
+    /// without reading every file's check; the new count is returned. A passing check of a
+    /// file already verified (a duplicate event) changes nothing and returns `None`.
     pub async fn record_file(
         &self,
         model: &str,
         version: &str,
         region: &str,
         check: &FileCheck,
-    ) -> Result<(), RegistryError> {
-        self.put(
+    ) -> Result<Option<u64>, RegistryError> {
+        let (pk, sk) = (
             rollout_key(model, version),
             format!("file#{region}#{}", check.path),
-            json_attr(check)?,
-            Expect::Anything,
-        )
-        .await?;
-        Ok(())
+        );
+        let body =
+            serde_json::to_string(check).map_err(|e| RegistryError::Corrupt(e.to_string()))?;
+        if item_bytes(&[("pk", &pk), ("sk", &sk), ("body", &body), ("ok", "")]) > MAX_ITEM_BYTES {
+            return Err(RegistryError::Rejected(format!(
+                "the check of {} is over DynamoDB's item limit",
+                check.path
+            )));
+        }
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(pk.clone()))
+            .item("sk", s(sk))
+            .item("body", s(body))
+            .item("ok", AttributeValue::Bool(check.ok));
+        if check.ok {
+            put = put
+                .condition_expression("attribute_not_exists(pk) OR ok = :failed")
+                .expression_attribute_values(":failed", AttributeValue::Bool(false));
+        }
+        match put.send().await {
+            Ok(_) if check.ok => {}
+            Ok(_) => return Ok(None),
+            Err(error) if is_condition_failure(&error) => return Ok(None),
+            Err(error) => return Err(dynamodb_error("recording a replica check", error)),
+        }
+        let counted = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(format!("verified#{region}")))
+            .update_expression("ADD verified :one")
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(|e| dynamodb_error("counting a verified replica", e))?;
+        counted
+            .attributes()
+            .and_then(|a| a.get("verified"))
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse().ok())
+            .map(Some)
+            .ok_or_else(|| RegistryError::Corrupt(format!("verified#{region}: no count")))
     }
 
     /// The replica checks of a region, strongly consistent in that region's replica.

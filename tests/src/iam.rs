@@ -27,6 +27,7 @@ pub fn calls(role: FunctionRole) -> &'static [(&'static str, &'static str)] {
             ("s3", "GetObject"),
             ("dynamodb", "GetItem"),
             ("dynamodb", "PutItem"),
+            ("dynamodb", "UpdateItem"), // the count of verified files
             ("dynamodb", "Query"),
             ("states", "SendTaskSuccess"),
             ("states", "SendTaskFailure"),

@@ -177,7 +177,12 @@ pub fn split_key(key: &str) -> Option<(String, String, String)> {
 }
 
 /// Checks the files `trigger` calls for (one data file; every file for the manifest or
-/// `None`), records the checks, and settles the region when it can.
+/// `None`), records the checks, and settles the region when it can. One file's passing
+/// check settles the region by the count of verified files the registry keeps, without
+/// reading every file's check (a 10,000-file version would read 10,000 items per event);
+/// the manifest's arrival (and the fast copy, which writes it again) checks every file not
+/// yet verified and settles by reading every check, which also heals a count that missed
+/// a file (an invocation that ended between the check and the count).
 pub async fn verify_region(
     deps: &ReplicaDeps,
     manifest: &Manifest,
@@ -189,36 +194,35 @@ pub async fn verify_region(
         notify(deps, manifest, &readiness).await?;
         return Ok(json!({ "region": region, "settled": readiness }));
     }
-    let to_check: Vec<&FileEntry> = match trigger {
-        // One file's event checks that file (again, if the event is a duplicate).
+    match trigger {
         Some(path) if path != MANIFEST_FILE => {
-            manifest.files.iter().filter(|f| f.path == path).collect()
-        }
-        _ => {
-            let checks = deps.registry.file_checks(model, version, region).await?;
-            let done = verified_paths(&checks);
-            manifest
-                .files
-                .iter()
-                .filter(|f| !done.contains(f.path.as_str()))
-                .collect()
-        }
-    };
-    let checks: Vec<_> = to_check
-        .into_iter()
-        .map(|file| async move {
-            if let Some(check) = check_file(deps, manifest, bucket, file).await? {
-                deps.registry
-                    .record_file(model, version, region, &check)
-                    .await?;
+            let Some(file) = manifest.files.iter().find(|f| f.path == path) else {
+                return Ok(json!({ "ignored": path, "why": "not a file of the manifest" }));
+            };
+            let Some(check) = check_file(deps, manifest, bucket, file).await? else {
+                return Ok(json!({ "region": region, "waiting_for": path }));
+            };
+            let counted = deps
+                .registry
+                .record_file(model, version, region, &check)
+                .await?;
+            if check.ok {
+                let total = manifest.files.len();
+                return match counted {
+                    Some(verified) if verified as usize >= total => {
+                        let verdict = Readiness {
+                            ready: true,
+                            reason: format!("{total} files verified in {region}"),
+                            at: Utc::now(),
+                        };
+                        settle(deps, manifest, &verdict).await
+                    }
+                    _ => Ok(json!({ "region": region, "verified": counted, "of": total })),
+                };
             }
-            Ok::<_, RolloutError>(())
-        })
-        .collect();
-    stream::iter(checks)
-        .buffer_unordered(CHECK_CONCURRENCY)
-        .try_collect::<()>()
-        .await?;
+        }
+        _ => check_unverified(deps, manifest, bucket).await?,
+    }
     let checks = deps.registry.file_checks(model, version, region).await?;
     let failed: Vec<String> = checks
         .iter()
@@ -232,7 +236,7 @@ pub async fn verify_region(
         .filter(|f| ok.contains(f.path.as_str()))
         .count();
     let verdict = if !failed.is_empty() {
-        Some(Readiness {
+        Readiness {
             ready: false,
             reason: format!(
                 "replica check failed in {region} ({} of {} files): {}",
@@ -241,22 +245,57 @@ pub async fn verify_region(
                 meridian::bounded::list(&failed, meridian::bounded::MAX_REASON_BYTES - 100)
             ),
             at: Utc::now(),
-        })
+        }
     } else if verified == manifest.files.len() {
-        Some(Readiness {
+        Readiness {
             ready: true,
             reason: format!("{verified} files verified in {region}"),
             at: Utc::now(),
-        })
+        }
     } else {
-        None
-    };
-    let Some(verdict) = verdict else {
         return Ok(json!({ "region": region, "verified": verified, "of": manifest.files.len() }));
     };
+    settle(deps, manifest, &verdict).await
+}
+
+/// Checks (and records) every file of the manifest not yet verified in the region.
+async fn check_unverified(
+    deps: &ReplicaDeps,
+    manifest: &Manifest,
+    bucket: &str,
+) -> Result<(), RolloutError> {
+    let (model, version, region) = (&manifest.model, &manifest.version, &deps.region);
+    let checks = deps.registry.file_checks(model, version, region).await?;
+    let done = verified_paths(&checks);
+    let pending: Vec<_> = manifest
+        .files
+        .iter()
+        .filter(|f| !done.contains(f.path.as_str()))
+        .map(|file| async move {
+            if let Some(check) = check_file(deps, manifest, bucket, file).await? {
+                deps.registry
+                    .record_file(model, version, region, &check)
+                    .await?;
+            }
+            Ok::<_, RolloutError>(())
+        })
+        .collect();
+    stream::iter(pending)
+        .buffer_unordered(CHECK_CONCURRENCY)
+        .try_collect::<()>()
+        .await
+}
+
+/// Records the region's verdict (the first one stands) and resumes the waiting task.
+async fn settle(
+    deps: &ReplicaDeps,
+    manifest: &Manifest,
+    verdict: &Readiness,
+) -> Result<Value, RolloutError> {
+    let (model, version, region) = (&manifest.model, &manifest.version, &deps.region);
     let settled = deps
         .registry
-        .set_readiness(model, version, region, &verdict)
+        .set_readiness(model, version, region, verdict)
         .await?;
     tracing::info!(%region, %model, %version, ready = settled.ready, reason = %settled.reason, "region settled");
     notify(deps, manifest, &settled).await?;
