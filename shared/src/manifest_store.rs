@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+use sha2::{Digest, Sha256};
+
 use crate::manifest::{self, Manifest};
 use crate::registry::RegisteredManifest;
 use crate::rollout::{aws_error, retryable, RolloutError};
@@ -12,11 +14,12 @@ use crate::rollout::{aws_error, retryable, RolloutError};
 /// What a bucket holds at a registered manifest's key.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Stored {
-    /// The registered manifest.
-    Registered(Arc<Manifest>),
+    /// The registered manifest: its bytes and its parsed content.
+    Registered(Arc<Manifest>, Arc<[u8]>),
     /// Nothing yet (its replica has not arrived).
     Missing,
-    /// Another manifest (one put over it, and refused), or none that parses.
+    /// Other bytes (a damaged replica, or a manifest put over the registered one and
+    /// refused): what differs, as a replica check says it.
     Other(String),
 }
 
@@ -49,22 +52,41 @@ pub async fn read(
         }
         Err(error) => return Err(aws_error("reading the registered manifest", error)),
     };
-    if object.content_length().unwrap_or(0) > manifest::MAX_MANIFEST_BYTES as i64 {
-        return Ok(Stored::Other("a manifest over the size limit".into()));
+    let size = object.content_length().unwrap_or(0);
+    if size != registered.size as i64 {
+        return Ok(Stored::Other(format!(
+            "size {size}, registered {}",
+            registered.size
+        )));
     }
     let bytes = object
         .body
         .collect()
         .await
         .map_err(|e| retryable("reading the registered manifest", e))?;
-    Ok(identify(&bytes.into_bytes(), digest))
+    Ok(identify(&bytes.into_bytes(), registered, digest))
 }
 
-/// Whether `bytes` are the manifest registered with `digest`. Pure.
-pub fn identify(bytes: &[u8], digest: &str) -> Stored {
+/// Whether `bytes` are the manifest registered as `registered` with `digest`: the same size
+/// and SHA-256 as the object registered, and its canonical digest. Pure.
+pub fn identify(bytes: &[u8], registered: &RegisteredManifest, digest: &str) -> Stored {
+    if bytes.len() as u64 != registered.size {
+        return Stored::Other(format!(
+            "size {}, registered {}",
+            bytes.len(),
+            registered.size
+        ));
+    }
+    let sha256 = hex::encode(Sha256::digest(bytes));
+    if sha256 != registered.sha256 {
+        return Stored::Other(format!(
+            "SHA-256 {sha256}, registered {}",
+            registered.sha256
+        ));
+    }
     match manifest::parse(bytes) {
         Ok(manifest) if manifest.canonical_digest() == digest => {
-            Stored::Registered(Arc::new(manifest))
+            Stored::Registered(Arc::new(manifest), Arc::from(bytes))
         }
         Ok(manifest) => Stored::Other(format!(
             "manifest {} (registered: {digest})",
@@ -93,19 +115,35 @@ mod tests {
 
     #[test]
     fn only_the_registered_manifest_is_used() {
-        let registered = manifest::parse(manifest_json(1).as_bytes()).expect("valid");
-        let digest = registered.canonical_digest();
+        let bytes = manifest_json(1);
+        let manifest = manifest::parse(bytes.as_bytes()).expect("valid");
+        let digest = manifest.canonical_digest();
+        let registered = RegisteredManifest::new(&manifest, "k", None, bytes.as_bytes());
         assert_eq!(
-            identify(manifest_json(1).as_bytes(), &digest),
-            Stored::Registered(Arc::new(registered))
+            identify(bytes.as_bytes(), &registered, &digest),
+            Stored::Registered(Arc::new(manifest), Arc::from(bytes.as_bytes()))
+        );
+        let mut damaged = bytes.clone().into_bytes();
+        damaged[0] = b'|';
+        assert!(matches!(
+            identify(&damaged, &registered, &digest),
+            Stored::Other(why) if why.starts_with("SHA-256")
+        ));
+        let longer = format!("{bytes} ");
+        assert!(matches!(
+            identify(longer.as_bytes(), &registered, &digest),
+            Stored::Other(why) if why.starts_with("size")
+        ));
+        let other = manifest_json(2);
+        let other_registered = RegisteredManifest::new(
+            &manifest::parse(other.as_bytes()).expect("valid"),
+            "k",
+            None,
+            other.as_bytes(),
         );
         assert!(matches!(
-            identify(manifest_json(2).as_bytes(), &digest),
+            identify(other.as_bytes(), &other_registered, &digest),
             Stored::Other(why) if why.contains(&digest)
-        ));
-        assert!(matches!(
-            identify(b"{", &digest),
-            Stored::Other(why) if why.contains("does not parse")
         ));
     }
 }

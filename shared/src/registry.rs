@@ -127,6 +127,10 @@ pub struct RegisteredManifest {
     /// The S3 version of the registered manifest in the primary bucket, so a manifest
     /// put over it later (and refused) does not hide it.
     pub version_id: Option<String>,
+    /// The manifest object's size and SHA-256: what its replica in each region is checked
+    /// against, like any file of the version.
+    pub size: u64,
+    pub sha256: String,
     /// How many files it lists.
     pub files: usize,
     /// Their total size in bytes.
@@ -136,11 +140,14 @@ pub struct RegisteredManifest {
 }
 
 impl RegisteredManifest {
-    /// The summary of `manifest`, found at `key` (S3 version `version_id`).
-    pub fn new(manifest: &Manifest, key: &str, version_id: Option<String>) -> Self {
+    /// The summary of `manifest`, read as `bytes` at `key` (S3 version `version_id`).
+    pub fn new(manifest: &Manifest, key: &str, version_id: Option<String>, bytes: &[u8]) -> Self {
+        use sha2::Digest;
         Self {
             key: key.to_owned(),
             version_id,
+            size: bytes.len() as u64,
+            sha256: hex::encode(sha2::Sha256::digest(bytes)),
             files: manifest.files.len(),
             bytes: manifest.files.iter().map(|f| f.size).sum(),
             serving: manifest.serving.clone(),
@@ -854,7 +861,7 @@ mod tests {
             model: manifest.model.clone(),
             version: manifest.version.clone(),
             digest: manifest.canonical_digest(),
-            manifest: RegisteredManifest::new(&manifest, &key, Some("v".repeat(32))),
+            manifest: RegisteredManifest::new(&manifest, &key, Some("v".repeat(32)), b"{}"),
             status: VersionStatus::Failed,
             phases: [
                 "registered",

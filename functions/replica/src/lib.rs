@@ -54,8 +54,13 @@ impl ReplicaDeps {
         }
     }
 
-    /// The registered manifest of `record`, as this region's bucket holds it.
-    async fn manifest(&self, record: &VersionRecord, bucket: &str) -> Result<Stored, RolloutError> {
+    /// The registered manifest of `record`, from this region's bucket; or what the bucket
+    /// holds instead.
+    async fn manifest(
+        &self,
+        record: &VersionRecord,
+        bucket: &str,
+    ) -> Result<Result<Arc<Manifest>, Stored>, RolloutError> {
         let cached = self
             .manifest
             .lock()
@@ -63,15 +68,16 @@ impl ReplicaDeps {
             .clone()
             .filter(|(digest, _)| *digest == record.digest);
         if let Some((_, manifest)) = cached {
-            return Ok(Stored::Registered(manifest));
+            return Ok(Ok(manifest));
         }
         let stored =
             manifest_store::read(&self.s3, bucket, &record.manifest, &record.digest, false).await?;
-        if let Stored::Registered(manifest) = &stored {
-            *self.manifest.lock().unwrap_or_else(|e| e.into_inner()) =
-                Some((record.digest.clone(), manifest.clone()));
-        }
-        Ok(stored)
+        let Stored::Registered(manifest, _) = stored else {
+            return Ok(Err(stored));
+        };
+        *self.manifest.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((record.digest.clone(), manifest.clone()));
+        Ok(Ok(manifest))
     }
 }
 
@@ -125,20 +131,31 @@ async fn handle(deps: &ReplicaDeps, event: Event) -> Result<Value, RolloutError>
     };
     let bucket = bucket_of(deps)?;
     let manifest = match deps.manifest(&record, &bucket).await? {
-        Stored::Registered(manifest) => manifest,
-        Stored::Missing if path == MANIFEST_FILE => {
-            return Err(RolloutError::Retryable(format!(
-                "{key} is not readable in {bucket} yet; retry"
-            )))
-        }
-        Stored::Missing | Stored::Other(_) if path != MANIFEST_FILE => {
+        Ok(manifest) => manifest,
+        Err(_) if path != MANIFEST_FILE => {
             // The registered manifest's own arrival here checks every file.
             return Ok(
                 json!({ "deferred": key, "why": "the registered manifest is not in this region's bucket yet" }),
             );
         }
-        Stored::Missing | Stored::Other(_) => {
-            return Ok(json!({ "ignored": key, "why": "not the registered manifest" }));
+        Err(Stored::Other(detail)) => {
+            // The version's own manifest.json is a replica like any file: a damaged one
+            // fails the region.
+            let verdict = Readiness {
+                ready: false,
+                reason: format!(
+                    "replica check failed in {}: {MANIFEST_FILE}: {}",
+                    deps.region,
+                    meridian::bounded::text(&detail, meridian::bounded::MAX_REASON_BYTES)
+                ),
+                at: Utc::now(),
+            };
+            return settle(deps, &model, &version, &verdict).await;
+        }
+        Err(_) => {
+            return Err(RolloutError::Retryable(format!(
+                "{key} is not readable in {bucket} yet; retry"
+            )))
         }
     };
     let path = manifest_path(&manifest, &key, path);
@@ -191,7 +208,7 @@ pub async fn verify_region(
 ) -> Result<Value, RolloutError> {
     let (model, version, region) = (&manifest.model, &manifest.version, &deps.region);
     if let Some(readiness) = deps.registry.readiness(model, version, region).await? {
-        notify(deps, manifest, &readiness).await?;
+        notify(deps, model, version, &readiness).await?;
         return Ok(json!({ "region": region, "settled": readiness }));
     }
     match trigger {
@@ -215,7 +232,7 @@ pub async fn verify_region(
                             reason: format!("{total} files verified in {region}"),
                             at: Utc::now(),
                         };
-                        settle(deps, manifest, &verdict).await
+                        settle(deps, model, version, &verdict).await
                     }
                     _ => Ok(json!({ "region": region, "verified": counted, "of": total })),
                 };
@@ -255,7 +272,7 @@ pub async fn verify_region(
     } else {
         return Ok(json!({ "region": region, "verified": verified, "of": manifest.files.len() }));
     };
-    settle(deps, manifest, &verdict).await
+    settle(deps, model, version, &verdict).await
 }
 
 /// Checks (and records) every file of the manifest not yet verified in the region.
@@ -289,16 +306,17 @@ async fn check_unverified(
 /// Records the region's verdict (the first one stands) and resumes the waiting task.
 async fn settle(
     deps: &ReplicaDeps,
-    manifest: &Manifest,
+    model: &str,
+    version: &str,
     verdict: &Readiness,
 ) -> Result<Value, RolloutError> {
-    let (model, version, region) = (&manifest.model, &manifest.version, &deps.region);
+    let region = &deps.region;
     let settled = deps
         .registry
         .set_readiness(model, version, region, verdict)
         .await?;
     tracing::info!(%region, %model, %version, ready = settled.ready, reason = %settled.reason, "region settled");
-    notify(deps, manifest, &settled).await?;
+    notify(deps, model, version, &settled).await?;
     Ok(json!({ "region": region, "settled": settled }))
 }
 
@@ -379,14 +397,11 @@ async fn check_file(
 /// Resumes the waiting rollout task of this region, if its token is stored yet.
 pub async fn notify(
     deps: &ReplicaDeps,
-    manifest: &Manifest,
+    model: &str,
+    version: &str,
     readiness: &Readiness,
 ) -> Result<(), RolloutError> {
-    let Some(token) = deps
-        .registry
-        .token(&manifest.model, &manifest.version, &deps.region)
-        .await?
-    else {
+    let Some(token) = deps.registry.token(model, version, &deps.region).await? else {
         return Ok(());
     };
     resume(&deps.sfn, &token, &deps.region, readiness).await

@@ -168,7 +168,7 @@ async fn fast_copy(
         .reset_readiness(&record.model, &record.version, &region.name)
         .await?;
     let primary = deps.clients.s3(&deps.fleet.primary_region).await;
-    let manifest = match manifest_store::read(
+    let (manifest, manifest_bytes) = match manifest_store::read(
         &primary,
         &deps.fleet.primary_bucket,
         &record.manifest,
@@ -177,7 +177,7 @@ async fn fast_copy(
     )
     .await?
     {
-        Stored::Registered(manifest) => manifest,
+        Stored::Registered(manifest, bytes) => (manifest, bytes),
         Stored::Missing => {
             return Err(RolloutError::Invalid(format!(
                 "the registered manifest s3://{}/{} is gone",
@@ -214,7 +214,7 @@ async fn fast_copy(
         copied += 1;
     }
     let manifest_key = meridian::manifest::manifest_key(&record.model, &record.version);
-    let body = manifest.to_json_pretty().into_bytes();
+    let body = manifest_bytes.to_vec();
     s3.put_object()
         .bucket(&region.bucket)
         .key(&manifest_key)

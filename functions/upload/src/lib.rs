@@ -105,7 +105,7 @@ async fn handle(deps: &UploadDeps, event: Event) -> Result<Value, RolloutError> 
         .registry
         .register(
             &manifest,
-            RegisteredManifest::new(&manifest, key, version_id),
+            RegisteredManifest::new(&manifest, key, version_id, &bytes),
             &digest,
             VersionStatus::Queued,
             Utc::now(),
