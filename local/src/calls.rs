@@ -69,6 +69,16 @@ impl CallLog {
     pub fn counts(&self) -> BTreeMap<ApiCall, u64> {
         self.calls.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
+
+    /// How many times `call` was made so far.
+    pub fn count(&self, call: &ApiCall) -> u64 {
+        self.calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(call)
+            .copied()
+            .unwrap_or(0)
+    }
 }
 
 /// The `app/<name>` token of the SDK's user agent.

@@ -150,6 +150,11 @@ impl LocalCloud {
         self.calls.counts()
     }
 
+    /// How many times `call` was made through the gateway so far.
+    pub fn api_call_count(&self, call: &ApiCall) -> u64 {
+        self.calls.count(call)
+    }
+
     pub fn fleet(&self) -> &Fleet {
         &self.ctx.fleet
     }

@@ -23,6 +23,11 @@ pub struct FaultSet {
     pub alarm_events_dropped_in: BTreeSet<String>,
     /// Regions whose endpoints answer every invocation with a model error (HTTP 424).
     pub invocations_fail_in: BTreeSet<String>,
+    /// SageMaker API actions that SageMaker refuses, per region, with a message:
+    /// `{"eu-west-1": {"UpdateEndpoint": "..."}}` makes every `UpdateEndpoint` there answer
+    /// HTTP 400 `ValidationException` with that message, as SageMaker does for a request
+    /// it will never accept (until the fault is cleared).
+    pub sagemaker_rejects: BTreeMap<String, BTreeMap<String, String>>,
     /// Regions gone dark: none of their services, nor their front door, answers; their
     /// events stop, and replication to and from them waits until they are back.
     pub regions_down: BTreeSet<String>,
@@ -120,6 +125,28 @@ impl Faults {
         self.modify(|faults| {
             faults.invocations_fail_in.insert(region.to_owned());
         });
+    }
+
+    /// Makes SageMaker refuse every `action` in `region` with a `ValidationException`
+    /// saying `message`, from now on.
+    pub fn reject_sagemaker_action(&self, region: &str, action: &str, message: &str) {
+        self.modify(|faults| {
+            faults
+                .sagemaker_rejects
+                .entry(region.to_owned())
+                .or_default()
+                .insert(action.to_owned(), message.to_owned());
+        });
+    }
+
+    /// The message SageMaker refuses `action` in `region` with, if it does.
+    pub fn sagemaker_rejection(&self, region: &str, action: &str) -> Option<String> {
+        self.0
+            .borrow()
+            .sagemaker_rejects
+            .get(region)
+            .and_then(|actions| actions.get(action))
+            .cloned()
     }
 
     /// Drops every alarm state-change event of `region` from now on.
@@ -247,6 +274,30 @@ mod tests {
             .expect("the wait ends once the region is back")
             .expect("the waiter does not panic");
         assert!(!faults.region_is_down("eu-west-1"));
+    }
+
+    #[test]
+    fn a_sagemaker_rejection_holds_for_its_region_and_action_only() {
+        let faults: FaultSet = serde_json::from_str(
+            r#"{"sagemaker_rejects": {"eu-west-1": {"UpdateEndpoint": "bad canary"}}}"#,
+        )
+        .expect("valid fault set");
+        let shared = Faults::default();
+        shared.replace(faults);
+        assert_eq!(
+            shared.sagemaker_rejection("eu-west-1", "UpdateEndpoint"),
+            Some("bad canary".into())
+        );
+        assert_eq!(shared.sagemaker_rejection("eu-west-1", "CreateModel"), None);
+        assert_eq!(
+            shared.sagemaker_rejection("us-east-1", "UpdateEndpoint"),
+            None
+        );
+        assert_eq!(
+            shared.sagemaker_rejection("eu-west-1", "UpdateEndpoint"),
+            Some("bad canary".into()),
+            "held until cleared"
+        );
     }
 
     #[test]

@@ -99,6 +99,10 @@ pub async fn handle(
         .and_then(|t| t.strip_prefix(TARGET_PREFIX))
         .unwrap_or("")
         .to_owned();
+    if let Some(message) = ctx.faults.sagemaker_rejection(region, &operation) {
+        tracing::warn!(%region, %operation, %message, "injected fault: SageMaker refuses the request");
+        return Ok(validation_error(&message));
+    }
     let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
     let name = body["EndpointName"].as_str().unwrap_or("").to_owned();
     match operation.as_str() {

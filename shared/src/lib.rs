@@ -3,6 +3,8 @@
 
 pub mod adapters;
 pub mod aws;
+pub mod aws_errors;
+pub mod bounded;
 pub mod capacity;
 pub mod cost;
 pub mod drift;
@@ -16,6 +18,7 @@ pub mod images;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod manifest;
+pub mod manifest_store;
 pub mod metrics;
 pub mod names;
 pub mod peers;

@@ -7,6 +7,7 @@
 //! | active pointer | `model#<m>` | `active` | control region (commit only) |
 //! | rollout lock + queue | `model#<m>` | `lock` | control region |
 //! | replica check of a file | `rollout#<m>#<v>` | `file#<region>#<path>` | that region (replica function) |
+//! | files verified so far | `rollout#<m>#<v>` | `verified#<region>` | that region (replica function) |
 //! | region ready / failed | `rollout#<m>#<v>` | `ready#<region>` | that region (replica function) |
 //! | waiting task token | `rollout#<m>#<v>` | `token#<region>` | control, written into that region's replica |
 //!
@@ -16,6 +17,14 @@
 //! reads): the waiting task writes its token then reads readiness; the replica function
 //! writes readiness then reads the token. Whichever comes second sees the other, so the
 //! last replica arriving before the token is stored cannot hang the rollout.
+//!
+//! No item grows with the manifest. A manifest may list 10,000 files with paths of up to
+//! 900 bytes (about 10 MB), while a DynamoDB item holds at most 400 KB: the version item
+//! keeps the manifest's S3 location, its digest and a bounded summary
+//! ([`RegisteredManifest`]), and the functions that need the file list read
+//! `manifest.json` from their own region's bucket, where it is replicated like every
+//! file. Reasons are cut to [`crate::bounded::MAX_REASON_BYTES`], and every write is
+//! checked against the item limit before it is sent ([`RegistryError::Rejected`]).
 
 use std::collections::BTreeMap;
 use std::collections::HashMap;
@@ -24,19 +33,47 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::manifest::Manifest;
+use crate::aws_errors::{class_of, describe, ErrorClass};
+use crate::manifest::{Manifest, Serving};
 
 /// Why a registry operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
+    /// Transient: throttling, a server error, a timeout.
     #[error("registry unavailable: {0}")]
     Unavailable(String),
     #[error("corrupt registry item {0}")]
     Corrupt(String),
+    /// DynamoDB refused the request as given (a validation error, an item over its size
+    /// limit): the same write fails every time.
+    #[error("registry write refused: {0}")]
+    Rejected(String),
 }
 
-fn unavailable(context: &str, error: impl std::fmt::Display) -> RegistryError {
-    RegistryError::Unavailable(format!("{context}: {error}"))
+/// A DynamoDB error, named by whether retrying can help.
+fn dynamodb_error<E>(
+    context: &str,
+    error: aws_sdk_dynamodb::error::SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
+) -> RegistryError
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let message = describe(context, &error);
+    match class_of(&error) {
+        ErrorClass::Retryable => RegistryError::Unavailable(message),
+        ErrorClass::Rejected => RegistryError::Rejected(message),
+    }
+}
+
+/// DynamoDB's item size limit: the UTF-8 lengths of attribute names and values together.
+pub const MAX_ITEM_BYTES: usize = 400 * 1024;
+
+/// The size DynamoDB counts for an item of string attributes.
+fn item_bytes(attributes: &[(&str, &str)]) -> usize {
+    attributes
+        .iter()
+        .map(|(name, value)| name.len() + value.len())
+        .sum()
 }
 
 fn s(value: impl Into<String>) -> AttributeValue {
@@ -79,13 +116,53 @@ pub struct RegionProgress {
     pub config: Option<String>,
 }
 
+/// What the registry keeps of a version's manifest: where it is and a bounded summary.
+/// The file list stays in `manifest.json`, read (and checked against the version's
+/// digest) by the functions that need it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegisteredManifest {
+    /// `models/<model>/<version>/manifest.json`, in the primary bucket and, replicated,
+    /// in every regional bucket.
+    pub key: String,
+    /// The S3 version of the registered manifest in the primary bucket, so a manifest
+    /// put over it later (and refused) does not hide it.
+    pub version_id: Option<String>,
+    /// The manifest object's size and SHA-256: what its replica in each region is checked
+    /// against, like any file of the version.
+    pub size: u64,
+    pub sha256: String,
+    /// How many files it lists.
+    pub files: usize,
+    /// Their total size in bytes.
+    pub bytes: u64,
+    /// How to serve the version (bounded by the manifest's own limits).
+    pub serving: Serving,
+}
+
+impl RegisteredManifest {
+    /// The summary of `manifest`, read as `bytes` at `key` (S3 version `version_id`).
+    pub fn new(manifest: &Manifest, key: &str, version_id: Option<String>, bytes: &[u8]) -> Self {
+        use sha2::Digest;
+        Self {
+            key: key.to_owned(),
+            version_id,
+            size: bytes.len() as u64,
+            sha256: hex::encode(sha2::Sha256::digest(bytes)),
+            files: manifest.files.len(),
+            bytes: manifest.files.iter().map(|f| f.size).sum(),
+            serving: manifest.serving.clone(),
+        }
+    }
+}
+
 /// One registered model version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VersionRecord {
     pub model: String,
     pub version: String,
+    /// The manifest's canonical digest: its identity.
     pub digest: String,
-    pub manifest: Manifest,
+    pub manifest: RegisteredManifest,
     pub status: VersionStatus,
     /// Phase name → when it was reached (registered, rollout_started, replicated, deployed, committed, failed...).
     pub phases: BTreeMap<String, DateTime<Utc>>,
@@ -189,16 +266,12 @@ impl Registry {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| {
-                unavailable(
-                    "reading the registry",
-                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
-                )
-            })?
+            .map_err(|e| dynamodb_error("reading the registry", e))?
             .item)
     }
 
     /// Writes `body` unless the item exists (or, with `version`, unless its version differs).
+    /// An item over DynamoDB's size limit is refused here, naming the item, before the call.
     async fn put(
         &self,
         pk: String,
@@ -206,6 +279,16 @@ impl Registry {
         body: AttributeValue,
         expected: Expect,
     ) -> Result<bool, RegistryError> {
+        let size = item_bytes(&[
+            ("pk", &pk),
+            ("sk", &sk),
+            ("body", body.as_s().map(String::as_str).unwrap_or_default()),
+        ]);
+        if size > MAX_ITEM_BYTES {
+            return Err(RegistryError::Rejected(format!(
+                "item {pk} / {sk} would be {size} bytes, over DynamoDB's {MAX_ITEM_BYTES}-byte item limit"
+            )));
+        }
         let mut put = self
             .client
             .put_item()
@@ -223,10 +306,7 @@ impl Registry {
         match put.send().await {
             Ok(_) => Ok(true),
             Err(error) if is_condition_failure(&error) => Ok(false),
-            Err(error) => Err(unavailable(
-                "writing the registry",
-                aws_sdk_dynamodb::error::DisplayErrorContext(error),
-            )),
+            Err(error) => Err(dynamodb_error("writing the registry", error)),
         }
     }
 
@@ -234,6 +314,7 @@ impl Registry {
     pub async fn register(
         &self,
         manifest: &Manifest,
+        registered: RegisteredManifest,
         digest: &str,
         status: VersionStatus,
         now: DateTime<Utc>,
@@ -242,7 +323,7 @@ impl Registry {
             model: manifest.model.clone(),
             version: manifest.version.clone(),
             digest: digest.to_owned(),
-            manifest: manifest.clone(),
+            manifest: registered,
             status,
             phases: BTreeMap::from([("registered".to_owned(), now)]),
             regions: BTreeMap::new(),
@@ -288,12 +369,7 @@ impl Registry {
             .send()
             .collect::<Result<Vec<_>, _>>()
             .await
-            .map_err(|e| {
-                unavailable(
-                    "listing versions",
-                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
-                )
-            })?;
+            .map_err(|e| dynamodb_error("listing versions", e))?;
         let records: Vec<VersionRecord> = pages
             .iter()
             .map(|i| from_item(i, "version"))
@@ -317,12 +393,7 @@ impl Registry {
             .send()
             .collect::<Result<Vec<_>, _>>()
             .await
-            .map_err(|e| {
-                unavailable(
-                    "listing models",
-                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
-                )
-            })?;
+            .map_err(|e| dynamodb_error("listing models", e))?;
         let mut models: Vec<String> = items
             .iter()
             .filter_map(|i| {
@@ -355,12 +426,7 @@ impl Registry {
             .send()
             .collect::<Result<Vec<_>, _>>()
             .await
-            .map_err(|e| {
-                unavailable(
-                    "reading the active versions",
-                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
-                )
-            })?;
+            .map_err(|e| dynamodb_error("reading the active versions", e))?;
         let mut view = crate::drift::RegistryView::default();
         for item in &items {
             let key = |name: &str| item.get(name).and_then(|v| v.as_s().ok());
@@ -437,6 +503,7 @@ impl Registry {
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<(), RegistryError> {
+        let reason = crate::bounded::text(reason, crate::bounded::MAX_REASON_BYTES);
         let body = serde_json::json!({ "model": manifest.model, "version": manifest.version, "digest": digest, "reason": reason, "at": now });
         self.put(
             model_key(&manifest.model),
@@ -459,12 +526,7 @@ impl Registry {
             .expression_attribute_values(":prefix", s("rejected#"))
             .send()
             .await
-            .map_err(|e| {
-                unavailable(
-                    "reading rejections",
-                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
-                )
-            })?;
+            .map_err(|e| dynamodb_error("reading rejections", e))?;
         items
             .items()
             .iter()
@@ -604,22 +666,68 @@ impl Registry {
         )))
     }
 
-    /// Records a replica check (written by the region's replica function).
+    /// Records a replica check (written by the region's replica function). A file's first
+    /// passing check (or one that replaces a failed check) also counts it in the region's
+    /// `verified#<region>` item, so one file's event learns whether the region is complete
+    /// without reading every file's check; the new count is returned. A passing check of a
+    /// file already verified (a duplicate event) changes nothing and returns `None`.
     pub async fn record_file(
         &self,
         model: &str,
         version: &str,
         region: &str,
         check: &FileCheck,
-    ) -> Result<(), RegistryError> {
-        self.put(
+    ) -> Result<Option<u64>, RegistryError> {
+        let (pk, sk) = (
             rollout_key(model, version),
             format!("file#{region}#{}", check.path),
-            json_attr(check)?,
-            Expect::Anything,
-        )
-        .await?;
-        Ok(())
+        );
+        let body =
+            serde_json::to_string(check).map_err(|e| RegistryError::Corrupt(e.to_string()))?;
+        if item_bytes(&[("pk", &pk), ("sk", &sk), ("body", &body), ("ok", "")]) > MAX_ITEM_BYTES {
+            return Err(RegistryError::Rejected(format!(
+                "the check of {} is over DynamoDB's item limit",
+                check.path
+            )));
+        }
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(pk.clone()))
+            .item("sk", s(sk))
+            .item("body", s(body))
+            .item("ok", AttributeValue::Bool(check.ok));
+        if check.ok {
+            put = put
+                .condition_expression("attribute_not_exists(pk) OR ok = :failed")
+                .expression_attribute_values(":failed", AttributeValue::Bool(false));
+        }
+        match put.send().await {
+            Ok(_) if check.ok => {}
+            Ok(_) => return Ok(None),
+            Err(error) if is_condition_failure(&error) => return Ok(None),
+            Err(error) => return Err(dynamodb_error("recording a replica check", error)),
+        }
+        let counted = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(format!("verified#{region}")))
+            .update_expression("ADD verified :one")
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(|e| dynamodb_error("counting a verified replica", e))?;
+        counted
+            .attributes()
+            .and_then(|a| a.get("verified"))
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse().ok())
+            .map(Some)
+            .ok_or_else(|| RegistryError::Corrupt(format!("verified#{region}: no count")))
     }
 
     /// The replica checks of a region, strongly consistent in that region's replica.
@@ -642,12 +750,7 @@ impl Registry {
             .send()
             .collect::<Result<Vec<_>, _>>()
             .await
-            .map_err(|e| {
-                unavailable(
-                    "reading replica checks",
-                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
-                )
-            })?;
+            .map_err(|e| dynamodb_error("reading replica checks", e))?;
         pages.iter().map(|i| from_item(i, "file check")).collect()
     }
 
@@ -702,12 +805,7 @@ impl Registry {
             .key("sk", s(format!("ready#{region}")))
             .send()
             .await
-            .map_err(|e| {
-                unavailable(
-                    "clearing readiness",
-                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
-                )
-            })?;
+            .map_err(|e| dynamodb_error("clearing readiness", e))?;
         Ok(())
     }
 
@@ -746,4 +844,106 @@ enum Expect {
     Absent,
     Body(AttributeValue),
     Anything,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{FileEntry, FORMAT};
+
+    /// The largest manifest the documented limits allow: 10,000 files of 900-byte paths,
+    /// a 255-character image and 100 environment variables of 1,024-character names and
+    /// values.
+    fn largest_manifest() -> Manifest {
+        Manifest {
+            format: FORMAT,
+            model: "m".repeat(63),
+            version: "v".repeat(64),
+            files: (0..10_000)
+                .map(|i| FileEntry {
+                    path: format!("{i:05}{}", "p".repeat(895)),
+                    size: 5 * 1024u64.pow(4),
+                    sha256: "a".repeat(64),
+                })
+                .collect(),
+            serving: Serving {
+                image: "i".repeat(255),
+                instance_type: "ml.p5.48xlarge".into(),
+                instance_count: 100,
+                variant_name: "x".repeat(63),
+                environment: (0..100)
+                    .map(|i| (format!("{i:03}{}", "K".repeat(1021)), "V".repeat(1024)))
+                    .collect(),
+                images: [
+                    "us-east-1",
+                    "eu-west-1",
+                    "ap-southeast-1",
+                    "us-west-2",
+                    "ap-northeast-1",
+                ]
+                .iter()
+                .map(|r| ((*r).to_owned(), "i".repeat(255)))
+                .collect(),
+                smoke_test: Some(crate::smoke::SmokeTest {
+                    content_type: "c".repeat(crate::smoke::MAX_CONTENT_TYPE_CHARS),
+                    body: serde_json::json!({
+                        "inputs": "b".repeat(crate::smoke::MAX_SMOKE_BODY_BYTES - 20)
+                    }),
+                    expect: Some(format!("/{}", "e".repeat(1000))),
+                }),
+            },
+        }
+    }
+
+    #[test]
+    fn the_version_item_of_the_largest_manifest_fits_a_dynamodb_item() {
+        let manifest = largest_manifest();
+        let manifest_bytes = manifest.to_json_pretty().len();
+        assert!(manifest_bytes > 9_000_000, "{manifest_bytes}");
+        let now = Utc::now();
+        let progress = RegionProgress {
+            replicated: Some(now),
+            fast_copied: Some(now),
+            deploy_started: Some(now),
+            deployed: Some(now),
+            verified: Some(now),
+            rolled_back: Some(now),
+            previous_config: Some("c".repeat(63)),
+            config: Some("c".repeat(63)),
+        };
+        let key = crate::manifest::manifest_key(&manifest.model, &manifest.version);
+        let record = VersionRecord {
+            model: manifest.model.clone(),
+            version: manifest.version.clone(),
+            digest: manifest.canonical_digest(),
+            manifest: RegisteredManifest::new(&manifest, &key, Some("v".repeat(32)), b"{}"),
+            status: VersionStatus::Failed,
+            phases: [
+                "registered",
+                "rollout_started",
+                "replicated",
+                "deployed",
+                "failed",
+            ]
+            .into_iter()
+            .map(|p| (p.to_owned(), now))
+            .collect(),
+            regions: (0..30)
+                .map(|i| (format!("region-{i}"), progress.clone()))
+                .collect(),
+            execution: Some("e".repeat(80)),
+            reason: Some(crate::bounded::text(
+                &"r".repeat(100_000),
+                crate::bounded::MAX_REASON_BYTES,
+            )),
+        };
+        let body = serde_json::to_string(&record).expect("serializable");
+        let size = item_bytes(&[
+            ("pk", &model_key(&record.model)),
+            ("sk", &format!("version#{}", record.version)),
+            ("body", &body),
+        ]);
+        assert!(size < MAX_ITEM_BYTES, "{size} bytes");
+        assert_eq!(record.manifest.files, 10_000);
+    }
 }

@@ -202,6 +202,10 @@ pub enum RolloutError {
     /// The input can never succeed as given.
     #[error("{0}")]
     Invalid(String),
+    /// An AWS service refused a request as given (SageMaker's or DynamoDB's validation
+    /// error, a missing resource, a quota): retrying cannot help, the message says why.
+    #[error("{0}")]
+    Rejected(String),
     /// A region's replicas do not match the manifest.
     #[error("{0}")]
     ReplicaFailed(String),
@@ -224,6 +228,7 @@ impl crate::NamedError for RolloutError {
         match self {
             RolloutError::Retryable(_) => "Meridian.Retryable",
             RolloutError::Invalid(_) => "Meridian.Invalid",
+            RolloutError::Rejected(_) => "Meridian.Rejected",
             RolloutError::ReplicaFailed(_) => "Meridian.ReplicaFailed",
             RolloutError::DeployFailed(_) => "Meridian.DeployFailed",
             RolloutError::SilentRollback(_) => "Meridian.SilentRollback",
@@ -236,13 +241,39 @@ impl From<crate::registry::RegistryError> for RolloutError {
         match error {
             crate::registry::RegistryError::Unavailable(m) => RolloutError::Retryable(m),
             crate::registry::RegistryError::Corrupt(m) => RolloutError::Invalid(m),
+            crate::registry::RegistryError::Rejected(m) => RolloutError::Rejected(m),
         }
     }
 }
 
-/// Wraps an SDK error as retryable, with its context.
+/// Wraps an error as retryable, with its context.
 pub fn retryable(context: &str, error: impl std::fmt::Display) -> RolloutError {
     RolloutError::Retryable(format!("{context}: {error}"))
+}
+
+/// An AWS SDK error (any service), with its context, named by whether retrying can help:
+/// `Meridian.Rejected` for a request the service refused as given, with the service's
+/// message; `Meridian.Retryable` for throttling, server errors and timeouts.
+pub fn aws_error<E>(
+    context: &str,
+    error: aws_smithy_runtime_api::client::result::SdkError<
+        E,
+        aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+    >,
+) -> RolloutError
+where
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata
+        + std::error::Error
+        + Send
+        + Sync
+        + 'static,
+{
+    use crate::aws_errors::{class_of, describe, ErrorClass};
+    let message = describe(context, &error);
+    match class_of(&error) {
+        ErrorClass::Retryable => RolloutError::Retryable(message),
+        ErrorClass::Rejected => RolloutError::Rejected(message),
+    }
 }
 
 #[cfg(test)]

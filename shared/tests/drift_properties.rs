@@ -12,7 +12,7 @@ use meridian::drift::{
 use meridian::fleet::Fleet;
 use meridian::manifest::Manifest;
 use meridian::registry::{
-    ActivePointer, RegionProgress, RolloutLock, VersionRecord, VersionStatus,
+    ActivePointer, RegionProgress, RegisteredManifest, RolloutLock, VersionRecord, VersionStatus,
 };
 use proptest::prelude::*;
 
@@ -225,7 +225,7 @@ fn record(model: &str, version: &str, config: Option<&str>) -> VersionRecord {
         model: model.into(),
         version: version.into(),
         digest: "abcdef0123456789".into(),
-        manifest,
+        manifest: RegisteredManifest::new(&manifest, "manifest.json", None, b"{}"),
         status: VersionStatus::Active,
         phases: BTreeMap::new(),
         regions: config

@@ -27,6 +27,7 @@ pub fn calls(role: FunctionRole) -> &'static [(&'static str, &'static str)] {
             ("s3", "GetObject"),
             ("dynamodb", "GetItem"),
             ("dynamodb", "PutItem"),
+            ("dynamodb", "UpdateItem"), // the count of verified files
             ("dynamodb", "Query"),
             ("states", "SendTaskSuccess"),
             ("states", "SendTaskFailure"),
@@ -36,8 +37,10 @@ pub fn calls(role: FunctionRole) -> &'static [(&'static str, &'static str)] {
             ("dynamodb", "PutItem"),
             ("dynamodb", "DeleteItem"),
             ("dynamodb", "Query"),
-            // the fast copy: files by server-side copy (a single-part copy reads the
-            // source's checksum algorithm first), the manifest written last
+            // the fast copy: the registered manifest read from the primary bucket, files by
+            // server-side copy (a single-part copy reads the source's checksum algorithm
+            // first), the manifest written last
+            ("s3", "GetObject"),
             ("s3", "HeadObject"),
             ("s3", "CopyObject"),
             ("s3", "CreateMultipartUpload"),
@@ -139,6 +142,8 @@ fn dependent_actions(
         (FunctionRole::Upload | FunctionRole::Replica, "s3", "GetObject" | "HeadObject") => {
             &["s3:ListBucket"]
         }
+        // The fast copy reads the registered manifest at its recorded S3 version.
+        (FunctionRole::Rollout, "s3", "GetObject") => &["s3:GetObjectVersion"],
         // CopyObject copies the source's tags by default: reading and writing them.
         (_, "s3", "CopyObject") => &["s3:GetObjectTagging", "s3:PutObjectTagging"],
         // CreateModel passes the SageMaker execution role.

@@ -15,6 +15,7 @@ use meridian::health::{HealthStore, SystemClock};
 use meridian::names::{sdk_app_name, FunctionRole};
 use meridian::scaling::{desired, AutoScaling, ScalingState};
 use meridian::scaling_aws::AasAutoScaling;
+use meridian_failback::drift::aws::AwsDriftSources;
 use meridian_local::{Functions, LocalCloud};
 use meridian_tests::{eventually, example_fleet, start_cloud_for};
 use serde_json::Value;
@@ -36,6 +37,7 @@ async fn tick(cloud: &LocalCloud, fleet: &Fleet, region: &str) -> Value {
         alarms: CloudWatchAlarms::new(&clients, region).await,
         probe: HttpFrontDoorProbe::default(),
         clock: SystemClock,
+        drift: AwsDriftSources::new(&clients, fleet, region).await,
         autoscaling: AasAutoScaling::new(&clients, region).await,
     };
     let event = meridian_local::schedules::scheduled_event(

@@ -44,6 +44,8 @@ async fn roll_out(cloud: &LocalCloud, dir: &Path) -> String {
         instance_count: 1,
         variant_name: "primary".into(),
         environment: Default::default(),
+        images: Default::default(),
+        smoke_test: None,
     };
     let manifest = describe_dir(dir, "llama", "1", serving).expect("manifest");
     let fleet = cloud.fleet();

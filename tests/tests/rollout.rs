@@ -867,11 +867,14 @@ async fn an_object_key_longer_than_s3_allows_is_refused_as_invalid_before_any_ca
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_canary_on_one_instance_is_refused_before_any_region_is_touched() {
-    let cloud = start().await;
+    let mut one_instance_in_apac = fleet();
+    let apac = &mut one_instance_in_apac.regions[2];
+    assert_eq!(apac.name, "ap-southeast-1");
+    (apac.instance_count, apac.min_instances) = (1, 1);
+    let cloud = start_cloud_for(one_instance_in_apac, Functions::new(), true).await;
     let before = serving_configs(&cloud).await;
     let dir = model_dir(1);
-    let mut manifest = describe_dir(dir.path(), "llama", "1", serving()).expect("manifest");
-    manifest.serving.instance_count = 1;
+    let manifest = describe_dir(dir.path(), "llama", "1", serving()).expect("manifest");
     let s3 = cloud.clients().s3(&cloud.fleet().primary_region).await;
     for file in &manifest.files {
         s3.put_object()
@@ -892,7 +895,7 @@ async fn a_canary_on_one_instance_is_refused_before_any_region_is_touched() {
     assert_eq!(record.status, VersionStatus::Failed, "{record:?}");
     let reason = record.reason.unwrap_or_default();
     assert!(
-        reason.contains("a canary of 10% on 1 instance(s)")
+        reason.contains("a canary of 10% on 1 instance(s) in ap-southeast-1")
             && reason.contains("SageMaker allows at most 50% of the fleet per step"),
         "{reason}"
     );
@@ -969,5 +972,41 @@ async fn a_custom_smoke_test_is_sent_and_its_expected_field_decides() {
         "{reason}"
     );
     assert_all_serve(&cloud, &chatty).await;
+    cloud.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sagemaker_validation_error_fails_the_version_at_once_with_sagemakers_message() {
+    let cloud = start().await;
+    let first = rolled_out(&cloud, "1", 1).await;
+    let update_endpoint = meridian_local::calls::ApiCall {
+        caller: Some(meridian::names::sdk_app_name(
+            meridian::names::FunctionRole::Rollout,
+        )),
+        region: "eu-west-1".into(),
+        service: "sagemaker".into(),
+        operation: "UpdateEndpoint".into(),
+        refused: false,
+    };
+    let updates_before = cloud.api_call_count(&update_endpoint);
+    let message = "Canary size must not exceed 50% of the instance count (test)";
+    cloud
+        .faults()
+        .reject_sagemaker_action("eu-west-1", "UpdateEndpoint", message);
+    let dir = model_dir(2);
+    upload(&cloud, dir.path(), "llama", "2").await;
+    let record = settled(&cloud, "llama", "2").await;
+    assert_eq!(record.status, VersionStatus::Failed, "{record:?}");
+    let reason = record.reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("Meridian.Rejected") && reason.contains(message),
+        "the version carries SageMaker's message: {reason}"
+    );
+    assert_eq!(
+        cloud.api_call_count(&update_endpoint) - updates_before,
+        1,
+        "refused once, never retried"
+    );
+    assert_all_serve(&cloud, &first).await;
     cloud.shutdown().await.expect("shutdown");
 }

@@ -213,3 +213,51 @@ fn the_template_substitutes_exactly_the_placeholders_of_the_definition() {
         .collect();
     assert_eq!(substituted, placeholders(ROLLOUT_ASL));
 }
+
+/// Whether an `ErrorEquals` list of a `Retry` or `Catch` matches `error`.
+fn matches_error(entries: &Value, error: &str) -> bool {
+    entries.as_array().into_iter().flatten().any(|entry| {
+        entry["ErrorEquals"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .any(|name| name == error || name == "States.ALL")
+    })
+}
+
+/// The tasks of a block (and nested Map iterators) that let `error` end the execution:
+/// neither their own `Catch` nor an enclosing Map's matches it. Panics on a `Retry` that
+/// matches it.
+fn uncaught_tasks(block: &Value, error: &str, enclosing_catches: bool, uncaught: &mut Vec<String>) {
+    for (name, state) in block["States"].as_object().into_iter().flatten() {
+        let caught = enclosing_catches || matches_error(&state["Catch"], error);
+        match state["Type"].as_str() {
+            Some("Task") => {
+                assert!(
+                    !matches_error(&state["Retry"], error),
+                    "{name} retries {error}"
+                );
+                if !caught {
+                    uncaught.push(name.clone());
+                }
+            }
+            Some("Map") => uncaught_tasks(&state["Iterator"], error, caught, uncaught),
+            _ => {}
+        }
+    }
+}
+
+/// A request an AWS service refused as given (`Meridian.Rejected`: SageMaker's validation
+/// error, say) is never retried, and every task but the last resort hands it to the path
+/// that rolls every region back and marks the version failed with the message.
+#[test]
+fn a_rejected_request_is_never_retried_and_every_task_but_mark_failed_catches_it() {
+    let mut uncaught = Vec::new();
+    uncaught_tasks(&rendered(), "Meridian.Rejected", false, &mut uncaught);
+    assert_eq!(
+        uncaught,
+        ["MarkFailed"],
+        "MarkFailed is the last resort: when it fails, the execution fails"
+    );
+}

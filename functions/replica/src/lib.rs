@@ -1,18 +1,25 @@
 //! The replica handler, in every region: each object created in the regional bucket is
 //! checked against the registered manifest (size, then a streamed SHA-256), the check is
 //! recorded, and once the region holds every file verified (or one file failed) the
-//! region's verdict is recorded and the waiting rollout task is resumed.
+//! region's verdict is recorded and the waiting rollout task is resumed. The file list
+//! comes from the version's `manifest.json` in this region's own bucket (the registry
+//! keeps only its digest and summary), used once its digest is the registered one.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::Utc;
+use futures::stream::{self, StreamExt, TryStreamExt};
 use meridian::aws::ClientFactory;
 use meridian::events::ObjectCreated;
 use meridian::executions::resume;
 use meridian::fleet::Fleet;
 use meridian::function::{Handler, Outcome};
 use meridian::manifest::{FileEntry, Manifest, MANIFEST_FILE};
-use meridian::registry::{FileCheck, Readiness, Registry};
-use meridian::rollout::{retryable, RolloutError};
+use meridian::manifest_store::{self, Stored};
+use meridian::registry::{FileCheck, Readiness, Registry, VersionRecord};
+use meridian::rollout::{aws_error, retryable, RolloutError};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -26,6 +33,9 @@ pub struct ReplicaDeps {
     pub s3: aws_sdk_s3::Client,
     /// Step Functions in the control (primary) region.
     pub sfn: aws_sdk_sfn::Client,
+    /// The last registered manifest read, by digest: a warm function reads and parses a
+    /// 10,000-file manifest once, not once per replica event.
+    manifest: Mutex<Option<(String, Arc<Manifest>)>>,
 }
 
 impl ReplicaDeps {
@@ -40,9 +50,39 @@ impl ReplicaDeps {
             sfn: aws_sdk_sfn::Client::new(&clients.config(&fleet.primary_region).await),
             region,
             fleet,
+            manifest: Mutex::default(),
         }
     }
+
+    /// The registered manifest of `record`, from this region's bucket; or what the bucket
+    /// holds instead.
+    async fn manifest(
+        &self,
+        record: &VersionRecord,
+        bucket: &str,
+    ) -> Result<Result<Arc<Manifest>, Stored>, RolloutError> {
+        let cached = self
+            .manifest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .filter(|(digest, _)| *digest == record.digest);
+        if let Some((_, manifest)) = cached {
+            return Ok(Ok(manifest));
+        }
+        let stored =
+            manifest_store::read(&self.s3, bucket, &record.manifest, &record.digest, false).await?;
+        let Stored::Registered(manifest, _) = stored else {
+            return Ok(Err(stored));
+        };
+        *self.manifest.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((record.digest.clone(), manifest.clone()));
+        Ok(Ok(manifest))
+    }
 }
+
+/// Replicas read and hashed at once when the manifest's arrival checks every file.
+const CHECK_CONCURRENCY: usize = 8;
 
 /// The event this function's EventBridge rule delivers: S3's `Object Created` of
 /// the regional bucket.
@@ -89,8 +129,37 @@ async fn handle(deps: &ReplicaDeps, event: Event) -> Result<Value, RolloutError>
         // Files arrive before their manifest; the manifest's own arrival checks them all.
         return Ok(json!({ "deferred": key, "why": "version not registered yet" }));
     };
-    let path = manifest_path(&record.manifest, &key, path);
-    verify_region(deps, &record.manifest, &bucket_of(deps)?, Some(&path)).await
+    let bucket = bucket_of(deps)?;
+    let manifest = match deps.manifest(&record, &bucket).await? {
+        Ok(manifest) => manifest,
+        Err(_) if path != MANIFEST_FILE => {
+            // The registered manifest's own arrival here checks every file.
+            return Ok(
+                json!({ "deferred": key, "why": "the registered manifest is not in this region's bucket yet" }),
+            );
+        }
+        Err(Stored::Other(detail)) => {
+            // The version's own manifest.json is a replica like any file: a damaged one
+            // fails the region.
+            let verdict = Readiness {
+                ready: false,
+                reason: format!(
+                    "replica check failed in {}: {MANIFEST_FILE}: {}",
+                    deps.region,
+                    meridian::bounded::text(&detail, meridian::bounded::MAX_REASON_BYTES)
+                ),
+                at: Utc::now(),
+            };
+            return settle(deps, &model, &version, &verdict).await;
+        }
+        Err(_) => {
+            return Err(RolloutError::Retryable(format!(
+                "{key} is not readable in {bucket} yet; retry"
+            )))
+        }
+    };
+    let path = manifest_path(&manifest, &key, path);
+    verify_region(deps, &manifest, &bucket, Some(&path)).await
 }
 
 /// The manifest's name for the event's file: its path as the event gives it, or, when
@@ -125,7 +194,12 @@ pub fn split_key(key: &str) -> Option<(String, String, String)> {
 }
 
 /// Checks the files `trigger` calls for (one data file; every file for the manifest or
-/// `None`), records the checks, and settles the region when it can.
+/// `None`), records the checks, and settles the region when it can. One file's passing
+/// check settles the region by the count of verified files the registry keeps, without
+/// reading every file's check (a 10,000-file version would read 10,000 items per event);
+/// the manifest's arrival (and the fast copy, which writes it again) checks every file not
+/// yet verified and settles by reading every check, which also heals a count that missed
+/// a file (an invocation that ended between the check and the count).
 pub async fn verify_region(
     deps: &ReplicaDeps,
     manifest: &Manifest,
@@ -134,25 +208,37 @@ pub async fn verify_region(
 ) -> Result<Value, RolloutError> {
     let (model, version, region) = (&manifest.model, &manifest.version, &deps.region);
     if let Some(readiness) = deps.registry.readiness(model, version, region).await? {
-        notify(deps, manifest, &readiness).await?;
+        notify(deps, model, version, &readiness).await?;
         return Ok(json!({ "region": region, "settled": readiness }));
     }
-    let done = deps.registry.file_checks(model, version, region).await?;
-    let to_check: Vec<&FileEntry> = manifest
-        .files
-        .iter()
-        .filter(|f| match trigger {
-            Some(path) if path != MANIFEST_FILE => f.path == path,
-            _ => true,
-        })
-        .filter(|f| !done.iter().any(|c| c.path == f.path && c.ok))
-        .collect();
-    for file in to_check {
-        if let Some(check) = check_file(deps, manifest, bucket, file).await? {
-            deps.registry
+    match trigger {
+        Some(path) if path != MANIFEST_FILE => {
+            let Some(file) = manifest.files.iter().find(|f| f.path == path) else {
+                return Ok(json!({ "ignored": path, "why": "not a file of the manifest" }));
+            };
+            let Some(check) = check_file(deps, manifest, bucket, file).await? else {
+                return Ok(json!({ "region": region, "waiting_for": path }));
+            };
+            let counted = deps
+                .registry
                 .record_file(model, version, region, &check)
                 .await?;
+            if check.ok {
+                let total = manifest.files.len();
+                return match counted {
+                    Some(verified) if verified as usize >= total => {
+                        let verdict = Readiness {
+                            ready: true,
+                            reason: format!("{total} files verified in {region}"),
+                            at: Utc::now(),
+                        };
+                        settle(deps, model, version, &verdict).await
+                    }
+                    _ => Ok(json!({ "region": region, "verified": counted, "of": total })),
+                };
+            }
         }
+        _ => check_unverified(deps, manifest, bucket).await?,
     }
     let checks = deps.registry.file_checks(model, version, region).await?;
     let failed: Vec<String> = checks
@@ -160,36 +246,87 @@ pub async fn verify_region(
         .filter(|c| !c.ok)
         .map(|c| format!("{}: {}", c.path, c.detail))
         .collect();
+    let ok = verified_paths(&checks);
     let verified = manifest
         .files
         .iter()
-        .filter(|f| checks.iter().any(|c| c.path == f.path && c.ok))
+        .filter(|f| ok.contains(f.path.as_str()))
         .count();
     let verdict = if !failed.is_empty() {
-        Some(Readiness {
+        Readiness {
             ready: false,
-            reason: format!("replica check failed in {region}: {}", failed.join("; ")),
+            reason: format!(
+                "replica check failed in {region} ({} of {} files): {}",
+                failed.len(),
+                manifest.files.len(),
+                meridian::bounded::list(&failed, meridian::bounded::MAX_REASON_BYTES - 100)
+            ),
             at: Utc::now(),
-        })
+        }
     } else if verified == manifest.files.len() {
-        Some(Readiness {
+        Readiness {
             ready: true,
             reason: format!("{verified} files verified in {region}"),
             at: Utc::now(),
-        })
+        }
     } else {
-        None
-    };
-    let Some(verdict) = verdict else {
         return Ok(json!({ "region": region, "verified": verified, "of": manifest.files.len() }));
     };
+    settle(deps, model, version, &verdict).await
+}
+
+/// Checks (and records) every file of the manifest not yet verified in the region.
+async fn check_unverified(
+    deps: &ReplicaDeps,
+    manifest: &Manifest,
+    bucket: &str,
+) -> Result<(), RolloutError> {
+    let (model, version, region) = (&manifest.model, &manifest.version, &deps.region);
+    let checks = deps.registry.file_checks(model, version, region).await?;
+    let done = verified_paths(&checks);
+    let pending: Vec<_> = manifest
+        .files
+        .iter()
+        .filter(|f| !done.contains(f.path.as_str()))
+        .map(|file| async move {
+            if let Some(check) = check_file(deps, manifest, bucket, file).await? {
+                deps.registry
+                    .record_file(model, version, region, &check)
+                    .await?;
+            }
+            Ok::<_, RolloutError>(())
+        })
+        .collect();
+    stream::iter(pending)
+        .buffer_unordered(CHECK_CONCURRENCY)
+        .try_collect::<()>()
+        .await
+}
+
+/// Records the region's verdict (the first one stands) and resumes the waiting task.
+async fn settle(
+    deps: &ReplicaDeps,
+    model: &str,
+    version: &str,
+    verdict: &Readiness,
+) -> Result<Value, RolloutError> {
+    let region = &deps.region;
     let settled = deps
         .registry
-        .set_readiness(model, version, region, &verdict)
+        .set_readiness(model, version, region, verdict)
         .await?;
     tracing::info!(%region, %model, %version, ready = settled.ready, reason = %settled.reason, "region settled");
-    notify(deps, manifest, &settled).await?;
+    notify(deps, model, version, &settled).await?;
     Ok(json!({ "region": region, "settled": settled }))
+}
+
+/// The paths verified so far.
+fn verified_paths(checks: &[FileCheck]) -> HashSet<&str> {
+    checks
+        .iter()
+        .filter(|c| c.ok)
+        .map(|c| c.path.as_str())
+        .collect()
 }
 
 /// Compares one replica with its manifest entry; `None` when it has not arrived yet.
@@ -218,12 +355,7 @@ async fn check_file(
         Err(error) if error.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
             return Ok(None)
         }
-        Err(error) => {
-            return Err(retryable(
-                "reading a replica",
-                aws_sdk_s3::error::DisplayErrorContext(error),
-            ))
-        }
+        Err(error) => return Err(aws_error("reading a replica", error)),
     };
     let at = Utc::now();
     let size = object.content_length().unwrap_or(0);
@@ -265,14 +397,11 @@ async fn check_file(
 /// Resumes the waiting rollout task of this region, if its token is stored yet.
 pub async fn notify(
     deps: &ReplicaDeps,
-    manifest: &Manifest,
+    model: &str,
+    version: &str,
     readiness: &Readiness,
 ) -> Result<(), RolloutError> {
-    let Some(token) = deps
-        .registry
-        .token(&manifest.model, &manifest.version, &deps.region)
-        .await?
-    else {
+    let Some(token) = deps.registry.token(model, version, &deps.region).await? else {
         return Ok(());
     };
     resume(&deps.sfn, &token, &deps.region, readiness).await

@@ -19,9 +19,10 @@ use meridian::aws::ClientFactory;
 use meridian::executions;
 use meridian::fleet::{Fleet, RegionSpec};
 use meridian::function::{Handler, Outcome};
+use meridian::manifest_store::{self, Stored};
 use meridian::registry::{RegionProgress, Registry, VersionRecord, VersionStatus};
 use meridian::rollout::{
-    deploy_state, deployment_name, retryable, DeployState, RolloutError, TrafficStrategy,
+    aws_error, deploy_state, deployment_name, DeployState, RolloutError, TrafficStrategy,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -163,7 +164,8 @@ async fn await_replicas(
 }
 
 /// The fallback for late or failed replication: server-side parallel multipart copy of
-/// every file not yet verified in the region, from the primary bucket.
+/// every file not yet verified in the region, from the primary bucket, whose registered
+/// manifest (read at its recorded S3 version) lists them; the manifest is written last.
 async fn fast_copy(
     deps: &RolloutDeps,
     control: &Registry,
@@ -178,13 +180,42 @@ async fn fast_copy(
     regional
         .reset_readiness(&record.model, &record.version, &region.name)
         .await?;
+    let primary = deps.clients.s3(&deps.fleet.primary_region).await;
+    let (manifest, manifest_bytes) = match manifest_store::read(
+        &primary,
+        &deps.fleet.primary_bucket,
+        &record.manifest,
+        &record.digest,
+        true,
+    )
+    .await?
+    {
+        Stored::Registered(manifest, bytes) => (manifest, bytes),
+        Stored::Missing => {
+            return Err(RolloutError::Invalid(format!(
+                "the registered manifest s3://{}/{} is gone",
+                deps.fleet.primary_bucket, record.manifest.key
+            )))
+        }
+        Stored::Other(what) => {
+            return Err(RolloutError::Invalid(format!(
+                "s3://{}/{} holds {what}",
+                deps.fleet.primary_bucket, record.manifest.key
+            )))
+        }
+    };
+    let verified: std::collections::HashSet<&str> = checks
+        .iter()
+        .filter(|c| c.ok)
+        .map(|c| c.path.as_str())
+        .collect();
     let s3 = deps.clients.s3(&region.name).await;
     let mut copied = 0;
-    for file in &record.manifest.files {
-        if checks.iter().any(|c| c.path == file.path && c.ok) {
+    for file in &manifest.files {
+        if verified.contains(file.path.as_str()) {
             continue;
         }
-        let key = record.manifest.object_key(file);
+        let key = manifest.object_key(file);
         copy_object(
             &s3,
             &deps.fleet.primary_bucket,
@@ -196,8 +227,7 @@ async fn fast_copy(
         copied += 1;
     }
     let manifest_key = meridian::manifest::manifest_key(&record.model, &record.version);
-    let body =
-        serde_json::to_vec(&record.manifest).map_err(|e| RolloutError::Invalid(e.to_string()))?;
+    let body = manifest_bytes.to_vec();
     s3.put_object()
         .bucket(&region.bucket)
         .key(&manifest_key)
@@ -205,12 +235,7 @@ async fn fast_copy(
         .content_type("application/json")
         .send()
         .await
-        .map_err(|e| {
-            retryable(
-                "copying the manifest",
-                aws_sdk_s3::error::DisplayErrorContext(e),
-            )
-        })?;
+        .map_err(|e| aws_error("copying the manifest", e))?;
     stamp(control, record, &region.name, |p| &mut p.fast_copied).await?;
     tracing::info!(region = %region.name, copied, "fast copy done");
     Ok(json!({ "region": region.name, "copied": copied }))
@@ -239,7 +264,7 @@ async fn copy_object(
             .set_checksum_algorithm(algorithm)
             .send()
             .await
-            .map_err(|e| retryable("copying a file", aws_sdk_s3::error::DisplayErrorContext(e)))?;
+            .map_err(|e| aws_error("copying a file", e))?;
         return Ok(());
     }
     let upload = s3
@@ -248,12 +273,7 @@ async fn copy_object(
         .key(key)
         .send()
         .await
-        .map_err(|e| {
-            retryable(
-                "starting a multipart copy",
-                aws_sdk_s3::error::DisplayErrorContext(e),
-            )
-        })?;
+        .map_err(|e| aws_error("starting a multipart copy", e))?;
     let upload_id = upload.upload_id().unwrap_or_default().to_owned();
     let ranges: Vec<(i32, u64, u64)> = (0..size.div_ceil(COPY_PART_BYTES))
         .map(|i| {
@@ -278,9 +298,7 @@ async fn copy_object(
                     .copy_source_range(format!("bytes={first}-{last}"))
                     .send()
                     .await
-                    .map_err(|e| {
-                        retryable("copying a part", aws_sdk_s3::error::DisplayErrorContext(e))
-                    })?;
+                    .map_err(|e| aws_error("copying a part", e))?;
                 let etag = part
                     .copy_part_result()
                     .and_then(|r| r.e_tag())
@@ -320,12 +338,7 @@ async fn copy_object(
         )
         .send()
         .await
-        .map_err(|e| {
-            retryable(
-                "completing a multipart copy",
-                aws_sdk_s3::error::DisplayErrorContext(e),
-            )
-        })?;
+        .map_err(|e| aws_error("completing a multipart copy", e))?;
     Ok(())
 }
 
@@ -343,12 +356,7 @@ async fn source_checksum_algorithm(
         .checksum_mode(ChecksumMode::Enabled)
         .send()
         .await
-        .map_err(|e| {
-            retryable(
-                "reading a file's checksum",
-                aws_sdk_s3::error::DisplayErrorContext(e),
-            )
-        })?;
+        .map_err(|e| aws_error("reading a file's checksum", e))?;
     let algorithm = [
         (head.checksum_crc64_nvme(), ChecksumAlgorithm::Crc64Nvme),
         (head.checksum_crc32(), ChecksumAlgorithm::Crc32),
@@ -386,16 +394,7 @@ async fn describe_endpoint(
         .endpoint_name(&region.endpoint)
         .send()
         .await
-        .map_err(|e| {
-            sagemaker_error(
-                "reading the endpoint",
-                aws_sdk_sagemaker::error::DisplayErrorContext(e),
-            )
-        })
-}
-
-fn sagemaker_error(context: &str, error: impl std::fmt::Display) -> RolloutError {
-    retryable(context, error)
+        .map_err(|e| aws_error("reading the endpoint", e))
 }
 
 /// SageMaker model and endpoint configuration for the version, from the regional bucket.
@@ -500,9 +499,11 @@ async fn prepare(
 
 fn ignore_existing<
     E: aws_sdk_sagemaker::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
 >(
-    result: Result<(), aws_sdk_sagemaker::error::SdkError<E, R>>,
+    result: Result<
+        (),
+        aws_sdk_sagemaker::error::SdkError<E, aws_sdk_sagemaker::config::http::HttpResponse>,
+    >,
     context: &str,
 ) -> Result<(), RolloutError> {
     match result {
@@ -514,10 +515,7 @@ fn ignore_existing<
             if message.contains("already exist") {
                 Ok(())
             } else {
-                Err(sagemaker_error(
-                    context,
-                    aws_sdk_sagemaker::error::DisplayErrorContext(error),
-                ))
+                Err(aws_error(context, error))
             }
         }
     }
@@ -599,12 +597,7 @@ async fn deploy(
         .deployment_config(deployment.build())
         .send()
         .await
-        .map_err(|e| {
-            sagemaker_error(
-                "updating the endpoint",
-                aws_sdk_sagemaker::error::DisplayErrorContext(e),
-            )
-        })?;
+        .map_err(|e| aws_error("updating the endpoint", e))?;
     stamp(control, record, &region.name, |p| &mut p.deploy_started).await?;
     Ok(json!({ "region": region.name, "config": name }))
 }
@@ -867,12 +860,7 @@ async fn rollback(
         .endpoint_config_name(&previous)
         .send()
         .await
-        .map_err(|e| {
-            sagemaker_error(
-                "rolling the endpoint back",
-                aws_sdk_sagemaker::error::DisplayErrorContext(e),
-            )
-        })?;
+        .map_err(|e| aws_error("rolling the endpoint back", e))?;
     Err(RolloutError::Retryable(format!(
         "{} in {} is rolling back to {previous}",
         region.endpoint, region.name
@@ -904,6 +892,7 @@ async fn mark_failed(
             None => {}
         }
     }
+    let reason = meridian::bounded::text(&reason, meridian::bounded::MAX_REASON_BYTES);
     let ends_rollout = AtomicBool::new(false);
     let failed = control
         .update_version(&record.model, &record.version, |r| {

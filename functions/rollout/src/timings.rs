@@ -121,7 +121,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use meridian::manifest::{Manifest, Serving};
-    use meridian::registry::VersionStatus;
+    use meridian::registry::{RegisteredManifest, VersionStatus};
     use serde_json::Value;
 
     use super::*;
@@ -153,7 +153,7 @@ mod tests {
             model: "m".into(),
             version: "1".into(),
             digest: "d".into(),
-            manifest: manifest(),
+            manifest: RegisteredManifest::new(&manifest(), "models/m/1/manifest.json", None, b"{}"),
             status: VersionStatus::RollingOut,
             phases: phases
                 .iter()

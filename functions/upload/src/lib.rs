@@ -12,8 +12,8 @@ use meridian::executions::start_rollout;
 use meridian::fleet::Fleet;
 use meridian::function::{Handler, Outcome};
 use meridian::manifest::{self, Manifest};
-use meridian::registry::{Registration, Registry, VersionStatus};
-use meridian::rollout::{retryable, RolloutError};
+use meridian::registry::{RegisteredManifest, Registration, Registry, VersionStatus};
+use meridian::rollout::{aws_error, retryable, RolloutError};
 use serde_json::{json, Value};
 
 /// What the handler needs.
@@ -43,6 +43,10 @@ impl UploadDeps {
         }
     }
 }
+
+/// The most bytes of a manifest's problems the function returns (a manifest of 10,000 bad
+/// entries names each); the whole list is in the log.
+const MAX_VERDICT_BYTES: usize = 64 * 1024;
 
 /// Files checked for presence at once.
 const HEAD_CONCURRENCY: usize = 16;
@@ -78,13 +82,14 @@ async fn handle(deps: &UploadDeps, event: Event) -> Result<Value, RolloutError> 
     let Some((model, version)) = manifest::parse_manifest_key(key) else {
         return Ok(json!({ "ignored": key, "why": "not a manifest" }));
     };
-    let bytes = read_manifest(deps, key).await?;
+    let (bytes, version_id) = read_manifest(deps, key).await?;
     let manifest = match manifest::parse(&bytes).and_then(|m| m.check_key(key).map(|()| m)) {
         Ok(manifest) => manifest,
         Err(error) => {
             tracing::warn!(%key, %error, "manifest rejected");
+            let reason = meridian::bounded::text(&error.to_string(), MAX_VERDICT_BYTES);
             return Ok(
-                json!({ "rejected": key, "model": model, "version": version, "reason": error.to_string() }),
+                json!({ "rejected": key, "model": model, "version": version, "reason": reason }),
             );
         }
     };
@@ -98,7 +103,13 @@ async fn handle(deps: &UploadDeps, event: Event) -> Result<Value, RolloutError> 
     }
     let record = match deps
         .registry
-        .register(&manifest, &digest, VersionStatus::Queued, Utc::now())
+        .register(
+            &manifest,
+            RegisteredManifest::new(&manifest, key, version_id, &bytes),
+            &digest,
+            VersionStatus::Queued,
+            Utc::now(),
+        )
         .await?
     {
         Registration::New(record) | Registration::Same(record) => record,
@@ -156,7 +167,11 @@ async fn handle(deps: &UploadDeps, event: Event) -> Result<Value, RolloutError> 
     )
 }
 
-async fn read_manifest(deps: &UploadDeps, key: &str) -> Result<Vec<u8>, RolloutError> {
+/// The manifest's bytes and its S3 version id (what the registry records as its location).
+async fn read_manifest(
+    deps: &UploadDeps,
+    key: &str,
+) -> Result<(Vec<u8>, Option<String>), RolloutError> {
     let object = deps
         .s3
         .get_object()
@@ -164,21 +179,17 @@ async fn read_manifest(deps: &UploadDeps, key: &str) -> Result<Vec<u8>, RolloutE
         .key(key)
         .send()
         .await
-        .map_err(|e| {
-            retryable(
-                "reading the manifest",
-                aws_sdk_s3::error::DisplayErrorContext(e),
-            )
-        })?;
+        .map_err(|e| aws_error("reading the manifest", e))?;
+    let version_id = object.version_id().map(str::to_owned);
     if object.content_length().unwrap_or(0) > manifest::MAX_MANIFEST_BYTES as i64 {
-        return Ok(vec![0; manifest::MAX_MANIFEST_BYTES + 1]);
+        return Ok((vec![0; manifest::MAX_MANIFEST_BYTES + 1], version_id));
     }
     let bytes = object
         .body
         .collect()
         .await
         .map_err(|e| retryable("reading the manifest", e))?;
-    Ok(bytes.to_vec())
+    Ok((bytes.to_vec(), version_id))
 }
 
 /// Every file of the manifest is in the primary bucket with its stated size.
@@ -203,10 +214,7 @@ async fn check_files(
                     Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => {
                         Ok(Some(format!("{path}: missing from s3://{bucket}/{key}")))
                     }
-                    Err(error) => Err(retryable(
-                        "checking the uploaded files",
-                        aws_sdk_s3::error::DisplayErrorContext(error),
-                    )),
+                    Err(error) => Err(aws_error("checking the uploaded files", error)),
                 }
             }
         })
@@ -221,7 +229,9 @@ async fn check_files(
     }
     problems.sort();
     Ok(Err(format!(
-        "the upload is incomplete: {}",
-        problems.join("; ")
+        "the upload is incomplete ({} of {} files): {}",
+        problems.len(),
+        manifest.files.len(),
+        meridian::bounded::list(&problems, meridian::bounded::MAX_REASON_BYTES - 100)
     )))
 }

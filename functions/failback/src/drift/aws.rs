@@ -41,7 +41,7 @@ impl AwsDriftSources {
 fn registry_error(error: RegistryError) -> HealthError {
     match error {
         RegistryError::Unavailable(m) => HealthError::Retryable(m),
-        RegistryError::Corrupt(m) => HealthError::Invalid(m),
+        RegistryError::Corrupt(m) | RegistryError::Rejected(m) => HealthError::Invalid(m),
     }
 }
 
