@@ -94,12 +94,18 @@ const HEALTH_CALLS: [(&str, &str); 11] = [
 /// The failback function's calls: [`HEALTH_CALLS`], then the drift check's reads, all in
 /// its own region (the registry's active pointers and locks in one scan of its replica,
 /// the endpoint, its configuration and each variant's model).
-const FAILBACK_CALLS: [(&str, &str); 9] = [
+const FAILBACK_CALLS: [(&str, &str); 15] = [
     HEALTH_CALLS[0],
     HEALTH_CALLS[1],
     HEALTH_CALLS[2],
     HEALTH_CALLS[3],
     HEALTH_CALLS[4],
+    HEALTH_CALLS[5],
+    HEALTH_CALLS[6],
+    HEALTH_CALLS[7],
+    HEALTH_CALLS[8],
+    HEALTH_CALLS[9],
+    HEALTH_CALLS[10],
     ("dynamodb", "Scan"),
     ("sagemaker", "DescribeEndpoint"),
     ("sagemaker", "DescribeEndpointConfig"),

@@ -135,3 +135,18 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The calls made since `before` (a snapshot of [`LocalCloud::api_call_counts`]): each call
+/// whose count grew. The call log is a set of distinct calls, so comparing counts, not
+/// positions, is what tells a new call from an old one.
+pub fn calls_since(
+    cloud: &LocalCloud,
+    before: &std::collections::BTreeMap<meridian_local::calls::ApiCall, u64>,
+) -> Vec<meridian_local::calls::ApiCall> {
+    cloud
+        .api_call_counts()
+        .into_iter()
+        .filter(|(call, count)| before.get(call).copied().unwrap_or(0) < *count)
+        .map(|(call, _)| call)
+        .collect()
+}

@@ -10,7 +10,7 @@ use meridian::registry::{Registry, VersionRecord, VersionStatus};
 use meridian::rollout::deployment_name;
 use meridian_local::{Functions, LocalCloud};
 use meridian_tests::objects::{boto3_sha256, put_multipart, read_validated, MIN_PART};
-use meridian_tests::{eventually, example_fleet, start_cloud_for, TestCloud};
+use meridian_tests::{calls_since, eventually, example_fleet, start_cloud_for, TestCloud};
 use sha2::{Digest, Sha256};
 
 const WITHIN: Duration = Duration::from_secs(90);
@@ -834,7 +834,7 @@ async fn an_object_key_longer_than_s3_allows_is_refused_as_invalid_before_any_ca
         let mut event = manifest_event(&cloud, "llama", "1");
         let key = format!("models/llama/1/{}/manifest.json", "k".repeat(length));
         event["detail"]["object"]["key"] = serde_json::Value::String(key);
-        let calls_before = cloud.api_calls().len();
+        let calls_before = cloud.api_call_counts();
         let refused = cloud
             .functions()
             .invoke(meridian_local::Invocation {
@@ -855,10 +855,9 @@ async fn an_object_key_longer_than_s3_allows_is_refused_as_invalid_before_any_ca
             error.error_message.contains("at most 1024 bytes"),
             "{error:?}"
         );
-        let calls: Vec<_> = cloud.api_calls()[calls_before..]
-            .iter()
+        let calls: Vec<_> = calls_since(&cloud, &calls_before)
+            .into_iter()
             .filter(|c| c.caller.as_deref() == Some("meridian-upload"))
-            .cloned()
             .collect();
         assert!(calls.is_empty(), "no call was made with the key: {calls:?}");
     }

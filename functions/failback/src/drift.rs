@@ -87,13 +87,15 @@ async fn run<S: HealthStore, D: DriftSources, K: Clock>(
         if change == Change::None {
             return Ok((verdict, current));
         }
-        if let Some(event) = history_event(&region.name, &change, now) {
-            store.record(&event).await?;
-        }
         let version = stored.as_ref().map(|s| s.version);
         let mut record = stored.map_or_else(|| RegionHealth::new(&region.name, now), |s| s.value);
         record.drift = change.apply(current);
         if store.save(&record, version).await? == Write::Done {
+            // Only the tick whose write won records the change: a tick that lost the race
+            // to a concurrent one (the same change) reloads and finds nothing to do.
+            if let Some(event) = history_event(&region.name, &change, now) {
+                store.record(&event).await?;
+            }
             match &change {
                 Change::Ended { was, .. } => {
                     tracing::info!(region = %region.name, was = %was.describe(), "drift healed")

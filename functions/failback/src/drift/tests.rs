@@ -128,7 +128,7 @@ fn eu() -> RegionSpec {
 const IMAGE: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/tgi:3";
 
 fn version_record() -> VersionRecord {
-    let manifest = serde_json::from_value(serde_json::json!({
+    let manifest: meridian::manifest::Manifest = serde_json::from_value(serde_json::json!({
         "format": 1, "model": "llama", "version": "v2",
         "serving": {"image": IMAGE, "instance_type": "ml.g5.2xlarge", "instance_count": 1, "variant_name": "primary"},
         "files": [{"path": "w.safetensors", "size": 1, "sha256": "0".repeat(64)}],
@@ -138,7 +138,12 @@ fn version_record() -> VersionRecord {
         model: "llama".into(),
         version: "v2".into(),
         digest: "abcdef0123456789".into(),
-        manifest,
+        manifest: meridian::registry::RegisteredManifest::new(
+            &manifest,
+            "manifest.json",
+            None,
+            b"{}",
+        ),
         status: VersionStatus::Active,
         phases: BTreeMap::new(),
         regions: BTreeMap::new(),
