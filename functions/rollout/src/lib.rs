@@ -412,13 +412,21 @@ async fn prepare(
     let serving = &record.manifest.serving;
     // Sized by the fleet file, not the manifest: the region's instance type and its
     // desired count within the bounds in force now (a night window caps it).
-    let instances = meridian::capacity::deploy_count(region, Utc::now());
-    if let Some(refusal) = deps
+    let now = Utc::now();
+    let instances = meridian::capacity::deploy_count(region, now);
+    // Every region's traffic step is checked by every region's preparation, so one region's
+    // refusal stops them all before any creates its model.
+    let refusals: Vec<String> = deps
         .fleet
-        .rollout
-        .traffic_shift_refusal(&region.name, instances)
-    {
-        return Err(RolloutError::Invalid(refusal));
+        .regions
+        .iter()
+        .filter_map(|r| {
+            let count = meridian::capacity::deploy_count(r, now);
+            deps.fleet.rollout.traffic_shift_refusal(&r.name, count)
+        })
+        .collect();
+    if !refusals.is_empty() {
+        return Err(RolloutError::Invalid(refusals.join("; ")));
     }
     let image =
         meridian::images::image_for_region(&serving.image, &serving.images, &region.name)
