@@ -11,15 +11,14 @@
 //! nothing to compare with. Those verdicts change nothing, so a drift recorded before
 //! stays recorded until a judged tick finds the endpoint in sync.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 
+pub use crate::failover::{Difference, Drift};
 use crate::fleet::RegionSpec;
 use crate::health::FailoverEvent;
 use crate::manifest::version_prefix;
-use crate::registry::{ActivePointer, RolloutLock, VersionRecord};
+pub use crate::registry::RegistryView;
+use crate::registry::VersionRecord;
 use crate::rollout::deployment_name;
 
 /// What a region's endpoint should serve: the active version as the rollout deployed it
@@ -79,32 +78,6 @@ pub enum Registered {
     Active(Expected),
 }
 
-/// The registry's state for every model, as one read of the region's replica has it.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct RegistryView {
-    pub active: BTreeMap<String, ActivePointer>,
-    pub locks: BTreeMap<String, RolloutLock>,
-}
-
-impl RegistryView {
-    /// The model whose version was committed last: the fleet's endpoints serve one model,
-    /// and each commit moved every region to it. Ties (never in practice) go to the
-    /// model name, so every region picks the same.
-    pub fn latest_active(&self) -> Option<(&str, &ActivePointer)> {
-        self.active
-            .iter()
-            .max_by_key(|(model, pointer)| (pointer.since, model.as_str()))
-            .map(|(model, pointer)| (model.as_str(), pointer))
-    }
-
-    /// A rollout in progress (any model's lock held), if any.
-    pub fn rolling_out(&self) -> Option<(&str, &str)> {
-        self.locks
-            .iter()
-            .find_map(|(model, lock)| Some((model.as_str(), lock.holder.as_deref()?)))
-    }
-}
-
 /// What `region` should serve given the registry: the active version's record (read for
 /// the model [`RegistryView::latest_active`] names) as the rollout deployed it there.
 pub fn registered(
@@ -145,15 +118,6 @@ fn expected_image(serving: &crate::manifest::Serving, region: &str) -> String {
     crate::images::image_for_region(&serving.image, &serving.images, region)
         .map(|resolved| resolved.image.to_string())
         .unwrap_or_else(|_| serving.image.clone())
-}
-
-/// One way the endpoint differs from the registry.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Difference {
-    /// `endpoint`, `config`, `variants`, `model_data` or `image`.
-    pub field: String,
-    pub expected: String,
-    pub actual: String,
 }
 
 /// The judgement of one check.
@@ -245,27 +209,6 @@ fn served_differences(expected: &Expected, config: &str, variants: &[Variant]) -
         differ("image", &expected.image, image);
     }
     differences
-}
-
-/// A region's drift as its record keeps it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Drift {
-    /// When a check first found the endpoint drifted (kept while it stays drifted).
-    pub since: DateTime<Utc>,
-    /// `model/version` the endpoint should serve.
-    pub expected: String,
-    pub differences: Vec<Difference>,
-}
-
-impl Drift {
-    /// One line: `config: expected X, serving Y; image: ...`.
-    pub fn describe(&self) -> String {
-        self.differences
-            .iter()
-            .map(|d| format!("{}: expected {}, serving {}", d.field, d.expected, d.actual))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
 }
 
 /// How a check changes the region's drift record.

@@ -121,7 +121,7 @@ pub struct RegionHealth {
     /// What the region's endpoint serves that the registry's active version does not,
     /// since when: kept by the region's scheduled drift check ([`crate::drift`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub drift: Option<crate::drift::Drift>,
+    pub drift: Option<Drift>,
 }
 
 impl RegionHealth {
@@ -485,6 +485,36 @@ fn evaluate(
                 action: Action::Restore,
             }
         }
+    }
+}
+
+/// One way the endpoint differs from the registry.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Difference {
+    /// `endpoint`, `config`, `variants`, `model_data` or `image`.
+    pub field: String,
+    pub expected: String,
+    pub actual: String,
+}
+
+/// A region's drift as its record keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Drift {
+    /// When a check first found the endpoint drifted (kept while it stays drifted).
+    pub since: DateTime<Utc>,
+    /// `model/version` the endpoint should serve.
+    pub expected: String,
+    pub differences: Vec<Difference>,
+}
+
+impl Drift {
+    /// One line: `config: expected X, serving Y; image: ...`.
+    pub fn describe(&self) -> String {
+        self.differences
+            .iter()
+            .map(|d| format!("{}: expected {}, serving {}", d.field, d.expected, d.actual))
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 }
 

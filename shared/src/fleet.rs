@@ -18,48 +18,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::failover::FailoverSettings;
 use crate::rollout::{RolloutSettings, TrafficStrategy, SAGEMAKER_DEPLOYMENT_TIMEOUT_SECONDS};
 
-/// AWS region codes a fleet may use: the commercial regions plus GovCloud and China.
-/// Checked so that a typo such as `eu-wst-1` fails at load time, not mid-rollout.
-pub const AWS_REGIONS: &[&str] = &[
-    "us-east-1",
-    "us-east-2",
-    "us-west-1",
-    "us-west-2",
-    "af-south-1",
-    "ap-east-1",
-    "ap-east-2",
-    "ap-south-1",
-    "ap-south-2",
-    "ap-southeast-1",
-    "ap-southeast-2",
-    "ap-southeast-3",
-    "ap-southeast-4",
-    "ap-southeast-5",
-    "ap-southeast-6",
-    "ap-southeast-7",
-    "ap-northeast-1",
-    "ap-northeast-2",
-    "ap-northeast-3",
-    "ca-central-1",
-    "ca-west-1",
-    "eu-central-1",
-    "eu-central-2",
-    "eu-west-1",
-    "eu-west-2",
-    "eu-west-3",
-    "eu-south-1",
-    "eu-south-2",
-    "eu-north-1",
-    "il-central-1",
-    "me-south-1",
-    "me-central-1",
-    "mx-central-1",
-    "sa-east-1",
-    "us-gov-east-1",
-    "us-gov-west-1",
-    "cn-north-1",
-    "cn-northwest-1",
-];
+pub use crate::regions::AWS_REGIONS;
 
 /// A validated fleet description. Obtain one from [`Fleet::from_toml_str`] or
 /// [`Fleet::load`] (or by deserializing, which runs the same validation), so its
@@ -90,7 +49,7 @@ pub struct Fleet {
     #[serde(serialize_with = "serialize_rollout")]
     pub rollout: RolloutSettings,
     /// The `[cost]` section: prices for `meridian cost` (the guide's when absent).
-    pub cost: crate::cost::CostSettings,
+    pub cost: crate::prices::CostSettings,
 }
 
 /// Bounds of the `[failover]` durations, in seconds.
@@ -216,7 +175,7 @@ pub struct RegionSpec {
     pub target_invocations_per_instance: Option<u32>,
     /// Local-time windows with their own floor and ceiling ([`crate::capacity`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub windows: Vec<crate::capacity::Window>,
+    pub windows: Vec<crate::windows::Window>,
 }
 
 /// Why a fleet description could not be used.
@@ -253,20 +212,7 @@ fn display_problems(problems: &[FieldError]) -> String {
     problems.iter().map(|p| format!("\n  {p}")).collect()
 }
 
-/// One validation problem, named by its TOML path (e.g. `regions[1].name`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldError {
-    /// TOML path of the offending field.
-    pub field: String,
-    /// What is wrong with it.
-    pub problem: String,
-}
-
-impl fmt::Display for FieldError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.field, self.problem)
-    }
-}
+pub use crate::field_error::FieldError;
 
 impl Fleet {
     /// Parses and validates a fleet description from TOML text.
@@ -388,7 +334,7 @@ struct RawFleet {
     regions: Option<Vec<RawRegion>>,
     failover: Option<RawFailover>,
     rollout: Option<RawRollout>,
-    cost: Option<crate::cost::RawCost>,
+    cost: Option<crate::prices::RawCost>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -440,7 +386,7 @@ struct RawRegion {
     alarms: Vec<String>,
     target_invocations_per_instance: Option<i64>,
     #[serde(default)]
-    windows: Vec<crate::capacity::RawWindow>,
+    windows: Vec<crate::windows::RawWindow>,
 }
 
 /// Accumulates problems so all of them are reported together.
@@ -581,7 +527,7 @@ impl RawFleet {
             .collect();
         let failover = validate_failover(self.failover, region_count, &mut p);
         let rollout = validate_rollout(self.rollout, &mut p);
-        let cost = crate::cost::validate(self.cost, &mut p.0);
+        let cost = crate::prices::validate(self.cost, &mut p.0);
 
         match (
             name,
@@ -951,8 +897,8 @@ fn validate_region(i: usize, raw: RawRegion, p: &mut Problems) -> Option<RegionS
     }
 
     let target_invocations_per_instance =
-        crate::capacity::validate_target(i, raw.target_invocations_per_instance, &mut p.0);
-    let windows = crate::capacity::validate_windows(i, raw.windows, &mut p.0);
+        crate::windows::validate_target(i, raw.target_invocations_per_instance, &mut p.0);
+    let windows = crate::windows::validate_windows(i, raw.windows, &mut p.0);
 
     if p.0.len() != before {
         return None;

@@ -20,7 +20,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::fleet::AWS_REGIONS;
+use crate::regions::AWS_REGIONS;
 
 /// Longest container image URI, in characters (SageMaker's limit on `Image`).
 pub const MAX_IMAGE_CHARS: usize = 255;

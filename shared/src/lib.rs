@@ -11,6 +11,7 @@ pub mod drift;
 pub mod events;
 pub mod executions;
 pub mod failover;
+pub mod field_error;
 pub mod fleet;
 pub mod function;
 pub mod health;
@@ -22,12 +23,15 @@ pub mod manifest_store;
 pub mod metrics;
 pub mod names;
 pub mod peers;
+pub mod prices;
+pub mod regions;
 pub mod registry;
 pub mod rollout;
 pub mod routing;
 pub mod scaling;
 pub mod scaling_aws;
 pub mod smoke;
+pub mod windows;
 
 /// An error that Step Functions' `Retry`/`Catch` match by name: the Lambda `errorType` a
 /// function reports for it, in AWS and in the local cloud alike.

@@ -23,7 +23,7 @@ use crate::smoke::SmokeTest;
 
 /// One validation problem, named by its JSON path (e.g. `files[3].path`); the same type as
 /// the fleet file's problems, so tools print both alike.
-pub use crate::fleet::FieldError;
+pub use crate::field_error::FieldError;
 
 /// Name of the manifest object inside a version folder; reserved, so no listed file may
 /// use it.

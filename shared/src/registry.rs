@@ -411,7 +411,7 @@ impl Registry {
 
     /// Every model's active pointer and rollout lock, in one scan of this replica (the
     /// registry is small): what the drift check compares the region's endpoint with.
-    pub async fn heads(&self) -> Result<crate::drift::RegistryView, RegistryError> {
+    pub async fn heads(&self) -> Result<RegistryView, RegistryError> {
         let items = self
             .client
             .scan()
@@ -427,7 +427,7 @@ impl Registry {
             .collect::<Result<Vec<_>, _>>()
             .await
             .map_err(|e| dynamodb_error("reading the active versions", e))?;
-        let mut view = crate::drift::RegistryView::default();
+        let mut view = RegistryView::default();
         for item in &items {
             let key = |name: &str| item.get(name).and_then(|v| v.as_s().ok());
             let (Some(pk), Some(sk)) = (key("pk"), key("sk")) else {
@@ -844,6 +844,32 @@ enum Expect {
     Absent,
     Body(AttributeValue),
     Anything,
+}
+
+/// The registry's state for every model, as one read of the region's replica has it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RegistryView {
+    pub active: BTreeMap<String, ActivePointer>,
+    pub locks: BTreeMap<String, RolloutLock>,
+}
+
+impl RegistryView {
+    /// The model whose version was committed last: the fleet's endpoints serve one model,
+    /// and each commit moved every region to it. Ties (never in practice) go to the
+    /// model name, so every region picks the same.
+    pub fn latest_active(&self) -> Option<(&str, &ActivePointer)> {
+        self.active
+            .iter()
+            .max_by_key(|(model, pointer)| (pointer.since, model.as_str()))
+            .map(|(model, pointer)| (model.as_str(), pointer))
+    }
+
+    /// A rollout in progress (any model's lock held), if any.
+    pub fn rolling_out(&self) -> Option<(&str, &str)> {
+        self.locks
+            .iter()
+            .find_map(|(model, lock)| Some((model.as_str(), lock.holder.as_deref()?)))
+    }
 }
 
 #[cfg(test)]
