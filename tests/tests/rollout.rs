@@ -873,22 +873,7 @@ async fn a_canary_on_one_instance_is_refused_before_any_region_is_touched() {
     let cloud = start_cloud_for(one_instance_in_apac, Functions::new(), true).await;
     let before = serving_configs(&cloud).await;
     let dir = model_dir(1);
-    let manifest = describe_dir(dir.path(), "llama", "1", serving()).expect("manifest");
-    let s3 = cloud.clients().s3(&cloud.fleet().primary_region).await;
-    for file in &manifest.files {
-        s3.put_object()
-            .bucket(&cloud.fleet().primary_bucket)
-            .key(manifest.object_key(file))
-            .body(
-                std::fs::read(dir.path().join(&file.path))
-                    .expect("read")
-                    .into(),
-            )
-            .send()
-            .await
-            .expect("put file");
-    }
-    put_manifest(&cloud, "llama", "1", manifest.to_json_pretty().into_bytes()).await;
+    upload(&cloud, dir.path(), "llama", "1").await;
 
     let record = settled(&cloud, "llama", "1").await;
     assert_eq!(record.status, VersionStatus::Failed, "{record:?}");
@@ -922,29 +907,7 @@ async fn upload_with_smoke_test(
     let dir = model_dir(seed);
     let mut with_test = serving();
     with_test.smoke_test = Some(smoke_test);
-    let manifest = describe_dir(dir.path(), "llama", version, with_test).expect("manifest");
-    let s3 = cloud.clients().s3(&cloud.fleet().primary_region).await;
-    for file in &manifest.files {
-        s3.put_object()
-            .bucket(&cloud.fleet().primary_bucket)
-            .key(manifest.object_key(file))
-            .body(
-                std::fs::read(dir.path().join(&file.path))
-                    .expect("read")
-                    .into(),
-            )
-            .send()
-            .await
-            .expect("put file");
-    }
-    put_manifest(
-        cloud,
-        "llama",
-        version,
-        manifest.to_json_pretty().into_bytes(),
-    )
-    .await;
-    manifest
+    upload_serving(cloud, dir.path(), "llama", version, with_test).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
