@@ -303,18 +303,12 @@ pub fn history_event(region: &str, change: &Change, now: DateTime<Utc>) -> Optio
             ),
         ),
     };
-    Some(FailoverEvent {
-        id: format!("{kind}@{}", drift.since.timestamp_millis()),
-        region: region.to_owned(),
-        kind: kind.to_owned(),
-        from_state: from.to_owned(),
-        to_state: to.to_owned(),
+    Some(FailoverEvent::observed(
+        format!("{kind}@{}", drift.since.timestamp_millis()),
+        region,
+        kind,
+        (from, to),
         reason,
-        alarm: None,
-        alarm_time: None,
-        received: now,
-        decided: now,
-        recorded: Some(now),
-        reaction_ms: None,
-    })
+        now,
+    ))
 }

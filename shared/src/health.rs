@@ -210,6 +210,34 @@ pub struct FailoverEvent {
     pub reaction_ms: Option<i64>,
 }
 
+impl FailoverEvent {
+    /// An entry for what a tick observed (a peer's front door, the endpoint's drift), not
+    /// decided on an alarm: received, decided and recorded at `now`.
+    pub fn observed(
+        id: String,
+        region: &str,
+        kind: &str,
+        (from, to): (&str, &str),
+        reason: String,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id,
+            region: region.to_owned(),
+            kind: kind.to_owned(),
+            from_state: from.to_owned(),
+            to_state: to.to_owned(),
+            reason,
+            alarm: None,
+            alarm_time: None,
+            received: now,
+            decided: now,
+            recorded: Some(now),
+            reaction_ms: None,
+        }
+    }
+}
+
 /// What one application of an input did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Applied {

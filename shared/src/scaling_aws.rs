@@ -93,22 +93,22 @@ impl AutoScaling for AasAutoScaling {
             }
         });
 
-        let mut policies = Vec::new();
-        let mut token = None;
-        loop {
-            let page = self
-                .client
-                .describe_scaling_policies()
-                .service_namespace(ServiceNamespace::Sagemaker)
-                .resource_id(&resource)
-                .scalable_dimension(DIMENSION)
-                .set_next_token(token)
-                .send()
-                .await
-                .map_err(|e| error("reading the scaling policies", e))?;
-            for p in page.scaling_policies() {
+        let policies = self
+            .client
+            .describe_scaling_policies()
+            .service_namespace(ServiceNamespace::Sagemaker)
+            .resource_id(&resource)
+            .scalable_dimension(DIMENSION)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(|e| error("reading the scaling policies", e))?
+            .iter()
+            .map(|p| {
                 let tracking = p.target_tracking_scaling_policy_configuration();
-                policies.push(Policy {
+                Policy {
                     name: p.policy_name().to_owned(),
                     policy_type: p.policy_type().as_str().to_owned(),
                     metric: tracking
@@ -118,42 +118,34 @@ impl AutoScaling for AasAutoScaling {
                     target_value: tracking.map_or(0.0, |t| t.target_value()),
                     scale_in_cooldown: tracking.and_then(|t| t.scale_in_cooldown()),
                     scale_out_cooldown: tracking.and_then(|t| t.scale_out_cooldown()),
-                });
-            }
-            token = page.next_token().map(str::to_owned);
-            if token.is_none() {
-                break;
-            }
-        }
+                }
+            })
+            .collect();
 
-        let mut actions = Vec::new();
-        let mut token = None;
-        loop {
-            let page = self
-                .client
-                .describe_scheduled_actions()
-                .service_namespace(ServiceNamespace::Sagemaker)
-                .resource_id(&resource)
-                .scalable_dimension(DIMENSION)
-                .set_next_token(token)
-                .send()
-                .await
-                .map_err(|e| error("reading the scheduled actions", e))?;
-            for a in page.scheduled_actions() {
+        let actions = self
+            .client
+            .describe_scheduled_actions()
+            .service_namespace(ServiceNamespace::Sagemaker)
+            .resource_id(&resource)
+            .scalable_dimension(DIMENSION)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(|e| error("reading the scheduled actions", e))?
+            .iter()
+            .map(|a| {
                 let action = a.scalable_target_action();
-                actions.push(ScheduledAction {
+                ScheduledAction {
                     name: a.scheduled_action_name().to_owned(),
                     schedule: a.schedule().to_owned(),
                     timezone: a.timezone().map(str::to_owned),
                     min: action.and_then(|t| t.min_capacity()).map(uncount),
                     max: action.and_then(|t| t.max_capacity()).map(uncount),
-                });
-            }
-            token = page.next_token().map(str::to_owned);
-            if token.is_none() {
-                break;
-            }
-        }
+                }
+            })
+            .collect();
         Ok(ScalingState {
             target,
             policies,

@@ -115,18 +115,12 @@ fn transition(
     } else {
         ("unreachable", "reachable")
     };
-    Some(FailoverEvent {
+    Some(FailoverEvent::observed(
         id,
-        region: peer.to_owned(),
-        kind: kind.to_owned(),
-        from_state: from.to_owned(),
-        to_state: to.to_owned(),
+        peer,
+        kind,
+        (from, to),
         reason,
-        alarm: None,
-        alarm_time: None,
-        received: now,
-        decided: now,
-        recorded: Some(now),
-        reaction_ms: None,
-    })
+        now,
+    ))
 }
