@@ -157,8 +157,8 @@ enum Clear {
 }
 
 /// Where a region's alarms stand, from the events received (in time order, whatever
-/// order they arrived in): per alarm, the first event after its last non-OK one. Of two
-/// events of one alarm with the same time, the first received counts, as in the policy.
+/// order they arrived in): per alarm, the first event after its last non-OK one. Events of
+/// one alarm with the same time are copies of one event.
 fn all_clear_since(heard: &Heard) -> Clear {
     let mut since = None;
     for events in heard.values() {
@@ -219,10 +219,19 @@ fn run(scenario: &Scenario, history: History) -> Result<(), TestCaseError> {
         let (input, duplicate) = match &step.op {
             Op::Alarm { alarm, state, lag } => {
                 let names = &counted[r];
+                let name = &names[alarm % names.len()];
+                // CloudWatch stamps an alarm's state changes in milliseconds, one change
+                // at a time: two different events of one alarm never share a time.
+                let mut at = now - seconds(*lag);
+                while sent[r].iter().any(
+                    |earlier| matches!(earlier, Input::Alarm { alarm, at: t, .. } if alarm == name && *t == at),
+                ) {
+                    at -= TimeDelta::milliseconds(1);
+                }
                 let input = Input::Alarm {
-                    alarm: names[alarm % names.len()].clone(),
+                    alarm: name.clone(),
                     state: *state,
-                    at: now - seconds(*lag),
+                    at,
                 };
                 sent[r].push(input.clone());
                 (input, false)
@@ -596,6 +605,38 @@ fn a_late_alarm_restarts_the_failback_clock() {
             alarm_step(10, 1, 0, InsufficientData, 3),
             alarm_step(10, 1, 0, Alarm, 14),
             alarm_step(4, 1, 0, InsufficientData, 0),
+        ],
+    };
+    let result = run(&minimal, History::All);
+    assert!(result.is_ok(), "{result:?}");
+}
+
+/// Found by `failback_counts_late_alarms` in CI: an ALARM with the same time as the OK
+/// that started the failback clock was dropped as late, but its duplicate, arriving after a
+/// newer OK, restarted the clock. The scenario gave one alarm two different changes in the
+/// same second; CloudWatch never does (it stamps changes in milliseconds, one at a time), so
+/// the second one is now stamped a millisecond earlier, and neither copy moves the clock.
+#[test]
+fn a_duplicate_of_a_late_alarm_leaves_the_failback_clock() {
+    use AlarmState::{Alarm, Ok};
+    let minimal = Scenario {
+        settings: FailoverSettings {
+            min_healthy: 1,
+            cooldown: Duration::ZERO,
+            failback_after: Duration::from_secs(62),
+            ..FailoverSettings::default()
+        },
+        alarm_counts: vec![1, 1],
+        steps: vec![
+            alarm_step(0, 1, 0, Alarm, 0),
+            alarm_step(9, 1, 0, Ok, 0),
+            alarm_step(0, 1, 0, Alarm, 0),
+            alarm_step(19, 1, 0, Ok, 0),
+            Step {
+                advance: 0,
+                region: 1,
+                op: Op::Duplicate { nth: 2 },
+            },
         ],
     };
     let result = run(&minimal, History::All);
