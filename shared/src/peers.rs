@@ -8,7 +8,7 @@
 //! 1. writes its **intent** (the time `t`) into its own record;
 //! 2. waits the **settle time** `S`, chosen above the table's replication lag `L`;
 //! 3. reads its peers' records again and counts as out of service every peer that is
-//!    drained, seen unreachable by some region's probes, or has a live intent that comes
+//!    drained, found unreachable by the newest probe of it, or has a live intent that comes
 //!    **before** its own in the order (intent time, region name);
 //! 4. drains only if the regions left in service would still be `min_healthy`, and in any
 //!    case clears its intent.
@@ -69,7 +69,8 @@ pub struct PeerView {
     pub region: String,
     /// Its health record (None: it never had an incident, so it is in service).
     pub record: Option<RegionHealth>,
-    /// The earliest fresh "unreachable" probe of it by another region, with the observer.
+    /// Since when and by whom the newest fresh probe of it by another region found it
+    /// unreachable.
     pub unreachable: Option<(DateTime<Utc>, String)>,
 }
 
@@ -95,22 +96,25 @@ pub fn intent_is_live(intent: DateTime<Utc>, settle: Duration, now: DateTime<Utc
     now < intent + lifetime
 }
 
-/// The earliest fresh "unreachable" probe of `peer` among `probes`, by anyone but itself.
+/// Whether the newest fresh probe of `peer` among `probes` (by anyone but itself) found it
+/// unreachable, and if so since when and by whom. The newest wins: a region that went dark
+/// right after its last probe keeps its old verdict for [`PROBE_FRESHNESS`], and a peer that
+/// came back must not stay "unreachable" on the word of an observer that can no longer probe
+/// (on a tie, unreachable wins).
 pub fn unreachable(
     peer: &str,
     probes: &[PeerProbes],
     now: DateTime<Utc>,
 ) -> Option<(DateTime<Utc>, String)> {
     let fresh = chrono::Duration::from_std(PROBE_FRESHNESS).unwrap_or(chrono::Duration::MAX);
-    probes
+    let (seen, observer) = probes
         .iter()
         .filter(|p| p.observer != peer)
-        .filter_map(|p| {
-            let seen = p.peers.get(peer)?;
-            let since = seen.unreachable_since?;
-            (now - seen.checked < fresh).then(|| (since, p.observer.clone()))
-        })
-        .min()
+        .filter_map(|p| p.peers.get(peer).map(|seen| (seen, &p.observer)))
+        .filter(|(seen, _)| now - seen.checked < fresh)
+        .max_by_key(|(seen, _)| (seen.checked, seen.unreachable_since.is_some()))?;
+    seen.unreachable_since
+        .map(|since| (since, observer.clone()))
 }
 
 /// Whether `peer` counts as out of service for `me`, whose own intent (if it has written
@@ -271,29 +275,62 @@ mod tests {
         .is_none());
     }
 
-    #[test]
-    fn probes_count_while_fresh_and_not_the_peers_own() {
-        let probe = |observer: &str, since: i64, checked: i64| PeerProbes {
+    fn probe(observer: &str, since: Option<i64>, checked: i64) -> PeerProbes {
+        PeerProbes {
             observer: observer.into(),
             peers: BTreeMap::from([(
                 "eu-west-1".to_string(),
                 Reachability {
-                    unreachable_since: Some(at(since)),
+                    unreachable_since: since.map(at),
                     checked: at(checked),
                     answer: "connection refused".into(),
                 },
             )]),
-        };
-        let probes = [probe("us-east-1", 20, 60), probe("ap-southeast-1", 10, 60)];
+        }
+    }
+
+    #[test]
+    fn probes_count_while_fresh_and_not_the_peers_own() {
+        let probes = [
+            probe("us-east-1", Some(20), 60),
+            probe("ap-southeast-1", Some(10), 50),
+        ];
         assert_eq!(
             unreachable("eu-west-1", &probes, at(70)),
-            Some((at(10), "ap-southeast-1".into()))
+            Some((at(20), "us-east-1".into()))
         );
         let stale = PROBE_FRESHNESS.as_secs() as i64 + 61;
         assert_eq!(unreachable("eu-west-1", &probes, at(stale)), None);
         assert_eq!(
-            unreachable("eu-west-1", &[probe("eu-west-1", 10, 60)], at(70)),
+            unreachable("eu-west-1", &[probe("eu-west-1", Some(10), 60)], at(70)),
             None
+        );
+    }
+
+    /// The demo's race: us-east-1 found eu-west-1 unreachable and went dark before its next
+    /// tick; ap-southeast-1 has since found eu-west-1 answering again.
+    #[test]
+    fn a_newer_answer_outweighs_an_older_unreachable() {
+        let back = [
+            probe("us-east-1", Some(20), 30),
+            probe("ap-southeast-1", None, 40),
+        ];
+        assert_eq!(unreachable("eu-west-1", &back, at(50)), None);
+        let gone_again = [
+            probe("us-east-1", None, 30),
+            probe("ap-southeast-1", Some(35), 40),
+        ];
+        assert_eq!(
+            unreachable("eu-west-1", &gone_again, at(50)),
+            Some((at(35), "ap-southeast-1".into()))
+        );
+        let tie = [
+            probe("us-east-1", None, 40),
+            probe("ap-southeast-1", Some(35), 40),
+        ];
+        assert_eq!(
+            unreachable("eu-west-1", &tie, at(50)),
+            Some((at(35), "ap-southeast-1".into()))
         );
     }
 

@@ -335,6 +335,87 @@ async fn with_us_east_1_dark_and_route53s_api_down_drains_still_work_where_the_r
     cloud.shutdown().await.expect("shutdown");
 }
 
+/// Since when us-east-1's last probe of eu-west-1, as `replica` has it, found it unreachable.
+async fn us_east_1s_word_on_eu_west_1(replica: &impl HealthStore) -> Option<chrono::DateTime<Utc>> {
+    replica
+        .load_probes("us-east-1")
+        .await
+        .ok()??
+        .peers
+        .get("eu-west-1")?
+        .unreachable_since
+}
+
+/// The demo's race, made certain: us-east-1 finds eu-west-1 unreachable and goes dark
+/// before its next tick, so its last word on eu-west-1 stays "unreachable". Once
+/// ap-southeast-1's newer probe finds eu-west-1 answering, eu-west-1 counts as in service
+/// again and an alarm in ap-southeast-1 drains it (1 of 3 left is min_healthy). Under the
+/// earlier rule (any fresh "unreachable" counts) the drain was suppressed for
+/// `PROBE_FRESHNESS`, five minutes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dark_observers_stale_unreachable_does_not_outweigh_a_newer_answer() {
+    let cloud = start().await;
+    let mut faults = cloud.faults().snapshot();
+    faults.regions_down.insert("eu-west-1".into());
+    cloud.faults().replace(faults.clone());
+    for observer in ["us-east-1", "ap-southeast-1"] {
+        eventually("eu-west-1 seen unreachable", WITHIN, || async {
+            history_in(&cloud, observer, "eu-west-1")
+                .await
+                .into_iter()
+                .find(|e| e.kind == "unreachable" && e.reason.contains(observer))
+        })
+        .await;
+    }
+    // us-east-1's probe has reached ap-southeast-1's replica before us-east-1 goes dark
+    // (writes in a dark region stay there).
+    let ap_southeast_1 = HealthDeps::new(&cloud.clients(), cloud.fleet(), "ap-southeast-1")
+        .await
+        .store;
+    eventually(
+        "us-east-1's probe of eu-west-1 in ap-southeast-1's replica",
+        WITHIN,
+        || us_east_1s_word_on_eu_west_1(&ap_southeast_1),
+    )
+    .await;
+    faults.regions_down.insert("us-east-1".into());
+    faults.route53_control_plane_down = true;
+    cloud.faults().replace(faults.clone());
+    faults.regions_down.remove("eu-west-1");
+    cloud.faults().replace(faults);
+    eventually(
+        "ap-southeast-1 to find eu-west-1 back and us-east-1 gone",
+        WITHIN,
+        || async {
+            let events = history_in(&cloud, "ap-southeast-1", "eu-west-1").await;
+            events
+                .iter()
+                .find(|e| e.kind == "reachable" && e.reason.contains("ap-southeast-1"))?;
+            history_in(&cloud, "ap-southeast-1", "us-east-1")
+                .await
+                .into_iter()
+                .find(|e| e.kind == "unreachable" && e.reason.contains("ap-southeast-1"))
+        },
+    )
+    .await;
+
+    let stale = us_east_1s_word_on_eu_west_1(&ap_southeast_1).await;
+    assert!(
+        stale.is_some(),
+        "the scenario needs us-east-1's stale probe"
+    );
+    let alarm_at = Instant::now();
+    set_alarm(&cloud, "ap-southeast-1", StateValue::Alarm).await;
+    let took = until_nobody_routed_to(&cloud, "ap-southeast-1", alarm_at).await;
+    let record = record_in(&cloud, "ap-southeast-1", "ap-southeast-1").await;
+    assert_eq!(
+        record.state,
+        HealthState::DrainedByAlarm,
+        "after {took:?}: {record:?}"
+    );
+    cloud.shutdown().await.expect("shutdown");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_front_door_serves_inference_and_answers_health_with_the_reason() {
     let cloud = start().await;
