@@ -110,6 +110,13 @@ impl LocalCloud {
         for subscription in &provisioned.subscriptions {
             self.subscribe(subscription.clone());
         }
+        if !self.ctx.is_provisioned() {
+            crate::execution_events::start(
+                &self.ctx,
+                self.ctx.fleet.primary_region.clone(),
+                crate::hosted::state_machine_arn(&self.ctx.fleet),
+            );
+        }
         self.ctx.mark_provisioned();
         Ok(provisioned)
     }

@@ -1926,7 +1926,8 @@ time_zone = "Asia/Singapore"
                 "traffic_percent": 100,
                 "bake_seconds": 45,
                 "replica_timeout_seconds": 600,
-                "deploy_timeout_seconds": 7200
+                "deploy_timeout_seconds": 7200,
+                "commit_bake_seconds": 0
             })
         );
 
