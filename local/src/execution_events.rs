@@ -2,10 +2,13 @@
 //! watcher lists the rollout state machine's executions in moto and, for each one it sees
 //! end (any status but `RUNNING`), puts the event Step Functions would send on the
 //! primary region's default bus, where the rollout rule (provisioned from the template's
-//! pattern) routes it. See `EMULATIONS.md`.
+//! pattern) routes it. moto reports an execution stopped by `StopExecution` as `FAILED`
+//! (`States.Runtime`); Step Functions reports it `ABORTED` with the stop's error and
+//! cause, so the gateway remembers the executions it stopped ([`StoppedExecutions`]) and
+//! the event says `ABORTED`. See `EMULATIONS.md`.
 
-use std::collections::HashSet;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -15,6 +18,40 @@ use crate::ctx::{Ctx, LOCAL_ACCOUNT};
 /// How often the watcher lists executions: events arrive this much later than on AWS
 /// (where delivery is best effort, usually within a second).
 const WATCH_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Executions stopped through the gateway (`StopExecution`), with the stop's error and
+/// cause.
+#[derive(Default)]
+pub struct StoppedExecutions {
+    by_arn: Mutex<HashMap<String, (Value, Value)>>,
+}
+
+impl StoppedExecutions {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Value, Value)>> {
+        self.by_arn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records a `StopExecution` request that moto accepted.
+    pub fn record(&self, request: &Value) {
+        if let Some(arn) = request["executionArn"].as_str() {
+            self.lock().insert(
+                arn.to_owned(),
+                (request["error"].clone(), request["cause"].clone()),
+            );
+        }
+    }
+
+    /// `described` (a `DescribeExecution` reply) as Step Functions would report it.
+    pub fn as_aws_reports(&self, mut described: Value) -> Value {
+        let arn = described["executionArn"].as_str().unwrap_or_default().to_owned();
+        if let Some((error, cause)) = self.lock().get(&arn).cloned() {
+            described["status"] = json!("ABORTED");
+            described["error"] = error;
+            described["cause"] = cause;
+        }
+        described
+    }
+}
 
 /// The event Step Functions sends when `execution` (a `DescribeExecution` reply) changes
 /// status: the documented envelope and detail fields.
@@ -51,14 +88,25 @@ pub fn status_change_event(execution: &Value, region: &str) -> Value {
 
 /// Watches `state_machine_arn` in `region` until the local cloud stops. Executions that
 /// had already ended when the watcher started are not announced again.
-pub fn start(ctx: &Arc<Ctx>, region: String, state_machine_arn: String) {
-    let task_ctx = ctx.clone();
+pub fn start(
+    ctx: &Arc<Ctx>,
+    stopped: &Arc<StoppedExecutions>,
+    region: String,
+    state_machine_arn: String,
+) {
+    let (task_ctx, stopped) = (ctx.clone(), stopped.clone());
     ctx.spawn(async move {
         let mut announced: Option<HashSet<String>> = None;
         loop {
-            if let Err(error) =
-                watch_once(&task_ctx, &region, &state_machine_arn, &mut announced).await
-            {
+            let watched = watch_once(
+                &task_ctx,
+                &stopped,
+                &region,
+                &state_machine_arn,
+                &mut announced,
+            )
+            .await;
+            if let Err(error) = watched {
                 tracing::debug!(%error, "listing rollout executions");
             }
             tokio::time::sleep(WATCH_INTERVAL).await;
@@ -68,6 +116,7 @@ pub fn start(ctx: &Arc<Ctx>, region: String, state_machine_arn: String) {
 
 async fn watch_once(
     ctx: &Ctx,
+    stopped: &StoppedExecutions,
     region: &str,
     state_machine_arn: &str,
     announced: &mut Option<HashSet<String>>,
@@ -114,7 +163,7 @@ async fn watch_once(
         if !described.status.is_success() {
             continue;
         }
-        let event = status_change_event(&described.body, region);
+        let event = status_change_event(&stopped.as_aws_reports(described.body), region);
         let entry = json!({
             "Source": event["source"],
             "DetailType": event["detail-type"],
@@ -131,7 +180,7 @@ async fn watch_once(
             )
             .await?;
         if put.status.is_success() && put.body["FailedEntryCount"].as_u64() == Some(0) {
-            tracing::info!(execution = %arn, status = %described.body["status"], "execution status change emitted");
+            tracing::info!(execution = %arn, status = %event["detail"]["status"], "execution status change emitted");
             seen.insert(arn);
         }
     }
@@ -161,5 +210,19 @@ mod tests {
         assert_eq!(event["detail"]["stopDate"], 1_800_000_100_250i64);
         assert_eq!(event["detail"]["error"], Value::Null);
         assert_eq!(event["resources"][0], described["executionArn"]);
+    }
+
+    #[test]
+    fn an_execution_stopped_through_the_gateway_is_reported_aborted() {
+        let stopped = StoppedExecutions::default();
+        let arn = "arn:aws:states:us-east-1:123456789012:execution:f-rollout:e1";
+        stopped.record(&json!({ "executionArn": arn, "error": "Ops", "cause": "by hand" }));
+        let moto_says = json!({ "executionArn": arn, "status": "FAILED", "error": "States.Runtime" });
+        let reported = stopped.as_aws_reports(moto_says);
+        assert_eq!(reported["status"], "ABORTED");
+        assert_eq!(reported["error"], "Ops");
+        assert_eq!(reported["cause"], "by hand");
+        let other = json!({ "executionArn": "x", "status": "FAILED" });
+        assert_eq!(stopped.as_aws_reports(other.clone()), other);
     }
 }

@@ -53,11 +53,31 @@ pub async fn gate(
         poll,
     );
     tracing::info!(model = %record.model, version = %record.version, ?boundary, ?decision, "gate");
+    if operator.paused {
+        let held = held_phase(boundary);
+        if !record.phases.contains_key(&held) {
+            control
+                .update_version(&record.model, &record.version, |r| {
+                    r.phases.entry(held.clone()).or_insert(now);
+                })
+                .await?;
+        }
+    }
     Ok(match decision {
         Gate::Proceed => json!({ "decision": "proceed", "wait": 0, "reason": "" }),
         Gate::Hold { wait } => json!({ "decision": "hold", "wait": wait, "reason": "" }),
         Gate::Abort { reason } => json!({ "decision": "abort", "wait": 0, "reason": reason }),
     })
+}
+
+/// The phase recording when a pause first held the rollout at `boundary`
+/// (`paused_at_replicated`, ...), shown by `meridian rollout status`.
+pub fn held_phase(boundary: Boundary) -> String {
+    let name = serde_json::to_value(boundary)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    format!("paused_at_{name}")
 }
 
 /// Fails a task of an aborted rollout (`Meridian.Aborted`), so an abort given while the
