@@ -57,7 +57,10 @@ pub async fn run(action: OperatorAction, args: OperatorArgs) -> Result<ExitCode>
             h.version,
             queued_note(&lock, &args.model)
         ),
-        None => bail!("no rollout of {} is running (nothing holds the fleet's lock)", args.model),
+        None => bail!(
+            "no rollout of {} is running (nothing holds the fleet's lock)",
+            args.model
+        ),
     };
     let record = registry.version(&holder.model, &holder.version).await?;
     if record

@@ -43,7 +43,10 @@ impl StoppedExecutions {
 
     /// `described` (a `DescribeExecution` reply) as Step Functions would report it.
     pub fn as_aws_reports(&self, mut described: Value) -> Value {
-        let arn = described["executionArn"].as_str().unwrap_or_default().to_owned();
+        let arn = described["executionArn"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         if let Some((error, cause)) = self.lock().get(&arn).cloned() {
             described["status"] = json!("ABORTED");
             described["error"] = error;
@@ -129,7 +132,13 @@ async fn watch_once(
             request["nextToken"] = json!(token);
         }
         let reply = ctx
-            .moto_json(region, "states", "AWSStepFunctions.ListExecutions", "1.0", &request)
+            .moto_json(
+                region,
+                "states",
+                "AWSStepFunctions.ListExecutions",
+                "1.0",
+                &request,
+            )
             .await?;
         for execution in reply.body["executions"].as_array().into_iter().flatten() {
             if execution["status"] != "RUNNING" {
@@ -203,7 +212,10 @@ mod tests {
             "input": "{}",
         });
         let event = status_change_event(&described, "us-east-1");
-        assert_eq!(event["detail-type"], "Step Functions Execution Status Change");
+        assert_eq!(
+            event["detail-type"],
+            "Step Functions Execution Status Change"
+        );
         assert_eq!(event["source"], "aws.states");
         assert_eq!(event["detail"]["status"], "ABORTED");
         assert_eq!(event["detail"]["startDate"], 1_800_000_000_500i64);
@@ -217,7 +229,8 @@ mod tests {
         let stopped = StoppedExecutions::default();
         let arn = "arn:aws:states:us-east-1:123456789012:execution:f-rollout:e1";
         stopped.record(&json!({ "executionArn": arn, "error": "Ops", "cause": "by hand" }));
-        let moto_says = json!({ "executionArn": arn, "status": "FAILED", "error": "States.Runtime" });
+        let moto_says =
+            json!({ "executionArn": arn, "status": "FAILED", "error": "States.Runtime" });
         let reported = stopped.as_aws_reports(moto_says);
         assert_eq!(reported["status"], "ABORTED");
         assert_eq!(reported["error"], "Ops");

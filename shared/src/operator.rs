@@ -114,7 +114,10 @@ impl OperatorControl {
             Some(r) => format!(
                 "aborted by {}{}",
                 r.who,
-                r.why.as_deref().map(|w| format!(": {w}")).unwrap_or_default()
+                r.why
+                    .as_deref()
+                    .map(|w| format!(": {w}"))
+                    .unwrap_or_default()
             ),
             None => "aborted by an operator".into(),
         }
@@ -266,7 +269,10 @@ mod tests {
             let _ = control.apply(action, &"w".repeat(5000), Some(&"y".repeat(5000)), at(i));
         }
         assert_eq!(control.history.len(), MAX_HISTORY);
-        assert!(control.history.iter().all(|r| r.who.len() <= MAX_TEXT_BYTES));
+        assert!(control
+            .history
+            .iter()
+            .all(|r| r.who.len() <= MAX_TEXT_BYTES));
         assert_eq!(control.history.last().map(|r| r.at), Some(at(109)));
     }
 
@@ -275,7 +281,10 @@ mod tests {
         let mut control = OperatorControl::default();
         let bake = Duration::from_secs(3600);
         for boundary in [Boundary::Replicated, Boundary::Prepared] {
-            assert_eq!(gate(&control, boundary, bake, at(0), at(0), POLL), Gate::Proceed);
+            assert_eq!(
+                gate(&control, boundary, bake, at(0), at(0), POLL),
+                Gate::Proceed
+            );
         }
         control.paused = true;
         assert_eq!(
@@ -300,13 +309,24 @@ mod tests {
         assert_eq!(hold(&control, 90), Gate::Hold { wait: 10 });
         assert_eq!(hold(&control, 100), Gate::Proceed);
         assert_eq!(
-            gate(&control, Boundary::Deployed, Duration::ZERO, at(0), at(0), POLL),
+            gate(
+                &control,
+                Boundary::Deployed,
+                Duration::ZERO,
+                at(0),
+                at(0),
+                POLL
+            ),
             Gate::Proceed
         );
         control
             .apply(OperatorAction::Pause, "ann", None, at(400))
             .unwrap_or_default();
-        assert_eq!(hold(&control, 500), Gate::Hold { wait: 30 }, "a pause outlasts the bake");
+        assert_eq!(
+            hold(&control, 500),
+            Gate::Hold { wait: 30 },
+            "a pause outlasts the bake"
+        );
         assert_eq!(
             hold(&control, 400 + 3601),
             Gate::Hold { wait: 300 },
@@ -322,7 +342,14 @@ mod tests {
         let control = OperatorControl::default();
         let bake = Duration::from_millis(1500);
         assert_eq!(
-            gate(&control, Boundary::Deployed, bake, at(0), at(1), Duration::ZERO),
+            gate(
+                &control,
+                Boundary::Deployed,
+                bake,
+                at(0),
+                at(1),
+                Duration::ZERO
+            ),
             Gate::Hold { wait: 1 }
         );
     }

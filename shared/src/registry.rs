@@ -192,8 +192,8 @@ pub struct ActivePointer {
     pub since: DateTime<Utc>,
 }
 
-pub use crate::rollout_lock::{LockHolder, QueuedVersion, RolloutLock};
 use crate::operator::{OperatorAction, OperatorControl, Refusal};
+pub use crate::rollout_lock::{LockHolder, QueuedVersion, RolloutLock};
 
 /// The partition key of the fleet's rollout lock: the registry table is the fleet's, and
 /// its endpoints (one per region, shared by every model) are what a rollout updates.

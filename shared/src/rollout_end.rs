@@ -174,7 +174,9 @@ pub async fn start_next(
         return Ok(None);
     };
     let queued = registry.version(&model, &version).await?.ok_or_else(|| {
-        RolloutError::Invalid(format!("queued version {model}/{version} is not registered"))
+        RolloutError::Invalid(format!(
+            "queued version {model}/{version} is not registered"
+        ))
     })?;
     start(registry, sfn, state_machine_arn, fleet, &queued).await?;
     Ok(Some((model, version)))

@@ -135,7 +135,10 @@ mod tests {
         assert!(lock.acquire_or_queue("llama", "v1", at(0)));
         assert!(lock.acquire_or_queue("mistral", "v1", at(1)));
         assert!(lock.acquire_or_queue("llama", "v2", at(2)));
-        assert!(!lock.acquire_or_queue("mistral", "v1", at(3)), "queued once");
+        assert!(
+            !lock.acquire_or_queue("mistral", "v1", at(3)),
+            "queued once"
+        );
         assert!(lock.held_by("llama", "v1"));
         assert_eq!(
             lock.release("llama", "v1", at(4)),
@@ -159,10 +162,7 @@ mod tests {
         assert!(!lock.record_execution("llama", "v2", "e2"));
         assert!(lock.record_execution("llama", "v1", "e1"));
         assert!(!lock.record_execution("llama", "v1", "e1"));
-        assert_eq!(
-            lock.holder.and_then(|h| h.execution).as_deref(),
-            Some("e1")
-        );
+        assert_eq!(lock.holder.and_then(|h| h.execution).as_deref(), Some("e1"));
     }
 
     #[derive(Debug, Clone)]

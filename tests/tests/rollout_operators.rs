@@ -99,10 +99,14 @@ async fn settled(cloud: &LocalCloud, model: &str, version: &str) -> VersionRecor
 /// Waits until the version's record has `phase`.
 async fn reached(cloud: &LocalCloud, model: &str, version: &str, phase: &str) -> VersionRecord {
     let registry = registry(cloud).await;
-    eventually(&format!("{model}/{version} to reach {phase}"), WITHIN, || async {
-        let record = registry.version(model, version).await.ok()??;
-        record.phases.contains_key(phase).then_some(record)
-    })
+    eventually(
+        &format!("{model}/{version} to reach {phase}"),
+        WITHIN,
+        || async {
+            let record = registry.version(model, version).await.ok()??;
+            record.phases.contains_key(phase).then_some(record)
+        },
+    )
     .await
 }
 
@@ -280,7 +284,11 @@ async fn abort_rolls_every_region_back_and_records_who_and_why() {
     let before = serving_configs(&cloud).await;
     upload(&cloud, "llama", "1", 1).await;
     reached(&cloud, "llama", "1", "baking").await;
-    assert_ne!(serving_configs(&cloud).await, before, "deployed before the abort");
+    assert_ne!(
+        serving_configs(&cloud).await,
+        before,
+        "deployed before the abort"
+    );
     registry(&cloud)
         .await
         .apply_operator_action(
@@ -303,7 +311,12 @@ async fn abort_rolls_every_region_back_and_records_who_and_why() {
         "{reason}"
     );
     assert_eq!(serving_configs(&cloud).await, before, "every region back");
-    assert!(registry(&cloud).await.active("llama").await.expect("read").is_none());
+    assert!(registry(&cloud)
+        .await
+        .active("llama")
+        .await
+        .expect("read")
+        .is_none());
     let (lock, _) = registry(&cloud).await.lock().await.expect("lock");
     assert!(lock.holder.is_none(), "released: {lock:?}");
     cloud.shutdown().await.expect("shutdown");

@@ -413,10 +413,10 @@ fn parse_as_handler_type(role: FunctionRole, event: &Value) -> Result<(), String
         FunctionRole::Failback => {
             serde_json::from_value::<meridian_failback::TickEvent>(event.clone()).map(drop)
         }
-        FunctionRole::Rollout => serde_json::from_value::<meridian_rollout::execution_end::RolloutEvent>(
-            event.clone(),
-        )
-        .map(drop),
+        FunctionRole::Rollout => {
+            serde_json::from_value::<meridian_rollout::execution_end::RolloutEvent>(event.clone())
+                .map(drop)
+        }
         FunctionRole::FrontDoor => {
             return Err("the front door takes HTTP requests from its API, not events".into())
         }

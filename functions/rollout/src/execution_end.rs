@@ -105,7 +105,8 @@ mod tests {
             serde_json::from_value::<RolloutEvent>(task),
             Ok(RolloutEvent::Task(_))
         ));
-        let broken = json!({ "detail-type": "Step Functions Execution Status Change", "detail": {} });
+        let broken =
+            json!({ "detail-type": "Step Functions Execution Status Change", "detail": {} });
         assert!(serde_json::from_value::<RolloutEvent>(broken).is_err());
     }
 }

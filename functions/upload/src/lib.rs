@@ -11,11 +11,9 @@ use meridian::events::ObjectCreated;
 use meridian::fleet::Fleet;
 use meridian::function::{Handler, Outcome};
 use meridian::manifest::{self, Manifest};
-use meridian::registry::{
-    RegisteredManifest, Registration, Registry, RolloutLock, VersionStatus,
-};
-use meridian::rollout_end;
+use meridian::registry::{RegisteredManifest, Registration, Registry, RolloutLock, VersionStatus};
 use meridian::rollout::{aws_error, retryable, RolloutError};
+use meridian::rollout_end;
 use serde_json::{json, Value};
 
 /// What the handler needs.

@@ -13,9 +13,7 @@ use meridian::failover::RegionHealth;
 use meridian::fleet::{Fleet, RegionSpec};
 use meridian::health::{Clock, FailoverEvent, HealthError, HealthStore, Versioned, Write};
 use meridian::peers::PeerProbes;
-use meridian::registry::{
-    ActivePointer, LockHolder, RolloutLock, VersionRecord, VersionStatus,
-};
+use meridian::registry::{ActivePointer, LockHolder, RolloutLock, VersionRecord, VersionStatus};
 use meridian::rollout::deployment_name;
 use serde_json::Value;
 
