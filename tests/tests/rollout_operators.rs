@@ -192,18 +192,7 @@ async fn a_stopped_execution_releases_the_lock_and_the_next_queued_version_start
     })
     .await;
     let execution = baking.execution.clone().expect("v1's execution");
-    let sfn =
-        aws_sdk_sfn::Client::new(&cloud.clients().config(&cloud.fleet().primary_region).await);
-    sfn.stop_execution()
-        .execution_arn(meridian::rollout_end::execution_arn(
-            &meridian_local::hosted::state_machine_arn(cloud.fleet()),
-            &execution,
-        ))
-        .error("Operator.Stopped")
-        .cause("stopped from the console")
-        .send()
-        .await
-        .expect("stop execution");
+    stop_execution(&cloud, &execution).await;
 
     let stopped = settled(&cloud, "llama", "1").await;
     assert_eq!(stopped.status, VersionStatus::Failed, "{stopped:?}");
@@ -229,6 +218,54 @@ async fn a_stopped_execution_releases_the_lock_and_the_next_queued_version_start
         .expect("registered");
     assert_eq!(record.status, VersionStatus::RollingOut, "{record:?}");
     assert_eq!(record.execution, next.execution);
+    cloud.shutdown().await.expect("shutdown");
+}
+
+/// Stops the execution `name` of the rollout state machine, as an operator in the console.
+async fn stop_execution(cloud: &LocalCloud, name: &str) {
+    let sfn =
+        aws_sdk_sfn::Client::new(&cloud.clients().config(&cloud.fleet().primary_region).await);
+    sfn.stop_execution()
+        .execution_arn(meridian::rollout_end::execution_arn(
+            &meridian_local::hosted::state_machine_arn(cloud.fleet()),
+            name,
+        ))
+        .send()
+        .await
+        .expect("stop execution");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_status_event_is_healed_by_the_next_upload() {
+    let cloud = start(Duration::from_secs(3600), Duration::from_secs(1)).await;
+    upload(&cloud, "llama", "1", 1).await;
+    let baking = reached(&cloud, "llama", "1", "baking").await;
+    // The status-change rule loses its target: the event of the stop reaches nothing.
+    let fleet = cloud.fleet();
+    aws_sdk_eventbridge::Client::new(&cloud.clients().config(&fleet.primary_region).await)
+        .remove_targets()
+        .rule(meridian::names::event_rule_name(
+            &fleet.name,
+            meridian::names::FunctionRole::Rollout,
+        ))
+        .ids("deliver")
+        .send()
+        .await
+        .expect("remove the rule's target");
+    stop_execution(&cloud, &baking.execution.clone().expect("execution")).await;
+    let registry = registry(&cloud).await;
+    let still = registry.version("llama", "1").await.expect("read").expect("registered");
+    assert_eq!(still.status, VersionStatus::RollingOut, "nothing released it yet");
+
+    upload(&cloud, "mistral", "1", 2).await;
+    let stopped = settled(&cloud, "llama", "1").await;
+    assert_eq!(stopped.status, VersionStatus::Failed, "{stopped:?}");
+    eventually("mistral/1 to take the lock and start", WITHIN, || async {
+        let (lock, _) = registry.lock().await.ok()?;
+        let holder = lock.holder?;
+        (holder.model == "mistral" && holder.execution.is_some()).then_some(())
+    })
+    .await;
     cloud.shutdown().await.expect("shutdown");
 }
 
