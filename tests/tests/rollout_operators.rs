@@ -254,8 +254,16 @@ async fn a_lost_status_event_is_healed_by_the_next_upload() {
         .expect("remove the rule's target");
     stop_execution(&cloud, &baking.execution.clone().expect("execution")).await;
     let registry = registry(&cloud).await;
-    let still = registry.version("llama", "1").await.expect("read").expect("registered");
-    assert_eq!(still.status, VersionStatus::RollingOut, "nothing released it yet");
+    let still = registry
+        .version("llama", "1")
+        .await
+        .expect("read")
+        .expect("registered");
+    assert_eq!(
+        still.status,
+        VersionStatus::RollingOut,
+        "nothing released it yet"
+    );
 
     upload(&cloud, "mistral", "1", 2).await;
     let stopped = settled(&cloud, "llama", "1").await;
