@@ -122,6 +122,7 @@ pub async fn run(command: RolloutCommand) -> Result<ExitCode> {
     }
     if reports.is_empty() {
         println!("no model is registered yet");
+        print_lock(&lock_report(&fleet, &clients, &control).await?);
     }
     if let Some(first) = reports.first() {
         print_lock(&first.lock);

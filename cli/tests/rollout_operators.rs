@@ -75,6 +75,15 @@ async fn operator_commands_refuse_what_does_not_apply_and_record_who_and_why() {
         .acquire_or_queue("llama", "2", now)
         .await
         .expect("queue");
+    let status = meridian(&endpoint, &["rollout", "status"]).await;
+    assert!(status.status.success(), "{}", text(&status));
+    assert!(
+        text(&status).contains("rollout lock: held by mistral/7 for ")
+            && text(&status).contains("(execution not started yet")
+            && text(&status).contains("queued: llama/2"),
+        "{}",
+        text(&status)
+    );
     let other = meridian(&endpoint, &["rollout", "abort", "llama"]).await;
     assert!(!other.status.success(), "{}", text(&other));
     assert!(
