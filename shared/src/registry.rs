@@ -36,6 +36,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::aws_errors::{class_of, describe, ErrorClass};
 use crate::manifest::{Manifest, Serving};
+use crate::operator::{OperatorAction, OperatorControl, Refusal};
+pub use crate::rollout_lock::{LockHolder, QueuedVersion, RolloutLock};
 
 /// Why a registry operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -191,9 +193,6 @@ pub struct ActivePointer {
     pub previous: Option<String>,
     pub since: DateTime<Utc>,
 }
-
-use crate::operator::{OperatorAction, OperatorControl, Refusal};
-pub use crate::rollout_lock::{LockHolder, QueuedVersion, RolloutLock};
 
 /// The partition key of the fleet's rollout lock: the registry table is the fleet's, and
 /// its endpoints (one per region, shared by every model) are what a rollout updates.

@@ -1,6 +1,8 @@
 //! The rollout state machine's tasks, one handler dispatched on `task`: wait for replicas
-//! (task token), fast copy, prepare, deploy, status, commit, roll back, mark failed.
-//! Each is idempotent: Step Functions retries and redelivers.
+//! (task token), fast copy, prepare, deploy, status, commit, roll back, mark failed, and
+//! the gate at phase boundaries ([`gate`]). The same handler takes Step Functions'
+//! "Execution Status Change" of an execution that ended without releasing the fleet's
+//! lock ([`execution_end`]). Each is idempotent: Step Functions retries and redelivers.
 //!
 //! The task that ends a rollout (commit, mark failed) also returns the rollout's timings
 //! as EMF metric lines ([`timings`]); the caller prints them (Lambda) or logs them (the
