@@ -366,3 +366,35 @@ async fn abort_rolls_every_region_back_and_records_who_and_why() {
     assert!(lock.holder.is_none(), "released: {lock:?}");
     cloud.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abort_while_the_endpoints_update_rolls_back_at_the_next_poll() {
+    // Slow endpoint updates: the abort lands while every region is still updating.
+    let cloud = start(Duration::ZERO, Duration::from_secs(8)).await;
+    let before = serving_configs(&cloud).await;
+    upload(&cloud, "llama", "1", 1).await;
+    let registry = registry(&cloud).await;
+    eventually("the deploy to begin", WITHIN, || async {
+        let record = registry.version("llama", "1").await.ok()??;
+        record
+            .regions
+            .values()
+            .any(|p| p.deploy_started.is_some())
+            .then_some(())
+    })
+    .await;
+    operator(&cloud, "llama", "1", OperatorAction::Abort).await;
+    let record = settled(&cloud, "llama", "1").await;
+    assert_eq!(record.status, VersionStatus::Failed, "{record:?}");
+    let reason = record.reason.clone().unwrap_or_default();
+    assert!(
+        reason.starts_with("Meridian.Aborted: aborted by test-operator: e2e"),
+        "{reason}"
+    );
+    assert!(
+        record.regions.values().all(|p| p.deployed.is_none()),
+        "aborted before any region finished deploying: {record:?}"
+    );
+    assert_eq!(serving_configs(&cloud).await, before, "every region back");
+    cloud.shutdown().await.expect("shutdown");
+}
