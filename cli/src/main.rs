@@ -6,6 +6,7 @@ mod cost_cmd;
 mod demo;
 mod fleet_cmd;
 mod local;
+mod operator_cmd;
 mod ops;
 mod rollout_cmd;
 mod upload;

@@ -79,8 +79,15 @@ impl LocalCloud {
             alarms: Arc::new(AlarmWatcher::default()),
             schedule_targets: Arc::new(ScheduleTargets::default()),
             checkers: Arc::new(HealthCheckers::default()),
+            stopped_executions: Arc::default(),
         });
         alarms::start(&ctx, &gateway.alarms);
+        crate::execution_events::start(
+            &ctx,
+            &gateway.stopped_executions,
+            ctx.fleet.primary_region.clone(),
+            crate::hosted::state_machine_arn(&ctx.fleet),
+        );
         schedules::start(&ctx, &gateway.schedule_targets);
         health_checkers::start(&ctx, &gateway.checkers);
         for (region, listener) in front_door_listeners {

@@ -15,6 +15,7 @@ use crate::alarms::AlarmWatcher;
 use crate::calls::CallLog;
 use crate::ctx::Ctx;
 use crate::events::ScheduleTargets;
+use crate::execution_events::StoppedExecutions;
 use crate::faults::Refusal;
 use crate::functions::{arn_region, lambda_invoke_target};
 use crate::global_tables::GlobalTables;
@@ -36,6 +37,8 @@ pub struct Gateway {
     pub alarms: Arc<AlarmWatcher>,
     pub schedule_targets: Arc<ScheduleTargets>,
     pub checkers: Arc<HealthCheckers>,
+    /// Executions stopped through the gateway, reported `ABORTED` as on AWS.
+    pub stopped_executions: Arc<StoppedExecutions>,
 }
 
 /// Serves the gateway on `listener` until the local cloud stops.
@@ -147,6 +150,15 @@ impl Gateway {
             "monitoring" => {
                 let response = forward(ctx, &request).await?;
                 alarms::scan_region(ctx, &self.alarms, region).await;
+                Ok(response)
+            }
+            "states" if request.target() == Some("AWSStepFunctions.StopExecution") => {
+                let response = forward(ctx, &request).await?;
+                if response.is_success() {
+                    if let Ok(body) = serde_json::from_slice(&request.body) {
+                        self.stopped_executions.record(&body);
+                    }
+                }
                 Ok(response)
             }
             _ => forward(ctx, &request).await,

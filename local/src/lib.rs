@@ -14,6 +14,7 @@ pub mod control;
 pub mod ctx;
 pub mod delivery;
 pub mod events;
+pub mod execution_events;
 pub mod faults;
 pub mod front_doors;
 pub mod functions;

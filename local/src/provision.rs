@@ -86,6 +86,15 @@ pub async fn provision(
     )
     .await?;
     provisioned.subscriptions.push(upload);
+    let execution_ended = route_events(
+        clients,
+        fleet,
+        &fleet.primary_region,
+        FunctionRole::Rollout,
+        event_pattern(fleet, primary, FunctionRole::Rollout),
+    )
+    .await?;
+    provisioned.subscriptions.push(execution_ended);
     rollout_state_machine(clients, fleet, poll_seconds).await?;
     let (zone, checks) = dns(clients, fleet, front_doors).await?;
     provisioned.hosted_zone_id = zone;
@@ -287,9 +296,15 @@ pub fn event_pattern(fleet: &Fleet, region: &RegionSpec, role: FunctionRole) -> 
                 "object": { "key": [{ "prefix": MODELS_PREFIX }] },
             },
         }),
-        FunctionRole::Failback | FunctionRole::Rollout | FunctionRole::FrontDoor => {
-            serde_json::Value::Null
-        }
+        FunctionRole::Rollout => json!({
+            "source": ["aws.states"],
+            "detail-type": ["Step Functions Execution Status Change"],
+            "detail": {
+                "status": ["ABORTED", "TIMED_OUT", "FAILED"],
+                "stateMachineArn": [crate::hosted::state_machine_arn(fleet)],
+            },
+        }),
+        FunctionRole::Failback | FunctionRole::FrontDoor => serde_json::Value::Null,
     }
 }
 

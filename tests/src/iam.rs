@@ -22,6 +22,7 @@ pub fn calls(role: FunctionRole) -> &'static [(&'static str, &'static str)] {
             ("dynamodb", "GetItem"),
             ("dynamodb", "PutItem"),
             ("states", "StartExecution"),
+            ("states", "DescribeExecution"), // the lock holder's, when a version queues
         ],
         FunctionRole::Replica => &[
             ("s3", "GetObject"),

@@ -17,6 +17,7 @@ const TASKS: &[&str] = &[
     "commit",
     "rollback",
     "mark_failed",
+    "gate",
 ];
 
 fn rendered() -> Value {

@@ -297,6 +297,7 @@ fn parameter(fleet: &Fleet, region: &RegionSpec, name: &str) -> Value {
         "RegionalBucket" => json!(region.bucket),
         "PrimaryBucket" => json!(fleet.primary_bucket),
         "AlarmNames" => json!(region.alarms),
+        "RolloutStateMachine" => json!(meridian_local::hosted::state_machine_arn(fleet)),
         other => panic!("a rule pattern refers to {other}, which this test cannot evaluate"),
     }
 }
@@ -372,9 +373,28 @@ fn samples(fleet: &Fleet, region: &RegionSpec, role: FunctionRole) -> (Vec<Value
                 .collect(),
             vec![alarm_state_change("someone-elses-alarm", &region.name)],
         ),
-        FunctionRole::Failback | FunctionRole::Rollout | FunctionRole::FrontDoor => {
-            (Vec::new(), Vec::new())
+        FunctionRole::Rollout => {
+            let arn = meridian_local::hosted::state_machine_arn(fleet);
+            let ended = |status: &str, state_machine: &str| {
+                let mut event = sample("stepfunctions-execution-status-change.json");
+                event["region"] = json!(fleet.primary_region);
+                event["detail"]["status"] = json!(status);
+                event["detail"]["stateMachineArn"] = json!(state_machine);
+                event
+            };
+            (
+                ["ABORTED", "TIMED_OUT", "FAILED"]
+                    .iter()
+                    .map(|s| ended(s, &arn))
+                    .collect(),
+                vec![
+                    ended("SUCCEEDED", &arn),
+                    ended("RUNNING", &arn),
+                    ended("ABORTED", &format!("{arn}-someone-elses")),
+                ],
+            )
         }
+        FunctionRole::Failback | FunctionRole::FrontDoor => (Vec::new(), Vec::new()),
     }
 }
 
@@ -393,7 +413,10 @@ fn parse_as_handler_type(role: FunctionRole, event: &Value) -> Result<(), String
         FunctionRole::Failback => {
             serde_json::from_value::<meridian_failback::TickEvent>(event.clone()).map(drop)
         }
-        FunctionRole::Rollout => return Err("the rollout function takes no events".into()),
+        FunctionRole::Rollout => {
+            serde_json::from_value::<meridian_rollout::execution_end::RolloutEvent>(event.clone())
+                .map(drop)
+        }
         FunctionRole::FrontDoor => {
             return Err("the front door takes HTTP requests from its API, not events".into())
         }
@@ -421,13 +444,6 @@ fn each_event_source_delivers_the_event_type_its_handler_parses() {
                     .collect()
             })
             .unwrap_or_default();
-        if role == FunctionRole::Rollout {
-            assert!(
-                events.is_empty(),
-                "the rollout function is the state machine's alone"
-            );
-            continue;
-        }
         if role == FunctionRole::FrontDoor {
             assert!(
                 events.is_empty(),
