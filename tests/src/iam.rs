@@ -64,7 +64,7 @@ pub fn calls(role: FunctionRole) -> &'static [(&'static str, &'static str)] {
         // tick reads the alarms' current states, and checks for drift.
         FunctionRole::Failback => &FAILBACK_CALLS,
         FunctionRole::FrontDoor => &[
-            ("dynamodb", "GetItem"), // the region's health record, its own replica
+            ("dynamodb", "GetItem"),    // the region's health record, its own replica
             ("dynamodb", "UpdateItem"), // a drill's per-step counts of its shifted requests
             ("sagemaker", "DescribeEndpoint"), // is the endpoint InService
             ("sagemaker", "InvokeEndpoint"), // POST /invocations (SageMaker Runtime)
