@@ -8,6 +8,7 @@ pub mod bounded;
 pub mod capacity;
 pub mod cost;
 pub mod drift;
+pub mod drill;
 pub mod drill_store;
 pub mod events;
 pub mod executions;
