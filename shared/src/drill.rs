@@ -202,6 +202,84 @@ pub fn verdict(observation: &Observation, max_error_percent: f64) -> Verdict {
     Verdict::Continue
 }
 
+/// What the drill's state machine does after a check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// The step goes on baking: wait and check again.
+    Bake,
+    /// The step baked cleanly: shift to the next one.
+    Next,
+    /// The last step baked cleanly: restore, the drill passed.
+    Restore,
+    /// Something went wrong: restore now, the drill aborted.
+    Abort,
+}
+
+/// The check's decision: abort on a bad verdict whatever the bake, else bake until the
+/// step's time is up, then the next step or the end.
+pub fn after_check(verdict: &Verdict, baked: bool, next: Next) -> Action {
+    match (verdict, baked, next) {
+        (Verdict::Abort(_), _, _) => Action::Abort,
+        (Verdict::Continue, false, _) => Action::Bake,
+        (Verdict::Continue, true, Next::Step(_)) => Action::Next,
+        (Verdict::Continue, true, Next::Restore) => Action::Restore,
+    }
+}
+
+/// How a drill stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DrillStatus {
+    Running,
+    /// Every step baked cleanly and the traffic was restored.
+    Completed,
+    /// Stopped early (alarm, drain, errors, an operator, a failed task) and restored.
+    Aborted,
+}
+
+/// One step as it ran: its share, its times and the shifted requests' counts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepResult {
+    pub percent: u32,
+    pub started: DateTime<Utc>,
+    pub ended: Option<DateTime<Utc>>,
+    pub counts: StepCounts,
+}
+
+/// A drill's record, kept in the primary region's replica for `drill status` and
+/// `meridian history`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DrillRecord {
+    pub id: String,
+    pub request: DrillRequest,
+    pub started: DateTime<Utc>,
+    pub status: DrillStatus,
+    /// Why it aborted.
+    pub reason: Option<String>,
+    pub ended: Option<DateTime<Utc>>,
+    pub steps: Vec<StepResult>,
+}
+
+impl DrillRecord {
+    /// Ends the drill (once: a second end, a retried restore, changes nothing).
+    pub fn end(&mut self, reason: Option<String>, now: DateTime<Utc>) {
+        if self.status != DrillStatus::Running {
+            return;
+        }
+        if let Some(step) = self.steps.last_mut() {
+            step.ended.get_or_insert(now);
+        }
+        self.status = if reason.is_some() {
+            DrillStatus::Aborted
+        } else {
+            DrillStatus::Completed
+        };
+        self.reason = reason;
+        self.ended = Some(now);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -335,6 +413,51 @@ mod tests {
             ..Observation::default()
         };
         assert_eq!(verdict(&too_few, 5.0), Verdict::Continue);
+    }
+
+    #[test]
+    fn a_check_aborts_at_once_or_bakes_until_the_steps_time_then_moves_on() {
+        let abort = Verdict::Abort("alarm".into());
+        for baked in [false, true] {
+            for next in [Next::Step(1), Next::Restore] {
+                assert_eq!(after_check(&abort, baked, next), Action::Abort);
+            }
+        }
+        let fine = Verdict::Continue;
+        assert_eq!(after_check(&fine, false, Next::Step(1)), Action::Bake);
+        assert_eq!(after_check(&fine, false, Next::Restore), Action::Bake);
+        assert_eq!(after_check(&fine, true, Next::Step(1)), Action::Next);
+        assert_eq!(after_check(&fine, true, Next::Restore), Action::Restore);
+    }
+
+    #[test]
+    fn a_drill_ends_once() {
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default();
+        let mut record = DrillRecord {
+            id: "d1".into(),
+            request: request(&[10]),
+            started: now,
+            status: DrillStatus::Running,
+            reason: None,
+            ended: None,
+            steps: vec![StepResult {
+                percent: 10,
+                started: now,
+                ended: None,
+                counts: StepCounts::default(),
+            }],
+        };
+        let later = now + chrono::Duration::seconds(5);
+        record.end(Some("alarm".into()), later);
+        assert_eq!(record.status, DrillStatus::Aborted);
+        assert_eq!(record.steps[0].ended, Some(later));
+        record.end(None, later + chrono::Duration::seconds(5));
+        assert_eq!(
+            record.status,
+            DrillStatus::Aborted,
+            "a retried restore changes nothing"
+        );
+        assert_eq!(record.ended, Some(later));
     }
 
     proptest! {

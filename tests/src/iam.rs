@@ -70,6 +70,14 @@ pub fn calls(role: FunctionRole) -> &'static [(&'static str, &'static str)] {
             ("sagemaker", "InvokeEndpoint"), // POST /invocations (SageMaker Runtime)
             ("sagemaker", "InvokeEndpointWithResponseStream"), // POST /invocations-stream
         ],
+        FunctionRole::Drill => &[
+            ("dynamodb", "GetItem"), // the drill's record and lock, the regions' records
+            ("dynamodb", "PutItem"), // the lock, the shift
+            ("dynamodb", "UpdateItem"), // the drill's record
+            ("dynamodb", "DeleteItem"), // the shift removed, the lock released
+            ("dynamodb", "Scan"),    // the registry's rollout locks
+            ("cloudwatch", "DescribeAlarms"), // every region's alarms, in that region
+        ],
     }
 }
 

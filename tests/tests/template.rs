@@ -372,9 +372,10 @@ fn samples(fleet: &Fleet, region: &RegionSpec, role: FunctionRole) -> (Vec<Value
                 .collect(),
             vec![alarm_state_change("someone-elses-alarm", &region.name)],
         ),
-        FunctionRole::Failback | FunctionRole::Rollout | FunctionRole::FrontDoor => {
-            (Vec::new(), Vec::new())
-        }
+        FunctionRole::Failback
+        | FunctionRole::Rollout
+        | FunctionRole::FrontDoor
+        | FunctionRole::Drill => (Vec::new(), Vec::new()),
     }
 }
 
@@ -394,6 +395,7 @@ fn parse_as_handler_type(role: FunctionRole, event: &Value) -> Result<(), String
             serde_json::from_value::<meridian_failback::TickEvent>(event.clone()).map(drop)
         }
         FunctionRole::Rollout => return Err("the rollout function takes no events".into()),
+        FunctionRole::Drill => return Err("the drill function takes no events".into()),
         FunctionRole::FrontDoor => {
             return Err("the front door takes HTTP requests from its API, not events".into())
         }
@@ -421,10 +423,11 @@ fn each_event_source_delivers_the_event_type_its_handler_parses() {
                     .collect()
             })
             .unwrap_or_default();
-        if role == FunctionRole::Rollout {
+        if role == FunctionRole::Rollout || role == FunctionRole::Drill {
             assert!(
                 events.is_empty(),
-                "the rollout function is the state machine's alone"
+                "{}: the function is its state machine's alone",
+                function.logical_id
             );
             continue;
         }
