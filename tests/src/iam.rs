@@ -76,7 +76,7 @@ pub fn calls(role: FunctionRole) -> &'static [(&'static str, &'static str)] {
             ("dynamodb", "UpdateItem"), // the drill's record
             ("dynamodb", "DeleteItem"), // the shift removed, the lock released
             ("dynamodb", "Scan"),    // the registry's rollout locks
-            ("cloudwatch", "DescribeAlarms"), // every region's alarms, in that region
+            ("monitoring", "DescribeAlarms"), // every region's alarms, in that region
         ],
     }
 }
