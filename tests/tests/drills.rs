@@ -287,3 +287,48 @@ async fn a_drill_is_refused_during_a_rollout_and_while_a_region_is_drained() {
     assert_eq!(store(&cloud).await.lock_holder().await.expect("lock"), None);
     cloud.shutdown().await.expect("shutdown");
 }
+
+/// `meridian drill abort` asks the running drill to stop: its next check restores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operators_abort_restores_at_the_next_check() {
+    let cloud = start().await;
+    let bake = 30;
+    let execution = start_drill(&cloud, "drill-operator", &[10, 100], bake).await;
+    eventually("the first step shifted", WITHIN, || async {
+        let record = drill_record(&cloud, "drill-operator").await?;
+        (!record.steps.is_empty()).then_some(())
+    })
+    .await;
+    let store = store(&cloud).await;
+    assert_eq!(
+        store.lock_holder().await.expect("lock").as_deref(),
+        Some("drill-operator")
+    );
+    let asked = Instant::now();
+    store
+        .request_abort("drill-operator", "enough")
+        .await
+        .expect("abort requested");
+    assert_eq!(
+        finished(&cloud, &execution).await,
+        ExecutionStatus::Succeeded
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(bake),
+        "within the step"
+    );
+    let record = drill_record(&cloud, "drill-operator")
+        .await
+        .expect("recorded");
+    assert_eq!(record.status, DrillStatus::Aborted);
+    assert!(
+        record
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("enough")),
+        "{record:?}"
+    );
+    assert_eq!(store.shift(FROM).await.expect("shift"), None);
+    assert_eq!(store.lock_holder().await.expect("lock"), None);
+    cloud.shutdown().await.expect("shutdown");
+}
