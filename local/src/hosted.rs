@@ -32,10 +32,14 @@ fn function_error(error: impl NamedError) -> FunctionError {
 
 /// The rollout state machine's ARN in the local cloud.
 pub fn state_machine_arn(fleet: &Fleet) -> String {
+    state_machine_arn_named(fleet, &names::rollout_state_machine_name(&fleet.name))
+}
+
+/// The ARN of the state machine `name` in the fleet's primary region.
+pub fn state_machine_arn_named(fleet: &Fleet, name: &str) -> String {
     format!(
-        "arn:aws:states:{}:{LOCAL_ACCOUNT}:stateMachine:{}",
-        fleet.primary_region,
-        names::rollout_state_machine_name(&fleet.name)
+        "arn:aws:states:{}:{LOCAL_ACCOUNT}:stateMachine:{name}",
+        fleet.primary_region
     )
 }
 
@@ -119,6 +123,12 @@ pub fn register(
                 clients,
             }
         }
+    });
+
+    let (shared_fleet, clients_of) = for_role(FunctionRole::Drill);
+    host(functions, fleet, FunctionRole::Drill, move |_region| {
+        let (fleet, clients) = (shared_fleet.clone(), clients_of.clone());
+        async move { meridian_drill::aws::DrillDeps::new(&clients, (*fleet).clone()).await }
     });
 
     let (shared_fleet, clients_of) = for_role(FunctionRole::Failover);

@@ -50,6 +50,9 @@ pub struct Fleet {
     pub rollout: RolloutSettings,
     /// The `[cost]` section: prices for `meridian cost` (the guide's when absent).
     pub cost: crate::prices::CostSettings,
+    /// The `[traffic]` section: warm traffic to standbys and the drills' abort rule
+    /// (defaults when absent).
+    pub traffic: crate::traffic::TrafficSettings,
 }
 
 /// Bounds of the `[failover]` durations, in seconds.
@@ -340,6 +343,7 @@ struct RawFleet {
     failover: Option<RawFailover>,
     rollout: Option<RawRollout>,
     cost: Option<crate::prices::RawCost>,
+    traffic: Option<crate::traffic::RawTraffic>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -534,6 +538,7 @@ impl RawFleet {
         let failover = validate_failover(self.failover, region_count, &mut p);
         let rollout = validate_rollout(self.rollout, &mut p);
         let cost = crate::prices::validate(self.cost, &mut p.0);
+        let traffic = crate::traffic::validate(self.traffic, &mut p.0);
 
         match (
             name,
@@ -567,6 +572,7 @@ impl RawFleet {
                 failover,
                 rollout,
                 cost,
+                traffic,
             }),
             _ => Err(FleetError::Invalid(p.0)),
         }

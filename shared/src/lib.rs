@@ -8,6 +8,8 @@ pub mod bounded;
 pub mod capacity;
 pub mod cost;
 pub mod drift;
+pub mod drill;
+pub mod drill_store;
 pub mod events;
 pub mod executions;
 pub mod failover;
@@ -34,6 +36,7 @@ pub mod routing;
 pub mod scaling;
 pub mod scaling_aws;
 pub mod smoke;
+pub mod traffic;
 pub mod windows;
 
 /// An error that Step Functions' `Retry`/`Catch` match by name: the Lambda `errorType` a

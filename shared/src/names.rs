@@ -16,16 +16,19 @@ pub enum FunctionRole {
     Rollout,
     /// Serves inference and `/health` behind the region's API (every region).
     FrontDoor,
+    /// The drill state machine's tasks (primary region).
+    Drill,
 }
 
 impl FunctionRole {
-    pub const ALL: [FunctionRole; 6] = [
+    pub const ALL: [FunctionRole; 7] = [
         Self::Upload,
         Self::Replica,
         Self::Failover,
         Self::Failback,
         Self::Rollout,
         Self::FrontDoor,
+        Self::Drill,
     ];
 
     /// The function's binary (`BuildProperties: Binary` in the template) and the suffix
@@ -38,6 +41,7 @@ impl FunctionRole {
             Self::Failback => "failback",
             Self::Rollout => "rollout",
             Self::FrontDoor => "front-door",
+            Self::Drill => "drill",
         }
     }
 }
@@ -70,6 +74,11 @@ pub const VARIANT_NAME: &str = "primary";
 /// The rollout state machine of a fleet.
 pub fn rollout_state_machine_name(fleet_name: &str) -> String {
     format!("{fleet_name}-rollout")
+}
+
+/// The drill state machine, in the primary region.
+pub fn drill_state_machine_name(fleet_name: &str) -> String {
+    format!("{fleet_name}-drill")
 }
 
 /// The EventBridge schedule that runs a function (failback evaluation).

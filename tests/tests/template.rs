@@ -394,7 +394,9 @@ fn samples(fleet: &Fleet, region: &RegionSpec, role: FunctionRole) -> (Vec<Value
                 ],
             )
         }
-        FunctionRole::Failback | FunctionRole::FrontDoor => (Vec::new(), Vec::new()),
+        FunctionRole::Failback | FunctionRole::FrontDoor | FunctionRole::Drill => {
+            (Vec::new(), Vec::new())
+        }
     }
 }
 
@@ -417,6 +419,7 @@ fn parse_as_handler_type(role: FunctionRole, event: &Value) -> Result<(), String
             serde_json::from_value::<meridian_rollout::execution_end::RolloutEvent>(event.clone())
                 .map(drop)
         }
+        FunctionRole::Drill => return Err("the drill function takes no events".into()),
         FunctionRole::FrontDoor => {
             return Err("the front door takes HTTP requests from its API, not events".into())
         }
@@ -444,6 +447,14 @@ fn each_event_source_delivers_the_event_type_its_handler_parses() {
                     .collect()
             })
             .unwrap_or_default();
+        if role == FunctionRole::Drill {
+            assert!(
+                events.is_empty(),
+                "{}: the function is its state machine's alone",
+                function.logical_id
+            );
+            continue;
+        }
         if role == FunctionRole::FrontDoor {
             assert!(
                 events.is_empty(),
