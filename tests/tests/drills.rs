@@ -244,7 +244,7 @@ async fn a_drill_is_refused_during_a_rollout_and_while_a_region_is_drained() {
         table: fleet.registry_table.clone(),
     };
     registry
-        .acquire_or_queue("llama", "2026-12-01.1")
+        .acquire_or_queue("llama", "2026-12-01.1", chrono::Utc::now())
         .await
         .expect("a rollout holds the lock");
     let during_rollout = start_drill(&cloud, "drill-during-rollout", &[10], 1).await;

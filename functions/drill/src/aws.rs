@@ -65,15 +65,14 @@ pub struct AwsFleetReads {
 
 impl FleetReads for AwsFleetReads {
     async fn rollout_holder(&self) -> Result<Option<String>, DrillError> {
-        let view = self
+        let (lock, _) = self
             .registry
-            .heads()
+            .lock()
             .await
             .map_err(|e| DrillError::Retryable(e.to_string()))?;
-        Ok(view
-            .locks
-            .into_iter()
-            .find_map(|(model, lock)| Some(format!("{model}/{}", lock.holder?))))
+        Ok(lock
+            .holder
+            .map(|holder| format!("{}/{}", holder.model, holder.version)))
     }
 
     async fn drained(&self) -> Result<Vec<(String, String)>, DrillError> {
