@@ -10,7 +10,6 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
 use meridian::aws::ClientFactory;
 use meridian::fleet::Fleet;
 use meridian::manifest::{self, Manifest};

@@ -16,6 +16,14 @@ use crate::http::{GatewayRequest, GatewayResponse};
 
 const CRC64NVME: &str = "x-amz-checksum-crc64nvme";
 const CHECKSUM_TYPE: &str = "x-amz-checksum-type";
+/// The checksum headers of the other algorithms (moto also echoes a multipart upload's
+/// `x-amz-checksum-algorithm` and `x-amz-checksum-type`, which name none).
+const OTHER_ALGORITHMS: &[&str] = &[
+    "x-amz-checksum-crc32",
+    "x-amz-checksum-crc32c",
+    "x-amz-checksum-sha1",
+    "x-amz-checksum-sha256",
+];
 /// Query parameters of a whole-object read (any other names a part or a sub-resource).
 const OBJECT_READ_PARAMS: &[&str] = &["versionId", "x-id"];
 
@@ -73,11 +81,9 @@ pub async fn overlay(ctx: &Ctx, request: &GatewayRequest, response: &mut Gateway
     let Some((bucket, key, version)) = whole_object_read(request) else {
         return;
     };
-    let other_algorithm = response.headers.keys().any(|name| {
-        name.as_str().starts_with("x-amz-checksum-")
-            && name.as_str() != CRC64NVME
-            && name.as_str() != CHECKSUM_TYPE
-    });
+    let other_algorithm = OTHER_ALGORITHMS
+        .iter()
+        .any(|name| response.headers.contains_key(*name));
     if response.status != http::StatusCode::OK || other_algorithm {
         return;
     }
@@ -132,6 +138,13 @@ async fn stored_crc64nvme(
         .bucket(bucket)
         .key(key)
         .set_version_id(version)
+        .customize()
+        .config_override(
+            // moto's own (wrong) CRC64NVME would fail the SDK's validation of the body.
+            aws_sdk_s3::config::Builder::default().response_checksum_validation(
+                aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired,
+            ),
+        )
         .send()
         .await
         .with_context(|| format!("reading s3://{bucket}/{key}"))?;

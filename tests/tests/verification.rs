@@ -109,6 +109,7 @@ async fn upload(
                 s3.put_object()
                     .bucket(&fleet.primary_bucket)
                     .key(&key)
+                    .checksum_algorithm(ChecksumAlgorithm::Crc32)
                     .body(body.into())
                     .send()
                     .await
@@ -370,19 +371,52 @@ async fn events_alone_finish_a_model_larger_than_one_invocations_hashing_budget(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_whose_checksum_differs_is_refused_with_the_reason() {
-    let cloud = start_cloud_for(fleet(), Functions::new(), true).await;
-    cloud
-        .faults()
-        .corrupt_replicas_in("eu-west-1", meridian_local::faults::Corruption::Checksum);
+    let cloud = cloud_with_held_replica_events().await;
     let dir = model_dir(5);
-    upload(&cloud, dir.path(), "1", Stored::Crc64Nvme, true).await;
+    let manifest = upload(&cloud, dir.path(), "1", Stored::Crc64Nvme, true).await;
+    replicated(&cloud, &manifest, "eu-west-1").await;
+    // The 2 MiB shard's replica overwritten with other bytes of the same size, by a client
+    // that names CRC64NVME: S3 keeps the CRC64NVME of what it was given.
+    let file = manifest
+        .files
+        .iter()
+        .find(|f| f.path == "weights/shard-2.safetensors")
+        .expect("the shard");
+    let mut other = std::fs::read(dir.path().join(&file.path)).expect("read shard");
+    other[0] = other[0].wrapping_add(1);
+    let bucket = cloud.fleet().region("eu-west-1").expect("region").bucket.clone();
+    cloud
+        .clients()
+        .s3("eu-west-1")
+        .await
+        .put_object()
+        .bucket(&bucket)
+        .key(manifest.object_key(file))
+        .checksum_algorithm(ChecksumAlgorithm::Crc64Nvme)
+        .body(other.clone().into())
+        .send()
+        .await
+        .expect("overwrite the replica");
+
+    let deps = replica_function(&cloud, "eu-west-1", u64::MAX).await;
+    let before = cloud.api_call_counts();
+    let event = object_created(&cloud, "eu-west-1", &manifest_key("llama", "1"));
+    let outcome = invoke(&deps, event).await;
+    assert!(outcome.result.is_ok(), "{:?}", outcome.result);
+    let calls = replica_s3_calls(&cloud, &before, "eu-west-1");
+    assert_eq!(calls.get("GetObject").copied(), Some(1), "no replica read: {calls:?}");
+
     let record = settled(&cloud, "1").await;
     assert_eq!(record.status, VersionStatus::Failed, "{record:?}");
     let reason = record.reason.unwrap_or_default();
+    let expected = format!(
+        "weights/shard-2.safetensors: CRC64NVME {} (S3's full-object checksum of the replica), \
+         manifest says {}",
+        meridian::checksum::crc64nvme(&other),
+        file.crc64nvme.as_deref().unwrap_or_default()
+    );
     assert!(
-        reason.contains("eu-west-1")
-            && reason.contains("CRC64NVME")
-            && reason.contains("S3's full-object checksum of the replica), manifest says"),
+        reason.contains("eu-west-1") && reason.contains(&expected),
         "{reason}"
     );
     cloud.shutdown().await.expect("shutdown");
