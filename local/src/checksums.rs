@@ -34,7 +34,11 @@ pub struct Crc64Cache(Mutex<HashMap<(String, String, String), String>>);
 
 impl Crc64Cache {
     fn get(&self, id: &(String, String, String)) -> Option<String> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).get(id).cloned()
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
     }
 
     fn put(&self, id: (String, String, String), value: String) {
@@ -49,7 +53,11 @@ impl Crc64Cache {
 /// checksums, or `None` for any other request.
 fn whole_object_read(request: &GatewayRequest) -> Option<(String, String, Option<String>)> {
     if !matches!(request.method, Method::GET | Method::HEAD)
-        || request.headers.get("x-amz-checksum-mode").map(|v| v.as_bytes()) != Some(b"ENABLED")
+        || request
+            .headers
+            .get("x-amz-checksum-mode")
+            .map(|v| v.as_bytes())
+            != Some(b"ENABLED")
         || request.headers.contains_key(http::header::RANGE)
     {
         return None;
@@ -180,7 +188,11 @@ mod tests {
             Some(("b".into(), "models/a b.bin".into(), None))
         );
         assert_eq!(
-            whole_object_read(&request(Method::GET, "/b/k?x-id=GetObject&versionId=v1", true)),
+            whole_object_read(&request(
+                Method::GET,
+                "/b/k?x-id=GetObject&versionId=v1",
+                true
+            )),
             Some(("b".into(), "k".into(), Some("v1".into())))
         );
         for (method, path, mode) in [

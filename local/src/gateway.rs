@@ -23,7 +23,8 @@ use crate::http::{credential_scope, forward, CredentialScope, GatewayRequest, Ga
 use crate::sagemaker::Endpoints;
 use crate::server::{serve, Dropped};
 use crate::{
-    alarms, cbor, checksums, control, events, global_tables, lambda_api, replication, route53, sagemaker,
+    alarms, cbor, checksums, control, events, global_tables, lambda_api, replication, route53,
+    sagemaker,
 };
 
 /// The shared context and every emulation's state: what a request may need.

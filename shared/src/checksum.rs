@@ -84,6 +84,8 @@ mod tests {
     fn values_are_checked() {
         assert_eq!(check_crc64nvme(&crc64nvme(b"x")), Ok(()));
         assert!(check_crc64nvme("AAAA").unwrap_err().contains("3 bytes"));
-        assert!(check_crc64nvme("not base64!").unwrap_err().contains("not base64"));
+        assert!(check_crc64nvme("not base64!")
+            .unwrap_err()
+            .contains("not base64"));
     }
 }

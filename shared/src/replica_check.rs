@@ -108,8 +108,14 @@ mod tests {
         );
         // An older manifest, or a replica without a full-object CRC64NVME (a composite
         // checksum, another algorithm): read and hash.
-        assert_eq!(by_metadata(&file(None), &head(10, crc)), ByMetadata::NeedsHash);
-        assert_eq!(by_metadata(&file(crc), &head(10, None)), ByMetadata::NeedsHash);
+        assert_eq!(
+            by_metadata(&file(None), &head(10, crc)),
+            ByMetadata::NeedsHash
+        );
+        assert_eq!(
+            by_metadata(&file(crc), &head(10, None)),
+            ByMetadata::NeedsHash
+        );
         // The size is checked first either way.
         assert!(matches!(
             by_metadata(&file(None), &head(9, None)),

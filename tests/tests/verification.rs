@@ -167,7 +167,12 @@ async fn checks(cloud: &LocalCloud, version: &str) -> Vec<(String, String, Strin
 
 /// The `Object Created` event of `key` in `region`'s bucket.
 fn object_created(cloud: &LocalCloud, region: &str, key: &str) -> Value {
-    let bucket = cloud.fleet().region(region).expect("a fleet region").bucket.clone();
+    let bucket = cloud
+        .fleet()
+        .region(region)
+        .expect("a fleet region")
+        .bucket
+        .clone();
     json!({
         "version": "0", "id": format!("evt-{region}-{key}"), "detail-type": "Object Created",
         "source": "aws.s3", "account": "123456789012", "region": region, "resources": [],
@@ -210,7 +215,11 @@ async fn cloud_with_held_replica_events() -> meridian_tests::TestCloud {
 async fn replicated(cloud: &LocalCloud, manifest: &Manifest, region: &str) {
     let bucket = cloud.fleet().region(region).expect("region").bucket.clone();
     let s3 = cloud.clients().s3(region).await;
-    let mut keys: Vec<String> = manifest.files.iter().map(|f| manifest.object_key(f)).collect();
+    let mut keys: Vec<String> = manifest
+        .files
+        .iter()
+        .map(|f| manifest.object_key(f))
+        .collect();
     keys.push(manifest_key(&manifest.model, &manifest.version));
     let registry = registry(cloud, region).await;
     eventually(&format!("the replicas in {region}"), WITHIN, || {
@@ -248,10 +257,22 @@ async fn manifest_arrives_everywhere(
         replicated(cloud, manifest, &region.name).await;
         let deps = replica_function(cloud, &region.name, u64::MAX).await;
         let before = cloud.api_call_counts();
-        let event = object_created(cloud, &region.name, &manifest_key("llama", &manifest.version));
+        let event = object_created(
+            cloud,
+            &region.name,
+            &manifest_key("llama", &manifest.version),
+        );
         let outcome = invoke(&deps, event).await;
-        assert!(outcome.result.is_ok(), "{}: {:?}", region.name, outcome.result);
-        calls.insert(region.name.clone(), replica_s3_calls(cloud, &before, &region.name));
+        assert!(
+            outcome.result.is_ok(),
+            "{}: {:?}",
+            region.name,
+            outcome.result
+        );
+        calls.insert(
+            region.name.clone(),
+            replica_s3_calls(cloud, &before, &region.name),
+        );
     }
     calls
 }
@@ -327,7 +348,8 @@ async fn files_without_a_full_object_checksum_are_hashed_a_bounded_slice_per_inv
             let calls = replica_s3_calls(&cloud, &before, &region.name);
             // manifest.json is read once per warm function, on its first invocation.
             let manifest_reads = u64::from(attempt == 1);
-            hashed_per_invocation.push(calls.get("GetObject").copied().unwrap_or(0) - manifest_reads);
+            hashed_per_invocation
+                .push(calls.get("GetObject").copied().unwrap_or(0) - manifest_reads);
             match outcome.result {
                 Ok(_) => break,
                 Err(error) => {
@@ -384,7 +406,12 @@ async fn a_replica_whose_checksum_differs_is_refused_with_the_reason() {
         .expect("the shard");
     let mut other = std::fs::read(dir.path().join(&file.path)).expect("read shard");
     other[0] = other[0].wrapping_add(1);
-    let bucket = cloud.fleet().region("eu-west-1").expect("region").bucket.clone();
+    let bucket = cloud
+        .fleet()
+        .region("eu-west-1")
+        .expect("region")
+        .bucket
+        .clone();
     cloud
         .clients()
         .s3("eu-west-1")
@@ -404,7 +431,11 @@ async fn a_replica_whose_checksum_differs_is_refused_with_the_reason() {
     let outcome = invoke(&deps, event).await;
     assert!(outcome.result.is_ok(), "{:?}", outcome.result);
     let calls = replica_s3_calls(&cloud, &before, "eu-west-1");
-    assert_eq!(calls.get("GetObject").copied(), Some(1), "no replica read: {calls:?}");
+    assert_eq!(
+        calls.get("GetObject").copied(),
+        Some(1),
+        "no replica read: {calls:?}"
+    );
 
     let record = settled(&cloud, "1").await;
     assert_eq!(record.status, VersionStatus::Failed, "{record:?}");

@@ -2,8 +2,8 @@
 //! checked against the registered manifest — by `HeadObject` alone when the manifest
 //! records the file's CRC64NVME and S3 reports the replica's full-object CRC64NVME, else by
 //! size and a streamed SHA-256, at most [`ReplicaDeps::hash_budget`] bytes per invocation
-//! (`meridian::replica_check`) — the check is recorded, and once the region holds every file verified (or one file failed) the
-//! region's verdict is recorded and the waiting rollout task is resumed. The file list
+//! (`meridian::replica_check`) — the check is recorded, and once the region holds every
+//! file verified (or one file failed) the region's verdict is recorded and the waiting rollout task is resumed. The file list
 //! comes from the version's `manifest.json` in this region's own bucket (the registry
 //! keeps only its digest and summary), used once its digest is the registered one.
 
@@ -11,6 +11,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
+use aws_sdk_s3::types::{ChecksumMode, ChecksumType};
 use chrono::Utc;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use meridian::aws::ClientFactory;
@@ -23,7 +24,6 @@ use meridian::manifest_store::{self, Stored};
 use meridian::registry::{FileCheck, Readiness, Registry, VersionRecord};
 use meridian::replica_check::{self, ByMetadata, ReplicaHead};
 use meridian::rollout::{aws_error, retryable, RolloutError};
-use aws_sdk_s3::types::{ChecksumMode, ChecksumType};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -89,7 +89,8 @@ impl ReplicaDeps {
     }
 }
 
-/// Replicas read and hashed at once when the manifest's arrival checks every file.
+/// Replicas looked at (or read and hashed) at once when the manifest's arrival checks
+/// every file.
 const CHECK_CONCURRENCY: usize = 8;
 
 /// The event this function's EventBridge rule delivers: S3's `Object Created` of
@@ -332,20 +333,22 @@ async fn check_unverified(
     let hashing: Vec<_> = to_hash[..now]
         .iter()
         .map(|file| async move {
-            if let Some(check) = hash_replica(deps, manifest, bucket, file).await? {
-                deps.registry
-                    .record_file(model, version, region, &check)
-                    .await?;
-            }
-            Ok::<_, RolloutError>(())
+            let Some(check) = hash_replica(deps, manifest, bucket, file).await? else {
+                return Ok(true);
+            };
+            deps.registry
+                .record_file(model, version, region, &check)
+                .await?;
+            Ok::<_, RolloutError>(check.ok)
         })
         .collect();
-    stream::iter(hashing)
+    let passed: Vec<bool> = stream::iter(hashing)
         .buffer_unordered(CHECK_CONCURRENCY)
-        .try_collect::<()>()
+        .try_collect()
         .await?;
     let left = &sizes[now..];
-    if left.is_empty() {
+    if left.is_empty() || passed.contains(&false) {
+        // Done, or a damaged replica fails the region now, whatever is left.
         return Ok(());
     }
     Err(RolloutError::Retryable(format!(

@@ -99,7 +99,10 @@ fn model_files(mib: usize) -> Vec<(String, Vec<u8>)> {
     let multipart = (mib * MIB - single) / 2;
     let shards = [
         ("weights/shard-00001.safetensors", multipart),
-        ("weights/shard-00002.safetensors", mib * MIB - single - multipart),
+        (
+            "weights/shard-00002.safetensors",
+            mib * MIB - single - multipart,
+        ),
         ("weights/shard-00003.safetensors", single),
     ];
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
