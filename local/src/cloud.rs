@@ -128,6 +128,7 @@ impl LocalCloud {
             &self.ctx.fleet,
             self.clients(),
             &self.ctx.front_door_urls,
+            self.ctx.config.replica_hash_budget,
         );
         crate::hosted::register_front_doors(&self.ctx.front_doors, &self.ctx.fleet, self.clients());
     }

@@ -24,7 +24,8 @@ use crate::http::{credential_scope, forward, CredentialScope, GatewayRequest, Ga
 use crate::sagemaker::Endpoints;
 use crate::server::{serve, Dropped};
 use crate::{
-    alarms, cbor, control, events, global_tables, lambda_api, replication, route53, sagemaker,
+    alarms, cbor, checksums, control, events, global_tables, lambda_api, replication, route53,
+    sagemaker,
 };
 
 /// The shared context and every emulation's state: what a request may need.
@@ -142,6 +143,7 @@ impl Gateway {
             "s3" => {
                 let mut response = forward(ctx, &request).await?;
                 correct_versioning_root(&request, &mut response);
+                checksums::overlay(ctx, &request, &mut response).await;
                 if response.is_success() {
                     replication::after_s3_write(ctx, &request);
                 }

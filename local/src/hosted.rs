@@ -87,12 +87,14 @@ where
 
 /// Registers every Meridian function of `fleet` invoked through the Lambda API (upload,
 /// replica, rollout, failover, failback), reaching AWS through `clients`; the failback
-/// function of each region gets its front door's URL, as the template's `FRONT_DOOR_URL`.
+/// function of each region gets its front door's URL, as the template's `FRONT_DOOR_URL`,
+/// and the replica function hashes at most `replica_hash_budget` bytes per invocation.
 pub fn register(
     functions: &Functions,
     fleet: &Fleet,
     clients: ClientFactory,
     front_door_urls: &BTreeMap<String, String>,
+    replica_hash_budget: u64,
 ) {
     let for_role =
         |role: FunctionRole| (Arc::new(fleet.clone()), clients.clone().for_function(role));
@@ -109,7 +111,12 @@ pub fn register(
     let (shared_fleet, clients_of) = for_role(FunctionRole::Replica);
     host(functions, fleet, FunctionRole::Replica, move |region| {
         let (fleet, clients) = (shared_fleet.clone(), clients_of.clone());
-        async move { meridian_replica::ReplicaDeps::new(&clients, (*fleet).clone(), region).await }
+        async move {
+            let mut deps =
+                meridian_replica::ReplicaDeps::new(&clients, (*fleet).clone(), region).await;
+            deps.hash_budget = replica_hash_budget;
+            deps
+        }
     });
 
     let (shared_fleet, clients_of) = for_role(FunctionRole::Rollout);

@@ -8,6 +8,7 @@ pub mod alarms;
 pub mod api_gateway;
 pub mod calls;
 pub mod cbor;
+pub mod checksums;
 pub mod cloud;
 pub mod config;
 pub mod control;

@@ -947,6 +947,7 @@ mod tests {
                     path: format!("{i:05}{}", "p".repeat(895)),
                     size: 5 * 1024u64.pow(4),
                     sha256: "a".repeat(64),
+                    crc64nvme: Some("AAAAAAAAAAA=".into()),
                 })
                 .collect(),
             serving: Serving {

@@ -26,6 +26,7 @@ pub fn calls(role: FunctionRole) -> &'static [(&'static str, &'static str)] {
         ],
         FunctionRole::Replica => &[
             ("s3", "GetObject"),
+            ("s3", "HeadObject"), // verification by S3's checksum (s3:GetObject)
             ("dynamodb", "GetItem"),
             ("dynamodb", "PutItem"),
             ("dynamodb", "UpdateItem"), // the count of verified files
