@@ -11,7 +11,7 @@ use meridian::aws::ClientFactory;
 use meridian::operator::OperatorAction;
 use meridian::registry::{Registry, VersionStatus};
 
-use crate::ops::Target;
+use crate::target::Target;
 
 /// The arguments every operator command takes.
 #[derive(Args)]

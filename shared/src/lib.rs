@@ -39,6 +39,7 @@ pub mod scaling;
 pub mod scaling_aws;
 pub mod smoke;
 pub mod traffic;
+pub mod traffic_settings;
 pub mod windows;
 
 /// An error that Step Functions' `Retry`/`Catch` match by name: the Lambda `errorType` a
