@@ -1,43 +1,16 @@
 //! The `meridian` binary as a user runs it.
 
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(PathBuf::from)
-        .unwrap_or_default()
-}
+use meridian_tests::cli::{free_port, text, with_home};
+use meridian_tests::workspace_root;
 
 fn meridian(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_meridian"))
-        .args(args)
-        .current_dir(workspace_root())
-        .env("MERIDIAN_HOME", home)
-        .env(
-            "MERIDIAN_VENV",
-            workspace_root().join(".meridian").join("venv"),
-        )
-        .env_remove("MERIDIAN_FLEET")
+    with_home(env!("CARGO_BIN_EXE_meridian"), home, args)
         .output()
         .expect("the meridian binary runs")
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 #[test]

@@ -5,7 +5,6 @@
 //! lock is taken directly, and the built binary reads and writes the registry through
 //! the standard AWS environment.
 
-use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use meridian::fleet::Fleet;
@@ -14,34 +13,15 @@ use meridian::registry::Registry;
 use meridian_local::{Functions, LocalCloud, LocalCloudConfig};
 use tokio::process::Command;
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(PathBuf::from)
-        .unwrap_or_default()
-}
+use meridian_tests::cli::{against, text};
+use meridian_tests::workspace_root;
 
 /// `meridian ARGS` against `endpoint`, the way any AWS SDK user points it at an endpoint.
 async fn meridian(endpoint: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_meridian"))
-        .args(args)
-        .current_dir(workspace_root())
-        .env("AWS_ENDPOINT_URL", endpoint)
-        .env("AWS_ACCESS_KEY_ID", "local")
-        .env("AWS_SECRET_ACCESS_KEY", "local")
-        .env("AWS_REGION", "us-east-1")
-        .env_remove("MERIDIAN_FLEET")
+    Command::from(against(env!("CARGO_BIN_EXE_meridian"), endpoint, args))
         .output()
         .await
         .expect("the meridian binary runs")
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,7 +1,7 @@
 //! `meridian manifest` and `meridian upload` as a user runs them, against the local cloud.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 use std::sync::{Arc, Mutex};
 
@@ -15,51 +15,22 @@ use meridian::fleet::Fleet;
 use meridian::manifest::{self, Manifest};
 use tokio::process::Command;
 
+use meridian_tests::cli::{free_port, text, with_home};
+use meridian_tests::workspace_root;
+
+fn command(home: &Path, args: &[&str]) -> Command {
+    Command::from(with_home(env!("CARGO_BIN_EXE_meridian"), home, args))
+}
+
 const MIB: usize = 1024 * 1024;
 /// The large file: multipart with `--part-size-mib 8`, its last part short (6 parts).
 const BIG: usize = 40 * MIB + 123;
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(PathBuf::from)
-        .unwrap_or_default()
-}
-
-fn command(home: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_meridian"));
-    command
-        .args(args)
-        .current_dir(workspace_root())
-        .env("MERIDIAN_HOME", home)
-        .env(
-            "MERIDIAN_VENV",
-            workspace_root().join(".meridian").join("venv"),
-        )
-        .env_remove("MERIDIAN_FLEET");
-    command
-}
 
 async fn meridian(home: &Path, args: &[&str]) -> Output {
     command(home, args)
         .output()
         .await
         .expect("the meridian binary runs")
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 fn fleet() -> Fleet {

@@ -10,6 +10,7 @@ use meridian::fleet::Fleet;
 use meridian_local::{Functions, LocalCloud, LocalCloudConfig};
 
 pub mod bench;
+pub mod cli;
 pub mod event_pattern;
 pub mod iam;
 pub mod lambda_bench;
