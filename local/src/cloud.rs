@@ -74,13 +74,14 @@ impl LocalCloud {
         let gateway = Arc::new(Gateway {
             ctx: ctx.clone(),
             calls: Arc::new(CallLog::default()),
-            endpoints: Endpoints::default(),
+            endpoints: Arc::new(Endpoints::default()),
             global_tables: Arc::new(GlobalTables::default()),
             alarms: Arc::new(AlarmWatcher::default()),
             schedule_targets: Arc::new(ScheduleTargets::default()),
             checkers: Arc::new(HealthCheckers::default()),
         });
         alarms::start(&ctx, &gateway.alarms);
+        crate::sagemaker::start(&ctx, &gateway.endpoints, &gateway.alarms);
         schedules::start(&ctx, &gateway.schedule_targets);
         health_checkers::start(&ctx, &gateway.checkers);
         for (region, listener) in front_door_listeners {

@@ -69,9 +69,18 @@ pub async fn provision(
         )
         .await?;
         provisioned.subscriptions.push(failover);
+        let deploy_watch = route_events(
+            clients,
+            fleet,
+            &region.name,
+            FunctionRole::DeployWatch,
+            event_pattern(fleet, region, FunctionRole::DeployWatch),
+        )
+        .await?;
+        provisioned.subscriptions.push(deploy_watch);
         endpoint(clients, fleet, region).await?;
-        alarms(clients, region).await?;
-        scalable_target(clients, region).await?;
+        alarms(clients, fleet, region).await?;
+        scalable_target(clients, fleet, region).await?;
         failback_schedule(clients, fleet, &region.name).await?;
     }
     let primary = fleet
@@ -287,6 +296,14 @@ pub fn event_pattern(fleet: &Fleet, region: &RegionSpec, role: FunctionRole) -> 
                 "object": { "key": [{ "prefix": MODELS_PREFIX }] },
             },
         }),
+        FunctionRole::DeployWatch => json!({
+            "source": [meridian::endpoint_events::SOURCE],
+            "detail-type": [
+                meridian::endpoint_events::ENDPOINT_STATE_CHANGE,
+                meridian::endpoint_events::DEPLOYMENT_STATE_CHANGE,
+            ],
+            "detail": { "EndpointName": [region.endpoint] },
+        }),
         FunctionRole::Failback | FunctionRole::Rollout | FunctionRole::FrontDoor => {
             serde_json::Value::Null
         }
@@ -343,7 +360,9 @@ async fn route_events(
     })
 }
 
-pub use meridian::names::VARIANT_NAME;
+/// The rollout's backstop on a deploy wait in the local cloud: long enough that a rollout
+/// finishing in seconds shows the wait was resumed by SageMaker's events, not by it.
+pub const DEPLOY_BACKSTOP_SECONDS: u64 = 60;
 
 /// The bootstrap model, endpoint config and endpoint of a region, if absent.
 async fn endpoint(clients: &ClientFactory, fleet: &Fleet, region: &RegionSpec) -> Result<()> {
@@ -386,7 +405,7 @@ async fn endpoint(clients: &ClientFactory, fleet: &Fleet, region: &RegionSpec) -
         .endpoint_config_name(&bootstrap)
         .production_variants(
             ProductionVariant::builder()
-                .variant_name(VARIANT_NAME)
+                .variant_name(&fleet.variant_name)
                 .model_name(&bootstrap)
                 .instance_type(ProductionVariantInstanceType::from(
                     region.instance_type.as_str(),
@@ -412,7 +431,7 @@ async fn endpoint(clients: &ClientFactory, fleet: &Fleet, region: &RegionSpec) -
 /// The region's endpoint alarms named in the fleet file. Their metric is nominal (latency
 /// alarms watch `ModelLatency`, the others `Invocation5XXErrors`): local alarms change
 /// state only through `SetAlarmState`.
-async fn alarms(clients: &ClientFactory, region: &RegionSpec) -> Result<()> {
+async fn alarms(clients: &ClientFactory, fleet: &Fleet, region: &RegionSpec) -> Result<()> {
     use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, Statistic};
     let cloudwatch = aws_sdk_cloudwatch::Client::new(&clients.config(&region.name).await);
     for name in &region.alarms {
@@ -444,7 +463,7 @@ async fn alarms(clients: &ClientFactory, region: &RegionSpec) -> Result<()> {
             .dimensions(
                 Dimension::builder()
                     .name("VariantName")
-                    .value(VARIANT_NAME)
+                    .value(&fleet.variant_name)
                     .build(),
             )
             .statistic(if latency {
@@ -465,11 +484,16 @@ async fn alarms(clients: &ClientFactory, region: &RegionSpec) -> Result<()> {
 
 /// The endpoint variant as an Application Auto Scaling target with the fleet's bounds.
 /// Re-provisioning keeps a minimum raised by a standby scale-up.
-async fn scalable_target(clients: &ClientFactory, region: &RegionSpec) -> Result<()> {
+async fn scalable_target(
+    clients: &ClientFactory,
+    fleet: &Fleet,
+    region: &RegionSpec,
+) -> Result<()> {
     use aws_sdk_applicationautoscaling::types::{ScalableDimension, ServiceNamespace};
     let autoscaling =
         aws_sdk_applicationautoscaling::Client::new(&clients.config(&region.name).await);
-    let resource = meridian::adapters::variant_resource_id(&region.endpoint);
+    let resource =
+        meridian::variant::scalable_target_resource_id(&region.endpoint, &fleet.variant_name);
     let existing = autoscaling
         .describe_scalable_targets()
         .service_namespace(ServiceNamespace::Sagemaker)
@@ -557,6 +581,7 @@ async fn rollout_state_machine(
                 fleet.rollout.replica_timeout.as_secs().max(1).to_string(),
             ),
             ("StatusPollSeconds", poll_seconds.max(1).to_string()),
+            ("DeployBackstopSeconds", DEPLOY_BACKSTOP_SECONDS.to_string()),
         ],
     );
     let name = names::rollout_state_machine_name(&fleet.name);

@@ -8,6 +8,7 @@ pub mod bounded;
 pub mod capacity;
 pub mod cost;
 pub mod drift;
+pub mod endpoint_events;
 pub mod events;
 pub mod executions;
 pub mod failover;
@@ -31,6 +32,7 @@ pub mod routing;
 pub mod scaling;
 pub mod scaling_aws;
 pub mod smoke;
+pub mod variant;
 pub mod windows;
 
 /// An error that Step Functions' `Retry`/`Catch` match by name: the Lambda `errorType` a

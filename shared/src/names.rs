@@ -16,16 +16,20 @@ pub enum FunctionRole {
     Rollout,
     /// Serves inference and `/health` behind the region's API (every region).
     FrontDoor,
+    /// Resumes the rollout's wait for an endpoint update on SageMaker's events (every
+    /// region).
+    DeployWatch,
 }
 
 impl FunctionRole {
-    pub const ALL: [FunctionRole; 6] = [
+    pub const ALL: [FunctionRole; 7] = [
         Self::Upload,
         Self::Replica,
         Self::Failover,
         Self::Failback,
         Self::Rollout,
         Self::FrontDoor,
+        Self::DeployWatch,
     ];
 
     /// The function's binary (`BuildProperties: Binary` in the template) and the suffix
@@ -38,6 +42,7 @@ impl FunctionRole {
             Self::Failback => "failback",
             Self::Rollout => "rollout",
             Self::FrontDoor => "front-door",
+            Self::DeployWatch => "deploy-watch",
         }
     }
 }
@@ -62,10 +67,6 @@ pub fn event_queue_name(fleet_name: &str, role: FunctionRole) -> String {
 pub fn event_rule_name(fleet_name: &str, role: FunctionRole) -> String {
     format!("{fleet_name}-{}-rule", role.binary())
 }
-
-/// The variant name every endpoint config of the fleet uses (guardrail updates require
-/// the new config to keep it).
-pub const VARIANT_NAME: &str = "primary";
 
 /// The rollout state machine of a fleet.
 pub fn rollout_state_machine_name(fleet_name: &str) -> String {

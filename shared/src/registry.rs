@@ -826,6 +826,37 @@ impl Registry {
         Ok(())
     }
 
+    /// Stores the token of the rollout task waiting for `endpoint`'s update in `region`, in
+    /// that region's replica, where its deploy-watch function reads it; each wait replaces
+    /// the last.
+    pub async fn store_deploy_wait(
+        &self,
+        endpoint: &str,
+        region: &str,
+        token: &str,
+    ) -> Result<(), RegistryError> {
+        self.put(
+            format!("deploy-wait#{endpoint}"),
+            region.to_owned(),
+            s(token),
+            Expect::Anything,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The token [`Registry::store_deploy_wait`] stored last, if any.
+    pub async fn deploy_wait(
+        &self,
+        endpoint: &str,
+        region: &str,
+    ) -> Result<Option<String>, RegistryError> {
+        Ok(self
+            .get(format!("deploy-wait#{endpoint}"), region.to_owned())
+            .await?
+            .and_then(|i| i.get("body").and_then(|b| b.as_s().ok()).cloned()))
+    }
+
     pub async fn token(
         &self,
         model: &str,
@@ -896,7 +927,7 @@ mod tests {
                 image: "i".repeat(255),
                 instance_type: "ml.p5.48xlarge".into(),
                 instance_count: 100,
-                variant_name: "x".repeat(63),
+                variant_name: Some("x".repeat(63)),
                 environment: (0..100)
                     .map(|i| (format!("{i:03}{}", "K".repeat(1021)), "V".repeat(1024)))
                     .collect(),

@@ -297,6 +297,7 @@ fn parameter(fleet: &Fleet, region: &RegionSpec, name: &str) -> Value {
         "RegionalBucket" => json!(region.bucket),
         "PrimaryBucket" => json!(fleet.primary_bucket),
         "AlarmNames" => json!(region.alarms),
+        "EndpointName" => json!(region.endpoint),
         other => panic!("a rule pattern refers to {other}, which this test cannot evaluate"),
     }
 }
@@ -372,6 +373,28 @@ fn samples(fleet: &Fleet, region: &RegionSpec, role: FunctionRole) -> (Vec<Value
                 .collect(),
             vec![alarm_state_change("someone-elses-alarm", &region.name)],
         ),
+        FunctionRole::DeployWatch => {
+            let endpoint_event = |file: &str, endpoint: &str| {
+                let mut event = sample(file);
+                event["region"] = json!(region.name);
+                event["detail"]["EndpointName"] = json!(endpoint);
+                event
+            };
+            let files = [
+                "sagemaker-endpoint-state-change.json",
+                "sagemaker-endpoint-deployment-state-change.json",
+            ];
+            (
+                files
+                    .iter()
+                    .map(|f| endpoint_event(f, &region.endpoint))
+                    .collect(),
+                files
+                    .iter()
+                    .map(|f| endpoint_event(f, "someone-elses-endpoint"))
+                    .collect(),
+            )
+        }
         FunctionRole::Failback | FunctionRole::Rollout | FunctionRole::FrontDoor => {
             (Vec::new(), Vec::new())
         }
@@ -392,6 +415,10 @@ fn parse_as_handler_type(role: FunctionRole, event: &Value) -> Result<(), String
         }
         FunctionRole::Failback => {
             serde_json::from_value::<meridian_failback::TickEvent>(event.clone()).map(drop)
+        }
+        FunctionRole::DeployWatch => {
+            serde_json::from_value::<meridian::endpoint_events::EndpointEvent>(event.clone())
+                .map(drop)
         }
         FunctionRole::Rollout => return Err("the rollout function takes no events".into()),
         FunctionRole::FrontDoor => {
