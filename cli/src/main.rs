@@ -4,8 +4,10 @@
 mod capacity_cmd;
 mod cost_cmd;
 mod demo;
+mod drill_cmd;
 mod fleet_cmd;
 mod local;
+mod operator_cmd;
 mod ops;
 mod rollout_cmd;
 mod upload;
@@ -62,8 +64,13 @@ enum Command {
         #[command(flatten)]
         target: ops::Target,
     },
-    /// Failover events with their timings, oldest first.
+    /// Failover events with their timings, oldest first, then the drills.
     History(ops::Target),
+    /// Failover drills: shift a share of one region's traffic to another step by step.
+    Drill {
+        #[command(subcommand)]
+        command: drill_cmd::DrillCommand,
+    },
     /// Per region: the capacity the fleet file declares, what Application Auto Scaling
     /// has in force (read in that region), and the next scheduled change, local and UTC.
     Capacity(ops::Target),
@@ -129,6 +136,7 @@ async fn main() -> ExitCode {
             ops::manual(target, &region, meridian::failover::Input::ManualUndrain).await
         }
         Command::History(target) => ops::history(target).await,
+        Command::Drill { command } => drill_cmd::run(command).await,
         Command::Capacity(target) => capacity_cmd::run(target).await,
         Command::Cost(args) => cost_cmd::run(args),
         Command::Manifest(args) => upload::manifest(args).await,

@@ -318,6 +318,9 @@ pub async fn history(target: Target) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!("{}", history_table(&events));
+    if let Some(drills) = crate::drill_cmd::drills_table(&fleet, &clients).await? {
+        println!("\nDrills\n{drills}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

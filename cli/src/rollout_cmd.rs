@@ -1,4 +1,6 @@
-//! `meridian rollout status`: where a model's versions stand, per region.
+//! `meridian rollout status`: where a model's versions stand, per region, with the fleet's
+//! rollout lock (holder, execution, age) and queue, and the operators' commands; and
+//! `meridian rollout pause|resume|promote|abort` ([`crate::operator_cmd`]).
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -9,10 +11,12 @@ use clap::Subcommand;
 use comfy_table::Table;
 use meridian::aws::ClientFactory;
 use meridian::fleet::Fleet;
+use meridian::operator::{OperatorAction, OperatorControl};
 use meridian::registry::{Registry, VersionRecord};
 use meridian::rollout::deployment_name;
 use serde::Serialize;
 
+use crate::operator_cmd::{self, OperatorArgs};
 use crate::ops::Target;
 
 #[derive(Subcommand)]
@@ -27,6 +31,28 @@ pub enum RolloutCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// Hold the model's running rollout before its next phase (and through the bake).
+    Pause(OperatorArgs),
+    /// Let a paused rollout go on.
+    Resume(OperatorArgs),
+    /// Skip the rest of Meridian's bake (commit_bake_seconds): commit now.
+    Promote(OperatorArgs),
+    /// Roll every region back now and fail the version.
+    Abort(OperatorArgs),
+}
+
+/// The fleet's rollout lock as `rollout status` shows it.
+#[derive(Debug, Serialize)]
+pub struct LockReport {
+    /// `model/version` holding the lock.
+    pub holder: Option<String>,
+    pub execution: Option<String>,
+    /// The execution's status in Step Functions (`RUNNING`, `ABORTED`, ...), if read.
+    pub execution_status: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub age_seconds: Option<i64>,
+    /// `model/version`, oldest first.
+    pub queue: Vec<String>,
 }
 
 /// One region's row of `rollout status`.
@@ -52,14 +78,28 @@ pub struct RolloutReport {
     pub active: Option<String>,
     pub phases: BTreeMap<String, DateTime<Utc>>,
     pub regions: Vec<RegionRow>,
+    /// Operators' commands to this version's rollout, and where they leave it.
+    pub operator: OperatorControl,
+    /// The fleet's rollout lock (shared by every model).
+    pub lock: LockReport,
 }
 
 pub async fn run(command: RolloutCommand) -> Result<ExitCode> {
-    let RolloutCommand::Status {
-        model,
-        version,
-        target,
-    } = command;
+    let (model, version, target) = match command {
+        RolloutCommand::Status {
+            model,
+            version,
+            target,
+        } => (model, version, target),
+        RolloutCommand::Pause(args) => return operator_cmd::run(OperatorAction::Pause, args).await,
+        RolloutCommand::Resume(args) => {
+            return operator_cmd::run(OperatorAction::Resume, args).await
+        }
+        RolloutCommand::Promote(args) => {
+            return operator_cmd::run(OperatorAction::Promote, args).await
+        }
+        RolloutCommand::Abort(args) => return operator_cmd::run(OperatorAction::Abort, args).await,
+    };
     let (fleet, clients) = target.load()?;
     let control = registry(&fleet, &clients, &fleet.primary_region).await;
     let models = match model {
@@ -82,6 +122,10 @@ pub async fn run(command: RolloutCommand) -> Result<ExitCode> {
     }
     if reports.is_empty() {
         println!("no model is registered yet");
+        print_lock(&lock_report(&fleet, &clients, &control).await?);
+    }
+    if let Some(first) = reports.first() {
+        print_lock(&first.lock);
     }
     for report in &reports {
         print_report(report);
@@ -146,7 +190,12 @@ pub async fn report(
             serving: names.get(&config).cloned().unwrap_or(config),
         });
     }
+    let operator = control
+        .operator_control(&record.model, &record.version)
+        .await?;
     Ok(RolloutReport {
+        operator,
+        lock: lock_report(fleet, clients, &control).await?,
         model: record.model.clone(),
         version: record.version.clone(),
         status: serde_json::to_value(record.status)?
@@ -158,6 +207,74 @@ pub async fn report(
         phases: record.phases.clone(),
         regions,
     })
+}
+
+/// The fleet's lock, with its holder's execution status from Step Functions (best effort:
+/// an execution that ended without releasing the lock shows here until the next upload or
+/// the execution-ended event releases it).
+async fn lock_report(
+    fleet: &Fleet,
+    clients: &ClientFactory,
+    control: &Registry,
+) -> Result<LockReport> {
+    let (lock, _) = control.lock().await?;
+    let holder = lock.holder.as_ref();
+    let execution = holder.and_then(|h| h.execution.clone());
+    let execution_status = match &execution {
+        Some(name) => execution_status(fleet, clients, name).await,
+        None => None,
+    };
+    Ok(LockReport {
+        holder: holder.map(|h| format!("{}/{}", h.model, h.version)),
+        execution,
+        execution_status,
+        since: holder.map(|h| h.since),
+        age_seconds: holder.map(|h| (Utc::now() - h.since).num_seconds()),
+        queue: lock
+            .queue
+            .iter()
+            .map(|q| format!("{}/{}", q.model, q.version))
+            .collect(),
+    })
+}
+
+/// The Step Functions status of a rollout execution (the state machine's ARN built from
+/// the caller's account), or `None` when it cannot be read.
+async fn execution_status(fleet: &Fleet, clients: &ClientFactory, name: &str) -> Option<String> {
+    let config = clients.config(&fleet.primary_region).await;
+    let identity = aws_sdk_sts::Client::new(&config)
+        .get_caller_identity()
+        .send()
+        .await
+        .ok()?;
+    let state_machine = format!(
+        "arn:aws:states:{}:{}:stateMachine:{}",
+        fleet.primary_region,
+        identity.account()?,
+        meridian::names::rollout_state_machine_name(&fleet.name)
+    );
+    aws_sdk_sfn::Client::new(&config)
+        .describe_execution()
+        .execution_arn(meridian::rollout_end::execution_arn(&state_machine, name))
+        .send()
+        .await
+        .ok()
+        .map(|d| d.status().as_str().to_owned())
+}
+
+fn print_lock(lock: &LockReport) {
+    match &lock.holder {
+        Some(holder) => println!(
+            "rollout lock: held by {holder} for {} s (execution {} {})",
+            lock.age_seconds.unwrap_or_default(),
+            lock.execution.as_deref().unwrap_or("not started yet"),
+            lock.execution_status.as_deref().unwrap_or("")
+        ),
+        None => println!("rollout lock: free"),
+    }
+    if !lock.queue.is_empty() {
+        println!("queued: {}", lock.queue.join(", "));
+    }
 }
 
 fn time(t: Option<DateTime<Utc>>) -> String {
@@ -212,5 +329,30 @@ pub fn print_report(report: &RolloutReport) {
             .unwrap_or_default(),
         report.active.as_deref().unwrap_or("none")
     );
+    let operator = &report.operator;
+    if operator.paused || operator.promoted || operator.aborted {
+        let flags: Vec<&str> = [
+            (operator.paused, "paused"),
+            (operator.promoted, "promoted"),
+            (operator.aborted, "aborted"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect();
+        println!("operator: {}", flags.join(", "));
+    }
+    for command in &operator.history {
+        println!(
+            "  {} {} by {}{}",
+            time(Some(command.at)),
+            command.action.as_str(),
+            command.who,
+            command
+                .why
+                .as_deref()
+                .map(|w| format!(": {w}"))
+                .unwrap_or_default()
+        );
+    }
     println!("{}", region_table(report));
 }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{anyhow, bail, Context, Result};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumType, CompletedMultipartUpload, CompletedPart};
 use base64::Engine as _;
 use clap::Args;
 use futures::stream::{self, StreamExt};
@@ -535,6 +535,16 @@ struct FileJob {
     part_size: u64,
 }
 
+impl FileJob {
+    /// The manifest's CRC64NVME of the file (`describe_dir` always records it).
+    fn crc64nvme(&self) -> Result<String> {
+        self.entry
+            .crc64nvme
+            .clone()
+            .with_context(|| format!("the manifest has no CRC64NVME for {}", self.entry.path))
+    }
+}
+
 /// Shared state of one `upload`: the client, the in-flight bound and the failure flag.
 struct Uploader {
     s3: aws_sdk_s3::Client,
@@ -577,18 +587,18 @@ impl Uploader {
         format!("s3://{}/{key}", self.bucket)
     }
 
-    /// PutObject with the manifest's SHA-256, so S3 rejects content that differs from it.
+    /// PutObject with the manifest's CRC64NVME, so S3 rejects content that differs from it
+    /// and stores it as the object's full-object checksum, the one replicas are verified by.
     async fn upload_single(&self, job: &FileJob) -> Result<()> {
         let _permit = self.permit().await?;
         let (body, _) = read_part(job.local.clone(), 0, job.entry.size).await?;
-        let digest = hex::decode(&job.entry.sha256).context("the manifest's SHA-256 is hex")?;
         self.s3
             .put_object()
             .bucket(&self.bucket)
             .key(&job.key)
             .content_length(i64::try_from(job.entry.size)?)
-            .checksum_algorithm(ChecksumAlgorithm::Sha256)
-            .checksum_sha256(base64::engine::general_purpose::STANDARD.encode(digest))
+            .checksum_algorithm(ChecksumAlgorithm::Crc64Nvme)
+            .checksum_crc64_nvme(job.crc64nvme()?)
             .body(ByteStream::from(body))
             .send()
             .await
@@ -604,7 +614,8 @@ impl Uploader {
         Ok(())
     }
 
-    /// A multipart upload with SHA-256 per part; aborted on any failure.
+    /// A multipart upload of type `FULL_OBJECT` with CRC64NVME per part, completed with the
+    /// manifest's CRC64NVME of the whole file (S3 checks both); aborted on any failure.
     async fn upload_multipart(&self, job: &FileJob) -> Result<u64> {
         if self.failed.load(Ordering::SeqCst) {
             return Err(Cancelled.into());
@@ -614,7 +625,8 @@ impl Uploader {
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(&job.key)
-            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .checksum_algorithm(ChecksumAlgorithm::Crc64Nvme)
+            .checksum_type(ChecksumType::FullObject)
             .send()
             .await
             .map_err(sdk_error)
@@ -687,6 +699,8 @@ impl Uploader {
             .bucket(&self.bucket)
             .key(&job.key)
             .upload_id(upload_id)
+            .checksum_type(ChecksumType::FullObject)
+            .checksum_crc64_nvme(job.crc64nvme()?)
             .multipart_upload(
                 CompletedMultipartUpload::builder()
                     .set_parts(Some(completed))
@@ -720,8 +734,8 @@ impl Uploader {
             .upload_id(upload_id)
             .part_number(part_number)
             .content_length(i64::try_from(length)?)
-            .checksum_algorithm(ChecksumAlgorithm::Sha256)
-            .checksum_sha256(&checksum)
+            .checksum_algorithm(ChecksumAlgorithm::Crc64Nvme)
+            .checksum_crc64_nvme(&checksum)
             .body(ByteStream::from(body))
             .send()
             .await
@@ -734,10 +748,10 @@ impl Uploader {
                     self.uri(&job.key)
                 )
             })?;
-        if let Some(returned) = uploaded.checksum_sha256() {
+        if let Some(returned) = uploaded.checksum_crc64_nvme() {
             if returned != checksum {
                 bail!(
-                    "S3 stored part {number} of {} with SHA-256 {returned}, not {checksum}",
+                    "S3 stored part {number} of {} with CRC64NVME {returned}, not {checksum}",
                     self.uri(&job.key)
                 );
             }
@@ -746,12 +760,12 @@ impl Uploader {
         Ok(CompletedPart::builder()
             .part_number(part_number)
             .set_e_tag(uploaded.e_tag().map(str::to_owned))
-            .checksum_sha256(checksum)
+            .checksum_crc64_nvme(checksum)
             .build())
     }
 }
 
-/// Reads `length` bytes at `offset` of a file (off the async threads) and their SHA-256,
+/// Reads `length` bytes at `offset` of a file (off the async threads) and their CRC64NVME,
 /// base64 as S3 wants it. Only one part is ever in memory per permit.
 async fn read_part(path: PathBuf, offset: u64, length: u64) -> Result<(Vec<u8>, String)> {
     tokio::task::spawn_blocking(move || {
@@ -775,7 +789,7 @@ async fn read_part(path: PathBuf, offset: u64, length: u64) -> Result<(Vec<u8>, 
         };
         let buffer =
             read().with_context(|| format!("reading {} at byte {offset}", path.display()))?;
-        let checksum = base64_sha256(&buffer);
+        let checksum = meridian::checksum::crc64nvme(&buffer);
         Ok((buffer, checksum))
     })
     .await

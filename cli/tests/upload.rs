@@ -10,7 +10,6 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
 use meridian::aws::ClientFactory;
 use meridian::fleet::Fleet;
 use meridian::manifest::{self, Manifest};
@@ -266,18 +265,17 @@ async fn upload_puts_every_file_then_the_manifest_in_the_primary_bucket() {
         let etag = head.e_tag().unwrap_or_default();
         if file.size > 8 * MIB as u64 {
             assert!(etag.ends_with("-6\""), "{key} is a 6-part upload: {etag}");
-        } else {
-            let digest = hex::decode(&file.sha256).expect("hex");
-            assert_eq!(
-                head.checksum_sha256(),
-                Some(
-                    base64::engine::general_purpose::STANDARD
-                        .encode(digest)
-                        .as_str()
-                ),
-                "{key} carries the manifest's SHA-256"
-            );
         }
+        // Single and multipart alike: S3's full-object CRC64NVME, the manifest's.
+        assert_eq!(
+            (head.checksum_type(), head.checksum_crc64_nvme()),
+            (
+                Some(&aws_sdk_s3::types::ChecksumType::FullObject),
+                file.crc64nvme.as_deref()
+            ),
+            "{key} carries the manifest's CRC64NVME as its full-object checksum"
+        );
+        assert!(file.crc64nvme.is_some(), "{key}: the manifest records it");
     }
     let big = read_object(&s3, bucket, "models/demo/1/model-00001.safetensors").await;
     assert!(

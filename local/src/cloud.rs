@@ -79,9 +79,16 @@ impl LocalCloud {
             alarms: Arc::new(AlarmWatcher::default()),
             schedule_targets: Arc::new(ScheduleTargets::default()),
             checkers: Arc::new(HealthCheckers::default()),
+            stopped_executions: Arc::default(),
         });
         alarms::start(&ctx, &gateway.alarms);
         crate::sagemaker::start(&ctx, &gateway.endpoints, &gateway.alarms);
+        crate::execution_events::start(
+            &ctx,
+            &gateway.stopped_executions,
+            ctx.fleet.primary_region.clone(),
+            crate::hosted::state_machine_arn(&ctx.fleet),
+        );
         schedules::start(&ctx, &gateway.schedule_targets);
         health_checkers::start(&ctx, &gateway.checkers);
         for (region, listener) in front_door_listeners {
@@ -122,6 +129,7 @@ impl LocalCloud {
             &self.ctx.fleet,
             self.clients(),
             &self.ctx.front_door_urls,
+            self.ctx.config.replica_hash_budget,
         );
         crate::hosted::register_front_doors(&self.ctx.front_doors, &self.ctx.fleet, self.clients());
     }

@@ -33,6 +33,9 @@ pub struct LocalCloudConfig {
     pub poll_interval: Duration,
     /// Seconds the rollout state machine waits between endpoint status checks.
     pub rollout_poll_seconds: u64,
+    /// Most bytes the hosted replica function hashes per invocation (Lambda's default is
+    /// `meridian::replica_check::DEFAULT_HASH_BUDGET_BYTES`); tests make it small.
+    pub replica_hash_budget: u64,
 }
 
 impl Default for LocalCloudConfig {
@@ -49,6 +52,7 @@ impl Default for LocalCloudConfig {
             schedule_speedup: 1,
             poll_interval: Duration::from_secs(1),
             rollout_poll_seconds: 1,
+            replica_hash_budget: meridian::replica_check::DEFAULT_HASH_BUDGET_BYTES,
         }
     }
 }
@@ -68,6 +72,7 @@ impl LocalCloudConfig {
             schedule_speedup: 60,
             poll_interval: Duration::from_millis(250),
             rollout_poll_seconds: 1,
+            replica_hash_budget: meridian::replica_check::DEFAULT_HASH_BUDGET_BYTES,
         }
     }
 

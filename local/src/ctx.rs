@@ -36,6 +36,8 @@ pub struct Ctx {
     /// Clients that talk to moto directly, bypassing the gateway, so emulations never
     /// trigger themselves.
     pub moto: ClientFactory,
+    /// Objects' CRC64NVME as the S3 emulation reports them (`checksums.rs`).
+    pub crc64nvme: crate::checksums::Crc64Cache,
     provisioned: AtomicBool,
     tasks: Mutex<Vec<AbortHandle>>,
 }
@@ -66,6 +68,7 @@ impl Ctx {
             front_door_urls: urls.front_doors,
             front_doors: FrontDoors::default(),
             faults: Faults::default(),
+            crc64nvme: Default::default(),
             provisioned: AtomicBool::new(false),
             tasks: Mutex::new(Vec::new()),
             config,

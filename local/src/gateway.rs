@@ -15,6 +15,7 @@ use crate::alarms::AlarmWatcher;
 use crate::calls::CallLog;
 use crate::ctx::Ctx;
 use crate::events::ScheduleTargets;
+use crate::execution_events::StoppedExecutions;
 use crate::faults::Refusal;
 use crate::functions::{arn_region, lambda_invoke_target};
 use crate::global_tables::GlobalTables;
@@ -23,7 +24,8 @@ use crate::http::{credential_scope, forward, CredentialScope, GatewayRequest, Ga
 use crate::sagemaker::Endpoints;
 use crate::server::{serve, Dropped};
 use crate::{
-    alarms, cbor, control, events, global_tables, lambda_api, replication, route53, sagemaker,
+    alarms, cbor, checksums, control, events, global_tables, lambda_api, replication, route53,
+    sagemaker,
 };
 
 /// The shared context and every emulation's state: what a request may need.
@@ -36,6 +38,8 @@ pub struct Gateway {
     pub alarms: Arc<AlarmWatcher>,
     pub schedule_targets: Arc<ScheduleTargets>,
     pub checkers: Arc<HealthCheckers>,
+    /// Executions stopped through the gateway, reported `ABORTED` as on AWS.
+    pub stopped_executions: Arc<StoppedExecutions>,
 }
 
 /// Serves the gateway on `listener` until the local cloud stops.
@@ -139,6 +143,7 @@ impl Gateway {
             "s3" => {
                 let mut response = forward(ctx, &request).await?;
                 correct_versioning_root(&request, &mut response);
+                checksums::overlay(ctx, &request, &mut response).await;
                 if response.is_success() {
                     replication::after_s3_write(ctx, &request);
                 }
@@ -147,6 +152,15 @@ impl Gateway {
             "monitoring" => {
                 let response = forward(ctx, &request).await?;
                 alarms::scan_region(ctx, &self.alarms, region).await;
+                Ok(response)
+            }
+            "states" if request.target() == Some("AWSStepFunctions.StopExecution") => {
+                let response = forward(ctx, &request).await?;
+                if response.is_success() {
+                    if let Ok(body) = serde_json::from_slice(&request.body) {
+                        self.stopped_executions.record(&body);
+                    }
+                }
                 Ok(response)
             }
             _ => forward(ctx, &request).await,

@@ -32,10 +32,14 @@ fn function_error(error: impl NamedError) -> FunctionError {
 
 /// The rollout state machine's ARN in the local cloud.
 pub fn state_machine_arn(fleet: &Fleet) -> String {
+    state_machine_arn_named(fleet, &names::rollout_state_machine_name(&fleet.name))
+}
+
+/// The ARN of the state machine `name` in the fleet's primary region.
+pub fn state_machine_arn_named(fleet: &Fleet, name: &str) -> String {
     format!(
-        "arn:aws:states:{}:{LOCAL_ACCOUNT}:stateMachine:{}",
-        fleet.primary_region,
-        names::rollout_state_machine_name(&fleet.name)
+        "arn:aws:states:{}:{LOCAL_ACCOUNT}:stateMachine:{name}",
+        fleet.primary_region
     )
 }
 
@@ -83,12 +87,14 @@ where
 
 /// Registers every Meridian function of `fleet` invoked through the Lambda API (upload,
 /// replica, rollout, failover, failback), reaching AWS through `clients`; the failback
-/// function of each region gets its front door's URL, as the template's `FRONT_DOOR_URL`.
+/// function of each region gets its front door's URL, as the template's `FRONT_DOOR_URL`,
+/// and the replica function hashes at most `replica_hash_budget` bytes per invocation.
 pub fn register(
     functions: &Functions,
     fleet: &Fleet,
     clients: ClientFactory,
     front_door_urls: &BTreeMap<String, String>,
+    replica_hash_budget: u64,
 ) {
     let for_role =
         |role: FunctionRole| (Arc::new(fleet.clone()), clients.clone().for_function(role));
@@ -105,7 +111,12 @@ pub fn register(
     let (shared_fleet, clients_of) = for_role(FunctionRole::Replica);
     host(functions, fleet, FunctionRole::Replica, move |region| {
         let (fleet, clients) = (shared_fleet.clone(), clients_of.clone());
-        async move { meridian_replica::ReplicaDeps::new(&clients, (*fleet).clone(), region).await }
+        async move {
+            let mut deps =
+                meridian_replica::ReplicaDeps::new(&clients, (*fleet).clone(), region).await;
+            deps.hash_budget = replica_hash_budget;
+            deps
+        }
     });
 
     let (shared_fleet, clients_of) = for_role(FunctionRole::DeployWatch);
@@ -127,6 +138,12 @@ pub fn register(
                 clients,
             }
         }
+    });
+
+    let (shared_fleet, clients_of) = for_role(FunctionRole::Drill);
+    host(functions, fleet, FunctionRole::Drill, move |_region| {
+        let (fleet, clients) = (shared_fleet.clone(), clients_of.clone());
+        async move { meridian_drill::aws::DrillDeps::new(&clients, (*fleet).clone()).await }
     });
 
     let (shared_fleet, clients_of) = for_role(FunctionRole::Failover);

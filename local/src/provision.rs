@@ -95,7 +95,17 @@ pub async fn provision(
     )
     .await?;
     provisioned.subscriptions.push(upload);
+    let execution_ended = route_events(
+        clients,
+        fleet,
+        &fleet.primary_region,
+        FunctionRole::Rollout,
+        event_pattern(fleet, primary, FunctionRole::Rollout),
+    )
+    .await?;
+    provisioned.subscriptions.push(execution_ended);
     rollout_state_machine(clients, fleet, poll_seconds).await?;
+    drill_state_machine(clients, fleet, poll_seconds).await?;
     let (zone, checks) = dns(clients, fleet, front_doors).await?;
     provisioned.hosted_zone_id = zone;
     provisioned.health_checks = checks;
@@ -304,7 +314,15 @@ pub fn event_pattern(fleet: &Fleet, region: &RegionSpec, role: FunctionRole) -> 
             ],
             "detail": { "EndpointName": [region.endpoint] },
         }),
-        FunctionRole::Failback | FunctionRole::Rollout | FunctionRole::FrontDoor => {
+        FunctionRole::Rollout => json!({
+            "source": ["aws.states"],
+            "detail-type": ["Step Functions Execution Status Change"],
+            "detail": {
+                "status": ["ABORTED", "TIMED_OUT", "FAILED"],
+                "stateMachineArn": [crate::hosted::state_machine_arn(fleet)],
+            },
+        }),
+        FunctionRole::Failback | FunctionRole::FrontDoor | FunctionRole::Drill => {
             serde_json::Value::Null
         }
     }
@@ -564,7 +582,6 @@ async fn rollout_state_machine(
     fleet: &Fleet,
     poll_seconds: u64,
 ) -> Result<()> {
-    let sfn = aws_sdk_sfn::Client::new(&clients.config(&fleet.primary_region).await);
     let function = names::function_name(&fleet.name, FunctionRole::Rollout);
     let definition = substitute(
         ROLLOUT_ASL,
@@ -585,7 +602,45 @@ async fn rollout_state_machine(
         ],
     );
     let name = names::rollout_state_machine_name(&fleet.name);
-    let arn = crate::hosted::state_machine_arn(fleet);
+    put_state_machine(clients, fleet, &name, &definition).await
+}
+
+/// The drill definition, with the template's `DefinitionSubstitutions` applied.
+pub const DRILL_ASL: &str = include_str!("../../statemachines/drill.asl.json");
+
+/// The drill state machine in the primary region, created or updated to the definition.
+async fn drill_state_machine(
+    clients: &ClientFactory,
+    fleet: &Fleet,
+    poll_seconds: u64,
+) -> Result<()> {
+    let function = names::function_name(&fleet.name, FunctionRole::Drill);
+    let definition = substitute(
+        DRILL_ASL,
+        &[
+            (
+                "DrillFunctionArn",
+                format!(
+                    "arn:aws:lambda:{}:{LOCAL_ACCOUNT}:function:{function}",
+                    fleet.primary_region
+                ),
+            ),
+            ("DrillPollSeconds", poll_seconds.max(1).to_string()),
+        ],
+    );
+    let name = names::drill_state_machine_name(&fleet.name);
+    put_state_machine(clients, fleet, &name, &definition).await
+}
+
+/// Creates the state machine `name` in the primary region, or updates its definition.
+async fn put_state_machine(
+    clients: &ClientFactory,
+    fleet: &Fleet,
+    name: &str,
+    definition: &str,
+) -> Result<()> {
+    let sfn = aws_sdk_sfn::Client::new(&clients.config(&fleet.primary_region).await);
+    let arn = crate::hosted::state_machine_arn_named(fleet, name);
     let role = format!("arn:aws:iam::{LOCAL_ACCOUNT}:role/{}-states", fleet.name);
     if sfn
         .describe_state_machine()
@@ -596,18 +651,18 @@ async fn rollout_state_machine(
     {
         sfn.update_state_machine()
             .state_machine_arn(&arn)
-            .definition(&definition)
+            .definition(definition)
             .send()
             .await
-            .context("updating the rollout state machine")?;
+            .with_context(|| format!("updating state machine {name}"))?;
     } else {
         sfn.create_state_machine()
-            .name(&name)
+            .name(name)
             .role_arn(role)
-            .definition(&definition)
+            .definition(definition)
             .send()
             .await
-            .context("creating the rollout state machine")?;
+            .with_context(|| format!("creating state machine {name}"))?;
     }
     Ok(())
 }

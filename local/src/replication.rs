@@ -166,9 +166,13 @@ impl Copy {
                     }
                 }
             }
+            // Written as a client would write it, with the source's checksum algorithm: a
+            // damaged replica of a CRC64NVME object has the CRC64NVME of its own bytes.
+            let (algorithm, _) = checksum_of(&s3, &bucket, &key, None).await?;
             s3.put_object()
                 .bucket(&destination.bucket)
                 .key(&key)
+                .set_checksum_algorithm(algorithm)
                 .body(bytes.into())
                 .send()
                 .await?;

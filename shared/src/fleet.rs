@@ -54,6 +54,9 @@ pub struct Fleet {
     pub rollout: RolloutSettings,
     /// The `[cost]` section: prices for `meridian cost` (the guide's when absent).
     pub cost: crate::prices::CostSettings,
+    /// The `[traffic]` section: warm traffic to standbys and the drills' abort rule
+    /// (defaults when absent).
+    pub traffic: crate::traffic::TrafficSettings,
 }
 
 /// Bounds of the `[failover]` durations, in seconds.
@@ -72,6 +75,9 @@ const MAX_LINEAR_PERCENT: u32 = 50;
 /// `WaitIntervalInSeconds`, which allows 0..=3600.
 const MAX_BAKE_SECONDS: u64 = 3_600;
 const MAX_ROLLOUT_TIMEOUT_SECONDS: u64 = 86_400;
+/// Meridian's own bake polls the operator's control every `StatusPollSeconds` (9 history
+/// events a look): 6 hours at the default 30 s cost 6,480 of an execution's 25,000.
+const MAX_COMMIT_BAKE_SECONDS: u64 = 21_600;
 
 /// Multi-region traffic pattern; decides how DNS and rollouts treat non-primary regions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -311,6 +317,7 @@ fn serialize_rollout<S: Serializer>(
         bake_seconds: u64,
         replica_timeout_seconds: u64,
         deploy_timeout_seconds: u64,
+        commit_bake_seconds: u64,
     }
     FileShape {
         strategy: settings.strategy,
@@ -318,6 +325,7 @@ fn serialize_rollout<S: Serializer>(
         bake_seconds: settings.bake.as_secs(),
         replica_timeout_seconds: settings.replica_timeout.as_secs(),
         deploy_timeout_seconds: settings.deploy_timeout.as_secs(),
+        commit_bake_seconds: settings.commit_bake.as_secs(),
     }
     .serialize(serializer)
 }
@@ -340,6 +348,7 @@ struct RawFleet {
     failover: Option<RawFailover>,
     rollout: Option<RawRollout>,
     cost: Option<crate::prices::RawCost>,
+    traffic: Option<crate::traffic::RawTraffic>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -374,6 +383,7 @@ struct RawRollout {
     bake_seconds: Option<i64>,
     replica_timeout_seconds: Option<i64>,
     deploy_timeout_seconds: Option<i64>,
+    commit_bake_seconds: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -540,6 +550,7 @@ impl RawFleet {
         let failover = validate_failover(self.failover, region_count, &mut p);
         let rollout = validate_rollout(self.rollout, &mut p);
         let cost = crate::prices::validate(self.cost, &mut p.0);
+        let traffic = crate::traffic::validate(self.traffic, &mut p.0);
 
         match (
             name,
@@ -574,6 +585,7 @@ impl RawFleet {
                 failover,
                 rollout,
                 cost,
+                traffic,
             }),
             _ => Err(FleetError::Invalid(p.0)),
         }
@@ -805,6 +817,14 @@ fn validate_rollout(raw: Option<RawRollout>, p: &mut Problems) -> Option<Rollout
         *SAGEMAKER_DEPLOYMENT_TIMEOUT_SECONDS.end(),
         "SageMaker's cap on one endpoint deployment",
     );
+    let commit_bake = seconds(
+        "commit_bake_seconds",
+        raw.commit_bake_seconds,
+        defaults.commit_bake,
+        0,
+        MAX_COMMIT_BAKE_SECONDS,
+        "six hours, to bound the execution's history",
+    );
 
     let settings = RolloutSettings {
         strategy,
@@ -812,6 +832,7 @@ fn validate_rollout(raw: Option<RawRollout>, p: &mut Problems) -> Option<Rollout
         bake: bake?,
         replica_timeout: replica_timeout?,
         deploy_timeout: deploy_timeout?,
+        commit_bake: commit_bake?,
     };
     if settings.deploy_timeout <= settings.total_bake() {
         p.add(
@@ -1744,7 +1765,7 @@ time_zone = "Asia/Singapore"
 
         let text = format!(
             "{VALID}\n[rollout]\nstrategy = \"linear\"\ntraffic_percent = 25\nbake_seconds = 0\n\
-             replica_timeout_seconds = 86400\ndeploy_timeout_seconds = 1\n"
+             replica_timeout_seconds = 86400\ndeploy_timeout_seconds = 1\ncommit_bake_seconds = 21600\n"
         );
         let fleet = Fleet::from_toml_str(&text).expect("valid");
         assert_eq!(
@@ -1755,6 +1776,7 @@ time_zone = "Asia/Singapore"
                 bake: Duration::ZERO,
                 replica_timeout: Duration::from_secs(86_400),
                 deploy_timeout: Duration::from_secs(1),
+                commit_bake: Duration::from_secs(21_600),
             }
         );
 
@@ -1944,7 +1966,8 @@ time_zone = "Asia/Singapore"
                 "traffic_percent": 100,
                 "bake_seconds": 45,
                 "replica_timeout_seconds": 600,
-                "deploy_timeout_seconds": 7200
+                "deploy_timeout_seconds": 7200,
+                "commit_bake_seconds": 0
             })
         );
 

@@ -81,6 +81,11 @@ pub struct FileEntry {
     pub size: u64,
     /// SHA-256 of the content, 64 lowercase hex digits.
     pub sha256: String,
+    /// S3's full-object CRC64NVME of the content, base64 as S3 reports it; optional (older
+    /// manifests have none). With it, a replica whose `HeadObject` reports the same
+    /// full-object CRC64NVME is verified without reading it (`docs/manifest.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crc64nvme: Option<String>,
 }
 
 /// How the version is served: the parts of a SageMaker model and endpoint config that
@@ -404,6 +409,12 @@ impl Manifest {
                 check_size(&file.path, file.size),
             );
             p.check(&format!("files[{i}].sha256"), check_sha256(&file.sha256));
+            if let Some(crc) = &file.crc64nvme {
+                p.check(
+                    &format!("files[{i}].crc64nvme"),
+                    crate::checksum::check_crc64nvme(crc),
+                );
+            }
         }
     }
 }
@@ -445,13 +456,14 @@ pub fn describe_dir(
             path: f.path.clone(),
             size: f.size,
             sha256: "0".repeat(64),
+            crc64nvme: None,
         })
         .collect();
     manifest.validate()?;
 
     let mut buffer = vec![0u8; READ_CHUNK];
     for (entry, file) in manifest.files.iter_mut().zip(&found) {
-        let (size, sha256) = hash_file(&file.local, &mut buffer)?;
+        let (size, sha256, crc64nvme) = hash_file(&file.local, &mut buffer)?;
         if size != file.size {
             return Err(ManifestError::Io {
                 path: file.local.clone(),
@@ -463,6 +475,7 @@ pub fn describe_dir(
             });
         }
         entry.sha256 = sha256;
+        entry.crc64nvme = Some(crc64nvme);
     }
     Ok(manifest)
 }
@@ -802,23 +815,26 @@ fn walk(
     Ok(())
 }
 
-/// Size and SHA-256 (lowercase hex) of a file, read in `buffer`-sized chunks.
-fn hash_file(path: &Path, buffer: &mut [u8]) -> Result<(u64, String), ManifestError> {
+/// Size, SHA-256 (lowercase hex) and CRC64NVME (base64) of a file, read once in
+/// `buffer`-sized chunks.
+fn hash_file(path: &Path, buffer: &mut [u8]) -> Result<(u64, String, String), ManifestError> {
     let mut file = fs::File::open(path).map_err(|e| io_error(path, &e))?;
     let mut hasher = Sha256::new();
+    let mut crc = crate::checksum::Crc64Nvme::default();
     let mut size = 0u64;
     loop {
         match file.read(buffer) {
             Ok(0) => break,
             Ok(n) => {
                 hasher.update(&buffer[..n]);
+                crc.update(&buffer[..n]);
                 size += n as u64;
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(io_error(path, &e)),
         }
     }
-    Ok((size, hex::encode(hasher.finalize())))
+    Ok((size, hex::encode(hasher.finalize()), crc.finish()))
 }
 
 #[cfg(test)]
@@ -1326,6 +1342,38 @@ mod tests {
     }
 
     #[test]
+    fn crc64nvme_is_optional_and_checked_when_given() {
+        // A manifest without checksums (older `meridian manifest`) keeps its digest.
+        let old = valid();
+        assert!(old.files.iter().all(|f| f.crc64nvme.is_none()));
+        assert!(!old.to_json_pretty().contains("crc64nvme"));
+        assert_eq!(
+            parse(old.to_json_pretty().as_bytes())
+                .expect("valid")
+                .canonical_digest(),
+            old.canonical_digest()
+        );
+
+        let mut value = valid_value();
+        value["files"][0]["crc64nvme"] = json!(crate::checksum::crc64nvme(b"hello\n"));
+        let with = parse(value.to_string().as_bytes()).expect("valid with a checksum");
+        assert_eq!(
+            with.files[0].crc64nvme.as_deref(),
+            Some(crate::checksum::crc64nvme(b"hello\n").as_str())
+        );
+        assert_ne!(with.canonical_digest(), old.canonical_digest());
+        assert_eq!(
+            parse(with.to_json_pretty().as_bytes()).expect("round trip"),
+            with
+        );
+
+        value["files"][0]["crc64nvme"] = json!("AAAA");
+        let error = parse(value.to_string().as_bytes()).expect_err("short checksum");
+        assert_eq!(error.problems().len(), 1, "{error}");
+        assert_eq!(error.problems()[0].field, "files[0].crc64nvme");
+    }
+
+    #[test]
     fn too_large_is_rejected_before_parsing() {
         let error = parse(&vec![b' '; MAX_MANIFEST_BYTES + 1]).expect_err("too large");
         assert_eq!(
@@ -1361,6 +1409,7 @@ mod tests {
                 path: format!("shards/{i:05}"),
                 size: 1,
                 sha256: HELLO_SHA256.to_string(),
+                crc64nvme: None,
             })
             .collect();
         let error = manifest.validate().expect_err("too many");
@@ -1582,6 +1631,15 @@ mod tests {
         assert_eq!(manifest.model, "llama-3-8b");
         assert_eq!(manifest.version, "v1");
         assert_eq!(manifest.total_bytes(), 18 + shard.len() as u64);
+        // S3's full-object CRC64NVME of each file, from the same read.
+        assert_eq!(
+            manifest.files[2].crc64nvme.as_deref(),
+            Some(crate::checksum::crc64nvme(&shard).as_str())
+        );
+        assert_eq!(
+            manifest.files[0].crc64nvme.as_deref(),
+            Some(crate::checksum::crc64nvme(b"hello\n").as_str())
+        );
         // What `meridian manifest DIR` prints parses back to the same manifest.
         assert_eq!(
             parse(manifest.to_json_pretty().as_bytes()).expect("valid"),

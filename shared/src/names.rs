@@ -16,19 +16,22 @@ pub enum FunctionRole {
     Rollout,
     /// Serves inference and `/health` behind the region's API (every region).
     FrontDoor,
+    /// The drill state machine's tasks (primary region).
+    Drill,
     /// Resumes the rollout's wait for an endpoint update on SageMaker's events (every
     /// region).
     DeployWatch,
 }
 
 impl FunctionRole {
-    pub const ALL: [FunctionRole; 7] = [
+    pub const ALL: [FunctionRole; 8] = [
         Self::Upload,
         Self::Replica,
         Self::Failover,
         Self::Failback,
         Self::Rollout,
         Self::FrontDoor,
+        Self::Drill,
         Self::DeployWatch,
     ];
 
@@ -42,6 +45,7 @@ impl FunctionRole {
             Self::Failback => "failback",
             Self::Rollout => "rollout",
             Self::FrontDoor => "front-door",
+            Self::Drill => "drill",
             Self::DeployWatch => "deploy-watch",
         }
     }
@@ -71,6 +75,11 @@ pub fn event_rule_name(fleet_name: &str, role: FunctionRole) -> String {
 /// The rollout state machine of a fleet.
 pub fn rollout_state_machine_name(fleet_name: &str) -> String {
     format!("{fleet_name}-rollout")
+}
+
+/// The drill state machine, in the primary region.
+pub fn drill_state_machine_name(fleet_name: &str) -> String {
+    format!("{fleet_name}-drill")
 }
 
 /// The EventBridge schedule that runs a function (failback evaluation).

@@ -5,7 +5,8 @@
 //! | version | `model#<m>` | `version#<v>` | control region (upload, rollout tasks) |
 //! | rejected manifest | `model#<m>` | `rejected#<v>#<digest>` | control region |
 //! | active pointer | `model#<m>` | `active` | control region (commit only) |
-//! | rollout lock + queue | `model#<m>` | `lock` | control region |
+//! | rollout lock + queue of the fleet's endpoints (every model) | `endpoints` | `lock` | control region |
+//! | operator control of a rollout | `rollout#<m>#<v>` | `control` | control region (CLI) |
 //! | replica check of a file | `rollout#<m>#<v>` | `file#<region>#<path>` | that region (replica function) |
 //! | files verified so far | `rollout#<m>#<v>` | `verified#<region>` | that region (replica function) |
 //! | region ready / failed | `rollout#<m>#<v>` | `ready#<region>` | that region (replica function) |
@@ -35,6 +36,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::aws_errors::{class_of, describe, ErrorClass};
 use crate::manifest::{Manifest, Serving};
+use crate::operator::{OperatorAction, OperatorControl, Refusal};
+pub use crate::rollout_lock::{LockHolder, QueuedVersion, RolloutLock};
 
 /// Why a registry operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -191,12 +194,9 @@ pub struct ActivePointer {
     pub since: DateTime<Utc>,
 }
 
-/// The rollout lock of a model and the versions queued behind it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct RolloutLock {
-    pub holder: Option<String>,
-    pub queue: Vec<String>,
-}
+/// The partition key of the fleet's rollout lock: the registry table is the fleet's, and
+/// its endpoints (one per region, shared by every model) are what a rollout updates.
+pub const LOCK_PK: &str = "endpoints";
 
 /// What a replica check found for one file in one region.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -417,9 +417,12 @@ impl Registry {
             .scan()
             .table_name(&self.table)
             .consistent_read(true)
-            .filter_expression("begins_with(pk, :model) AND sk IN (:active, :lock)")
+            .filter_expression(
+                "(begins_with(pk, :model) AND sk = :active) OR (pk = :endpoints AND sk = :lock)",
+            )
             .expression_attribute_values(":model", s("model#"))
             .expression_attribute_values(":active", s("active"))
+            .expression_attribute_values(":endpoints", s(LOCK_PK))
             .expression_attribute_values(":lock", s("lock"))
             .into_paginator()
             .items()
@@ -433,15 +436,16 @@ impl Registry {
             let (Some(pk), Some(sk)) = (key("pk"), key("sk")) else {
                 continue;
             };
+            if pk == LOCK_PK && sk == "lock" {
+                view.lock = from_item(item, "lock")?;
+                continue;
+            }
             let Some(model) = pk.strip_prefix("model#") else {
                 continue;
             };
             if sk == "active" {
                 view.active
                     .insert(model.to_owned(), from_item(item, "active pointer")?);
-            } else {
-                view.locks
-                    .insert(model.to_owned(), from_item(item, "lock")?);
             }
         }
         Ok(view)
@@ -584,11 +588,9 @@ impl Registry {
         .await
     }
 
-    pub async fn lock(
-        &self,
-        model: &str,
-    ) -> Result<(RolloutLock, Option<AttributeValue>), RegistryError> {
-        let item = self.get(model_key(model), "lock".into()).await?;
+    /// The fleet's rollout lock and queue, with the stored body (for a conditional write).
+    pub async fn lock(&self) -> Result<(RolloutLock, Option<AttributeValue>), RegistryError> {
+        let item = self.get(LOCK_PK.into(), "lock".into()).await?;
         let body = item.as_ref().and_then(|i| i.get("body").cloned());
         let lock = item
             .map(|i| from_item(&i, "lock"))
@@ -597,72 +599,125 @@ impl Registry {
         Ok((lock, body))
     }
 
-    /// Takes the model's rollout lock for `version`, or queues `version` behind the
-    /// holder. Returns true when `version` holds the lock.
+    /// Takes the fleet's rollout lock for `model`/`version`, or queues the version behind
+    /// the holder (of any model). Returns the lock as it now stands.
     pub async fn acquire_or_queue(
         &self,
         model: &str,
         version: &str,
-    ) -> Result<bool, RegistryError> {
-        self.change_lock(model, |lock| {
-            if lock.holder.as_deref() == Some(version) {
-                return None;
-            }
-            if lock.holder.is_none() {
-                lock.holder = Some(version.to_owned());
-                lock.queue.retain(|v| v != version);
-            } else if !lock.queue.iter().any(|v| v == version) {
-                lock.queue.push(version.to_owned());
-            } else {
-                return None;
-            }
-            Some(())
-        })
-        .await
-        .map(|lock| lock.holder.as_deref() == Some(version))
+        now: DateTime<Utc>,
+    ) -> Result<RolloutLock, RegistryError> {
+        self.change_lock(|lock| lock.acquire_or_queue(model, version, now))
+            .await
     }
 
-    /// Releases the lock held by `version` and hands it to the next queued version,
-    /// which is returned (the caller starts its rollout). Idempotent.
+    /// Records the holder's execution name in the lock (what the execution-ended event is
+    /// matched with). Nothing changes if `model`/`version` no longer holds the lock.
+    pub async fn record_lock_execution(
+        &self,
+        model: &str,
+        version: &str,
+        execution: &str,
+    ) -> Result<(), RegistryError> {
+        self.change_lock(|lock| lock.record_execution(model, version, execution))
+            .await
+            .map(drop)
+    }
+
+    /// Releases the lock held by `model`/`version` and hands it to the oldest queued
+    /// version, which is returned (the caller starts its rollout). Idempotent: a version
+    /// that does not hold the lock releases nothing.
     pub async fn release(
         &self,
         model: &str,
         version: &str,
-    ) -> Result<Option<String>, RegistryError> {
-        let mut released = false;
-        let lock = self
-            .change_lock(model, |lock| {
-                released = lock.holder.as_deref() == Some(version);
-                released.then(|| {
-                    lock.holder = (!lock.queue.is_empty()).then(|| lock.queue.remove(0));
-                })
-            })
-            .await?;
-        Ok(if released { lock.holder } else { None })
+    ) -> Result<Option<(String, String)>, RegistryError> {
+        let mut next = None;
+        let now = Utc::now();
+        self.change_lock(|lock| {
+            let held = lock.held_by(model, version);
+            next = lock.release(model, version, now);
+            held
+        })
+        .await?;
+        Ok(next)
     }
 
-    /// Applies `change` to the model's lock with optimistic concurrency; `change` returns
-    /// `None` when there is nothing to write. Returns the lock as it now stands.
+    /// Applies `change` to the fleet's lock with optimistic concurrency; `change` returns
+    /// false when there is nothing to write. Returns the lock as it now stands.
     async fn change_lock(
         &self,
-        model: &str,
-        mut change: impl FnMut(&mut RolloutLock) -> Option<()>,
+        mut change: impl FnMut(&mut RolloutLock) -> bool,
     ) -> Result<RolloutLock, RegistryError> {
         for _ in 0..10 {
-            let (mut lock, old) = self.lock(model).await?;
-            if change(&mut lock).is_none() {
+            let (mut lock, old) = self.lock().await?;
+            if !change(&mut lock) {
                 return Ok(lock);
             }
             let expect = old.map_or(Expect::Absent, Expect::Body);
             if self
-                .put(model_key(model), "lock".into(), json_attr(&lock)?, expect)
+                .put(LOCK_PK.into(), "lock".into(), json_attr(&lock)?, expect)
                 .await?
             {
                 return Ok(lock);
             }
         }
+        Err(RegistryError::Unavailable(
+            "the rollout lock: too many concurrent updates".into(),
+        ))
+    }
+
+    /// The operator control of a version's rollout (none given yet: the default).
+    pub async fn operator_control(
+        &self,
+        model: &str,
+        version: &str,
+    ) -> Result<OperatorControl, RegistryError> {
+        Ok(self
+            .get(rollout_key(model, version), "control".into())
+            .await?
+            .map(|i| from_item(&i, "operator control"))
+            .transpose()?
+            .unwrap_or_default())
+    }
+
+    /// Applies an operator's command to a version's rollout with optimistic concurrency;
+    /// `Ok(Err(refusal))` when it does not apply (nothing is written).
+    pub async fn apply_operator_action(
+        &self,
+        model: &str,
+        version: &str,
+        action: OperatorAction,
+        who: &str,
+        why: Option<&str>,
+    ) -> Result<Result<OperatorControl, Refusal>, RegistryError> {
+        for _ in 0..10 {
+            let item = self
+                .get(rollout_key(model, version), "control".into())
+                .await?;
+            let old = item.as_ref().and_then(|i| i.get("body").cloned());
+            let mut control: OperatorControl = item
+                .map(|i| from_item(&i, "operator control"))
+                .transpose()?
+                .unwrap_or_default();
+            if let Err(refusal) = control.apply(action, who, why, Utc::now()) {
+                return Ok(Err(refusal));
+            }
+            let expect = old.map_or(Expect::Absent, Expect::Body);
+            if self
+                .put(
+                    rollout_key(model, version),
+                    "control".into(),
+                    json_attr(&control)?,
+                    expect,
+                )
+                .await?
+            {
+                return Ok(Ok(control));
+            }
+        }
         Err(RegistryError::Unavailable(format!(
-            "lock of {model}: too many concurrent updates"
+            "operator control of {model}/{version}: too many concurrent updates"
         )))
     }
 
@@ -881,7 +936,8 @@ enum Expect {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RegistryView {
     pub active: BTreeMap<String, ActivePointer>,
-    pub locks: BTreeMap<String, RolloutLock>,
+    /// The fleet's rollout lock (one for every model: they share the endpoints).
+    pub lock: RolloutLock,
 }
 
 impl RegistryView {
@@ -895,11 +951,12 @@ impl RegistryView {
             .map(|(model, pointer)| (model.as_str(), pointer))
     }
 
-    /// A rollout in progress (any model's lock held), if any.
+    /// The rollout in progress (the holder of the fleet's lock), if any.
     pub fn rolling_out(&self) -> Option<(&str, &str)> {
-        self.locks
-            .iter()
-            .find_map(|(model, lock)| Some((model.as_str(), lock.holder.as_deref()?)))
+        self.lock
+            .holder
+            .as_ref()
+            .map(|h| (h.model.as_str(), h.version.as_str()))
     }
 }
 
@@ -921,6 +978,7 @@ mod tests {
                     path: format!("{i:05}{}", "p".repeat(895)),
                     size: 5 * 1024u64.pow(4),
                     sha256: "a".repeat(64),
+                    crc64nvme: Some("AAAAAAAAAAA=".into()),
                 })
                 .collect(),
             serving: Serving {

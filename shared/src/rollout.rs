@@ -32,6 +32,10 @@ pub struct RolloutSettings {
     /// How long one region's endpoint update may take before the rollout fails.
     #[serde(with = "seconds")]
     pub deploy_timeout: Duration,
+    /// Meridian's own bake: how long every region serves the new version before the
+    /// commit, while operators may pause, promote (skip the rest) or abort (0–21,600 s).
+    #[serde(with = "seconds", default)]
+    pub commit_bake: Duration,
 }
 
 impl Default for RolloutSettings {
@@ -42,6 +46,7 @@ impl Default for RolloutSettings {
             bake: Duration::from_secs(300),
             replica_timeout: Duration::from_secs(1800),
             deploy_timeout: Duration::from_secs(3600),
+            commit_bake: Duration::ZERO,
         }
     }
 }
@@ -215,6 +220,9 @@ pub enum RolloutError {
     /// The endpoint is in service on a configuration that is not ours: SageMaker rolled back.
     #[error("{0}")]
     SilentRollback(String),
+    /// An operator aborted the rollout (`meridian rollout abort`).
+    #[error("{0}")]
+    Aborted(String),
 }
 
 impl From<crate::function::InvalidEvent> for RolloutError {
@@ -232,6 +240,7 @@ impl crate::NamedError for RolloutError {
             RolloutError::ReplicaFailed(_) => "Meridian.ReplicaFailed",
             RolloutError::DeployFailed(_) => "Meridian.DeployFailed",
             RolloutError::SilentRollback(_) => "Meridian.SilentRollback",
+            RolloutError::Aborted(_) => "Meridian.Aborted",
         }
     }
 }

@@ -12,7 +12,8 @@ use meridian::drift::{
 use meridian::fleet::Fleet;
 use meridian::manifest::Manifest;
 use meridian::registry::{
-    ActivePointer, RegionProgress, RegisteredManifest, RolloutLock, VersionRecord, VersionStatus,
+    ActivePointer, LockHolder, RegionProgress, RegisteredManifest, RolloutLock, VersionRecord,
+    VersionStatus,
 };
 use proptest::prelude::*;
 
@@ -298,18 +299,17 @@ fn the_registry_says_what_each_region_should_serve() {
         panic!("active")
     };
     assert_eq!(derived.config, "llama-v2-abcdef01");
-    // Any model's lock held: a rollout is in progress, whatever is active.
+    // The fleet's lock held by any model: a rollout is in progress, whatever is active.
     let locked = RegistryView {
-        locks: BTreeMap::from([
-            ("idle".to_owned(), RolloutLock::default()),
-            (
-                "mistral".to_owned(),
-                RolloutLock {
-                    holder: Some("v9".into()),
-                    queue: vec![],
-                },
-            ),
-        ]),
+        lock: RolloutLock {
+            holder: Some(LockHolder {
+                model: "mistral".into(),
+                version: "v9".into(),
+                since: chrono::Utc::now(),
+                execution: None,
+            }),
+            queue: vec![],
+        },
         ..RegistryView::default()
     };
     assert_eq!(

@@ -22,9 +22,11 @@ pub fn calls(role: FunctionRole) -> &'static [(&'static str, &'static str)] {
             ("dynamodb", "GetItem"),
             ("dynamodb", "PutItem"),
             ("states", "StartExecution"),
+            ("states", "DescribeExecution"), // the lock holder's, when a version queues
         ],
         FunctionRole::Replica => &[
             ("s3", "GetObject"),
+            ("s3", "HeadObject"), // verification by S3's checksum (s3:GetObject)
             ("dynamodb", "GetItem"),
             ("dynamodb", "PutItem"),
             ("dynamodb", "UpdateItem"), // the count of verified files
@@ -74,10 +76,19 @@ pub fn calls(role: FunctionRole) -> &'static [(&'static str, &'static str)] {
         // tick reads the alarms' current states, and checks for drift.
         FunctionRole::Failback => &FAILBACK_CALLS,
         FunctionRole::FrontDoor => &[
-            ("dynamodb", "GetItem"), // the region's health record, its own replica
+            ("dynamodb", "GetItem"),    // the region's health record, its own replica
+            ("dynamodb", "UpdateItem"), // a drill's per-step counts of its shifted requests
             ("sagemaker", "DescribeEndpoint"), // is the endpoint InService
             ("sagemaker", "InvokeEndpoint"), // POST /invocations (SageMaker Runtime)
             ("sagemaker", "InvokeEndpointWithResponseStream"), // POST /invocations-stream
+        ],
+        FunctionRole::Drill => &[
+            ("dynamodb", "GetItem"), // the drill's record and lock, the regions' records
+            ("dynamodb", "PutItem"), // the lock, the shift
+            ("dynamodb", "UpdateItem"), // the drill's record
+            ("dynamodb", "DeleteItem"), // the shift removed, the lock released
+            ("dynamodb", "Scan"),    // the registry's rollout locks
+            ("monitoring", "DescribeAlarms"), // every region's alarms, in that region
         ],
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use meridian::fleet::Fleet;
 use meridian_local::{Functions, LocalCloud, LocalCloudConfig};
 
+pub mod bench;
 pub mod event_pattern;
 pub mod iam;
 pub mod lambda_bench;

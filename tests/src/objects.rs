@@ -5,7 +5,9 @@
 use std::process::Command;
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{
+    ChecksumAlgorithm, ChecksumMode, ChecksumType, CompletedMultipartUpload, CompletedPart,
+};
 
 /// S3's (and moto's) smallest part but the last.
 pub const MIN_PART: usize = 5 * 1024 * 1024;
@@ -53,6 +55,64 @@ pub async fn put_multipart(
         .bucket(bucket)
         .key(key)
         .upload_id(upload_id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(parts))
+                .build(),
+        )
+        .send()
+        .await
+        .expect("complete multipart upload");
+}
+
+/// Uploads `body` as `meridian upload` does: a multipart upload of checksum type
+/// `FULL_OBJECT` in parts of `part` bytes, each with its CRC64NVME, completed with the whole
+/// body's CRC64NVME.
+pub async fn put_full_object_multipart(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    body: &[u8],
+    part: usize,
+) {
+    let upload = s3
+        .create_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .checksum_algorithm(ChecksumAlgorithm::Crc64Nvme)
+        .checksum_type(ChecksumType::FullObject)
+        .send()
+        .await
+        .expect("create multipart upload");
+    let upload_id = upload.upload_id().expect("an upload id");
+    let mut parts = Vec::new();
+    for (index, chunk) in body.chunks(part).enumerate() {
+        let number = i32::try_from(index + 1).expect("at most 10,000 parts");
+        let uploaded = s3
+            .upload_part()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(number)
+            .checksum_algorithm(ChecksumAlgorithm::Crc64Nvme)
+            .body(ByteStream::from(chunk.to_vec()))
+            .send()
+            .await
+            .expect("upload part");
+        parts.push(
+            CompletedPart::builder()
+                .part_number(number)
+                .set_e_tag(uploaded.e_tag().map(str::to_owned))
+                .set_checksum_crc64_nvme(uploaded.checksum_crc64_nvme().map(str::to_owned))
+                .build(),
+        );
+    }
+    s3.complete_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(upload_id)
+        .checksum_type(ChecksumType::FullObject)
+        .checksum_crc64_nvme(meridian::checksum::crc64nvme(body))
         .multipart_upload(
             CompletedMultipartUpload::builder()
                 .set_parts(Some(parts))

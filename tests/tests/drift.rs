@@ -78,7 +78,7 @@ async fn roll_out(cloud: &LocalCloud, dir: &Path) -> String {
     assert_eq!(record.status, VersionStatus::Active, "{record:?}");
     // The lock is released after the commit: only then is there something to judge.
     eventually("the rollout lock to be released", WITHIN, || async {
-        let (lock, _) = registry.lock("llama").await.ok()?;
+        let (lock, _) = registry.lock().await.ok()?;
         lock.holder.is_none().then_some(())
     })
     .await;

@@ -47,6 +47,7 @@ fn manifest_of(version: &str, paths: Vec<String>) -> (Manifest, Vec<Vec<u8>>) {
             path,
             size: body.len() as u64,
             sha256: hex::encode(Sha256::digest(body)),
+            crc64nvme: None,
         })
         .collect();
     let manifest = Manifest {

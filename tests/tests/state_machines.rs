@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 
-use meridian_local::provision::{substitute, ROLLOUT_ASL};
+use meridian_local::provision::{substitute, DRILL_ASL, ROLLOUT_ASL};
 use serde_json::Value;
 
 const TASKS: &[&str] = &[
@@ -18,6 +18,7 @@ const TASKS: &[&str] = &[
     "commit",
     "rollback",
     "mark_failed",
+    "gate",
 ];
 
 fn rendered() -> Value {
@@ -52,7 +53,7 @@ const LAMBDA_INVOKE_ERRORS: [&str; 5] = [
     "Lambda.TooManyRequestsException",
 ];
 
-fn check_block(block: &Value, path: &str, tasks: &mut BTreeSet<String>) {
+fn check_block(block: &Value, path: &str, function: &str, tasks: &mut BTreeSet<String>) {
     let states = block["States"]
         .as_object()
         .unwrap_or_else(|| panic!("{path}: no States"));
@@ -99,8 +100,8 @@ fn check_block(block: &Value, path: &str, tasks: &mut BTreeSet<String>) {
             assert!(
                 state["Parameters"]["FunctionName"]
                     .as_str()
-                    .is_some_and(|f| f.ends_with("-rollout")),
-                "{here}: not the rollout function"
+                    .is_some_and(|f| f.ends_with(&format!("-{function}"))),
+                "{here}: not the {function} function"
             );
             let task = state["Parameters"]["Payload"]["task"]
                 .as_str()
@@ -139,7 +140,7 @@ fn check_block(block: &Value, path: &str, tasks: &mut BTreeSet<String>) {
             }
         }
         if kind == "Map" {
-            check_block(&state["Iterator"], &here, tasks);
+            check_block(&state["Iterator"], &here, function, tasks);
         }
     }
     for name in states.keys() {
@@ -151,7 +152,7 @@ fn check_block(block: &Value, path: &str, tasks: &mut BTreeSet<String>) {
 fn the_rollout_definition_is_well_formed_and_uses_only_implemented_tasks() {
     let definition = rendered();
     let mut tasks = BTreeSet::new();
-    check_block(&definition, "rollout", &mut tasks);
+    check_block(&definition, "rollout", "rollout", &mut tasks);
     let implemented: BTreeSet<String> = TASKS.iter().map(|t| t.to_string()).collect();
     assert_eq!(
         tasks, implemented,
@@ -262,4 +263,98 @@ fn a_rejected_request_is_never_retried_and_every_task_but_mark_failed_catches_it
         ["MarkFailed"],
         "MarkFailed is the last resort: when it fails, the execution fails"
     );
+}
+
+/// The drill function's tasks (`meridian_drill::Task`).
+const DRILL_TASKS: &[&str] = &["start", "shift", "check", "restore"];
+
+fn rendered_drill() -> Value {
+    let text = substitute(
+        DRILL_ASL,
+        &[
+            (
+                "DrillFunctionArn",
+                "arn:aws:lambda:us-east-1:123456789012:function:meridian-demo-drill".into(),
+            ),
+            ("DrillPollSeconds", "10".into()),
+        ],
+    );
+    assert!(!text.contains("${"), "a substitution has no value");
+    serde_json::from_str(&text).expect("valid JSON after substitution")
+}
+
+#[test]
+fn the_drill_definition_is_well_formed_and_uses_only_implemented_tasks() {
+    let mut tasks = BTreeSet::new();
+    check_block(&rendered_drill(), "drill", "drill", &mut tasks);
+    let implemented: BTreeSet<String> = DRILL_TASKS.iter().map(|t| t.to_string()).collect();
+    assert_eq!(tasks, implemented);
+    for task in DRILL_TASKS {
+        let input = serde_json::json!({ "task": task, "drill_id": "d", "step": 0,
+            "request": { "from": "a", "to": "b", "steps": [10], "bake": 1 } });
+        assert!(
+            serde_json::from_value::<meridian_drill::Task>(input).is_ok(),
+            "the drill function parses task {task}"
+        );
+    }
+}
+
+/// Whatever fails once traffic may be shifted, the drill restores: every task after
+/// `Start` catches every error into a restore, and `Start` (nothing shifted yet) ends the
+/// execution as refused. The restores themselves are the last resort.
+#[test]
+fn every_drill_task_after_start_restores_on_any_failure() {
+    let definition = rendered_drill();
+    let mut uncaught = Vec::new();
+    uncaught_tasks(&definition, "States.TaskFailed", false, &mut uncaught);
+    uncaught.sort();
+    assert_eq!(uncaught, ["Abort", "Restore", "RestoreAfterFailure"]);
+    let states = &definition["States"];
+    for (name, state) in states.as_object().into_iter().flatten() {
+        for catch in state["Catch"].as_array().into_iter().flatten() {
+            let next = catch["Next"].as_str().unwrap_or_default();
+            let expected = if name == "Start" {
+                "Refused"
+            } else {
+                "RestoreAfterFailure"
+            };
+            assert_eq!(next, expected, "{name}'s Catch");
+        }
+    }
+}
+
+#[test]
+fn the_template_substitutes_exactly_the_drills_placeholders() {
+    let template = template();
+    let machine = template
+        .find("  DrillStateMachine:")
+        .expect("DrillStateMachine");
+    let start = machine
+        + template[machine..]
+            .find("DefinitionSubstitutions:")
+            .expect("DefinitionSubstitutions");
+    let substituted: BTreeSet<String> = template[start..]
+        .lines()
+        .skip(1)
+        .take_while(|line| line.starts_with("        "))
+        .filter_map(|line| line.trim().split_once(':').map(|(name, _)| name.to_owned()))
+        .collect();
+    assert_eq!(substituted, placeholders(DRILL_ASL));
+}
+
+/// A new definition in `statemachines/` gets these checks too: each is listed here.
+#[test]
+fn every_definition_in_statemachines_is_checked() {
+    let checked: BTreeSet<String> = ["rollout.asl.json", "drill.asl.json"]
+        .iter()
+        .map(|f| f.to_string())
+        .collect();
+    let found: BTreeSet<String> =
+        std::fs::read_dir(meridian_tests::workspace_root().join("statemachines"))
+            .expect("statemachines/")
+            .filter_map(|entry| entry.ok())
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.ends_with(".asl.json"))
+            .collect();
+    assert_eq!(found, checked);
 }

@@ -298,6 +298,7 @@ fn parameter(fleet: &Fleet, region: &RegionSpec, name: &str) -> Value {
         "PrimaryBucket" => json!(fleet.primary_bucket),
         "AlarmNames" => json!(region.alarms),
         "EndpointName" => json!(region.endpoint),
+        "RolloutStateMachine" => json!(meridian_local::hosted::state_machine_arn(fleet)),
         other => panic!("a rule pattern refers to {other}, which this test cannot evaluate"),
     }
 }
@@ -395,7 +396,28 @@ fn samples(fleet: &Fleet, region: &RegionSpec, role: FunctionRole) -> (Vec<Value
                     .collect(),
             )
         }
-        FunctionRole::Failback | FunctionRole::Rollout | FunctionRole::FrontDoor => {
+        FunctionRole::Rollout => {
+            let arn = meridian_local::hosted::state_machine_arn(fleet);
+            let ended = |status: &str, state_machine: &str| {
+                let mut event = sample("stepfunctions-execution-status-change.json");
+                event["region"] = json!(fleet.primary_region);
+                event["detail"]["status"] = json!(status);
+                event["detail"]["stateMachineArn"] = json!(state_machine);
+                event
+            };
+            (
+                ["ABORTED", "TIMED_OUT", "FAILED"]
+                    .iter()
+                    .map(|s| ended(s, &arn))
+                    .collect(),
+                vec![
+                    ended("SUCCEEDED", &arn),
+                    ended("RUNNING", &arn),
+                    ended("ABORTED", &format!("{arn}-someone-elses")),
+                ],
+            )
+        }
+        FunctionRole::Failback | FunctionRole::FrontDoor | FunctionRole::Drill => {
             (Vec::new(), Vec::new())
         }
     }
@@ -420,7 +442,11 @@ fn parse_as_handler_type(role: FunctionRole, event: &Value) -> Result<(), String
             serde_json::from_value::<meridian::endpoint_events::EndpointEvent>(event.clone())
                 .map(drop)
         }
-        FunctionRole::Rollout => return Err("the rollout function takes no events".into()),
+        FunctionRole::Rollout => {
+            serde_json::from_value::<meridian_rollout::execution_end::RolloutEvent>(event.clone())
+                .map(drop)
+        }
+        FunctionRole::Drill => return Err("the drill function takes no events".into()),
         FunctionRole::FrontDoor => {
             return Err("the front door takes HTTP requests from its API, not events".into())
         }
@@ -448,10 +474,11 @@ fn each_event_source_delivers_the_event_type_its_handler_parses() {
                     .collect()
             })
             .unwrap_or_default();
-        if role == FunctionRole::Rollout {
+        if role == FunctionRole::Drill {
             assert!(
                 events.is_empty(),
-                "the rollout function is the state machine's alone"
+                "{}: the function is its state machine's alone",
+                function.logical_id
             );
             continue;
         }

@@ -13,34 +13,44 @@ use aws_smithy_types::Blob;
 use bytes::Bytes;
 use meridian::adapters::{DynamoHealthStore, HealthDeps};
 use meridian::aws::ClientFactory;
+use meridian::drill_store::DrillStore;
 use meridian::failover::RegionHealth;
 use meridian::fleet::Fleet;
 use meridian::health::HealthStore;
+use meridian::traffic::{DrillShift, FORWARDED_FROM};
 
 use crate::deps::{
-    BoxError, EndpointStatus, Inference, InferenceCall, InferenceError, InferenceReply, PartStream,
-    ReadError, RegionRecord, StreamedReply,
+    BoxError, DrillCount, EndpointStatus, Forward, ForwardedReply, Inference, InferenceCall,
+    InferenceError, InferenceReply, PartStream, ReadError, RegionRecord, StreamedReply,
 };
+use crate::request::CUSTOM_ATTRIBUTES;
+use crate::response::{INVOKED_VARIANT, SERVED_BY};
 use crate::FrontDoor;
 
 /// The AWS-backed front door.
-pub type AwsFrontDoor = FrontDoor<DynamoRegionRecord, SageMakerEndpoint, SageMakerRuntime>;
+pub type AwsFrontDoor =
+    FrontDoor<DynamoRegionRecord, SageMakerEndpoint, SageMakerRuntime, HttpForward>;
 
 impl AwsFrontDoor {
     /// The front door of `region`, with clients for that region only.
     pub async fn from_clients(clients: &ClientFactory, fleet: Fleet, region: &str) -> Self {
         let config = clients.config(region).await;
         let store = HealthDeps::new(clients, &fleet, region).await.store;
+        let drills = DrillStore {
+            client: store.local.clone(),
+            table: store.table.clone(),
+        };
         FrontDoor::new(
             &fleet,
             region,
-            DynamoRegionRecord { store },
+            DynamoRegionRecord { store, drills },
             SageMakerEndpoint {
                 client: aws_sdk_sagemaker::Client::new(&config),
             },
             SageMakerRuntime {
                 client: aws_sdk_sagemakerruntime::Client::new(&config),
             },
+            HttpForward::default(),
         )
     }
 }
@@ -49,6 +59,8 @@ impl AwsFrontDoor {
 /// one strongly consistent `GetItem` in this region's replica.
 pub struct DynamoRegionRecord {
     pub store: DynamoHealthStore,
+    /// The drills' shift of this region and their counts, in the same replica.
+    pub drills: DrillStore,
 }
 
 impl RegionRecord for DynamoRegionRecord {
@@ -58,6 +70,100 @@ impl RegionRecord for DynamoRegionRecord {
             .map(|record| record.map(|versioned| versioned.value))
             .map_err(|error| ReadError(error.to_string()))
     }
+
+    async fn drill_shift(&self, region: &str) -> Result<Option<DrillShift>, ReadError> {
+        self.drills.shift(region).await.map_err(ReadError)
+    }
+
+    async fn count_drill_request(&self, count: DrillCount) -> Result<(), ReadError> {
+        self.drills.count(&count).await.map_err(ReadError)
+    }
+}
+
+/// Peers' front doors over HTTPS. Timeouts are a client's: the peer's answer is the
+/// caller's answer, so it may take as long as an inference does.
+#[derive(Default)]
+pub struct HttpForward {
+    client: std::sync::OnceLock<Result<reqwest::Client, String>>,
+}
+
+/// Longest wait for a peer's front door to accept a connection: a dark peer costs the
+/// caller this, then the request is served here.
+const FORWARD_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+/// Longest wait for a peer's whole answer (API Gateway's own integration limit is 29 s
+/// by default).
+const FORWARD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(29);
+
+impl Forward for HttpForward {
+    async fn forward(
+        &self,
+        base_url: &str,
+        from: &str,
+        call: &InferenceCall,
+    ) -> Result<ForwardedReply, String> {
+        let client = self
+            .client
+            .get_or_init(|| {
+                reqwest::Client::builder()
+                    .connect_timeout(FORWARD_CONNECT_TIMEOUT)
+                    .timeout(FORWARD_TIMEOUT)
+                    .build()
+                    .map_err(|e| format!("building the HTTP client: {e}"))
+            })
+            .as_ref()
+            .map_err(Clone::clone)?;
+        let url = format!("{}/invocations", base_url.trim_end_matches('/'));
+        let mut request = client
+            .post(&url)
+            .header(FORWARDED_FROM, from)
+            .body(call.body.clone());
+        for (name, value) in [
+            ("content-type", &call.content_type),
+            ("accept", &call.accept),
+            (CUSTOM_ATTRIBUTES, &call.custom_attributes),
+        ] {
+            if let Some(value) = value {
+                request = request.header(name, value);
+            }
+        }
+        let response = request.send().await.map_err(|e| error_chain(&e))?;
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let (content_type, custom_attributes, invoked_variant, served_by) = (
+            header("content-type"),
+            header(CUSTOM_ATTRIBUTES),
+            header(INVOKED_VARIANT),
+            header(SERVED_BY),
+        );
+        let status =
+            http::StatusCode::from_u16(response.status().as_u16()).map_err(|e| e.to_string())?;
+        let body = response.bytes().await.map_err(|e| error_chain(&e))?;
+        Ok(ForwardedReply {
+            status,
+            body,
+            content_type,
+            custom_attributes,
+            invoked_variant,
+            served_by,
+        })
+    }
+}
+
+/// An error with its causes.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// The endpoint's status from SageMaker's `DescribeEndpoint`.

@@ -7,7 +7,9 @@ use std::pin::Pin;
 use bytes::Bytes;
 use futures::Stream;
 use http::StatusCode;
+pub use meridian::drill_store::DrillCount;
 use meridian::failover::RegionHealth;
+use meridian::traffic::DrillShift;
 
 /// A boxed error, as HTTP bodies report them.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -20,14 +22,51 @@ pub type PartStream = Pin<Box<dyn Stream<Item = Result<Bytes, BoxError>> + Send>
 #[error("{0}")]
 pub struct ReadError(pub String);
 
-/// The region's health record, as its own table replica has it: what the failover and
-/// failback functions of this region wrote (a drain is such a write).
+/// What the front door keeps in its region's table replica: the region's health record
+/// (what the failover and failback functions of this region wrote; a drain is such a
+/// write), its peers' records as replicated (their state and published front door),
+/// a running drill's shift of the region's traffic, and the drill's per-step counts.
 pub trait RegionRecord: Send + Sync {
     /// `None` when the region never had a record: nothing ever happened to it.
     fn load(
         &self,
         region: &str,
     ) -> impl Future<Output = Result<Option<RegionHealth>, ReadError>> + Send;
+    /// The drill's shift of `region`'s traffic, if a drill wrote one.
+    fn drill_shift(
+        &self,
+        region: &str,
+    ) -> impl Future<Output = Result<Option<DrillShift>, ReadError>> + Send;
+    /// Adds one forwarded request of a drill's step to its counts.
+    fn count_drill_request(
+        &self,
+        count: DrillCount,
+    ) -> impl Future<Output = Result<(), ReadError>> + Send;
+}
+
+/// A peer front door's answer to a forwarded request, whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardedReply {
+    pub status: StatusCode,
+    pub body: Bytes,
+    pub content_type: Option<String>,
+    pub custom_attributes: Option<String>,
+    pub invoked_variant: Option<String>,
+    /// The region whose endpoint answered (the peer's `x-meridian-served-by`).
+    pub served_by: Option<String>,
+}
+
+/// Peers' front doors, over HTTPS: how a share of this region's inference is served
+/// elsewhere.
+pub trait Forward: Send + Sync {
+    /// `POST {base_url}/invocations` with the call's body and headers, marked as
+    /// forwarded from `from`. `Err` when no answer came (connect, timeout).
+    fn forward(
+        &self,
+        base_url: &str,
+        from: &str,
+        call: &InferenceCall,
+    ) -> impl Future<Output = Result<ForwardedReply, String>> + Send;
 }
 
 /// The status of the region's SageMaker endpoint (`InService`, `Updating`, ...).

@@ -27,6 +27,7 @@
 pub mod aws;
 mod cache;
 pub mod deps;
+mod forwarding;
 mod health;
 pub mod metrics;
 mod request;
@@ -42,21 +43,23 @@ use http::{HeaderValue, Response, StatusCode};
 use lambda_http::Request;
 use meridian::failover::RegionHealth;
 use meridian::fleet::Fleet;
+use meridian::traffic::FORWARDED_FROM;
 use serde_json::json;
 use tracing::Instrument;
 
 use crate::cache::Cached;
 pub use crate::deps::{
-    BoxError, EndpointStatus, Inference, InferenceCall, InferenceError, InferenceReply, PartStream,
-    ReadError, RegionRecord, StreamedReply,
+    BoxError, DrillCount, EndpointStatus, Forward, ForwardedReply, Inference, InferenceCall,
+    InferenceError, InferenceReply, PartStream, ReadError, RegionRecord, StreamedReply,
 };
+use crate::forwarding::Routing;
 pub use crate::health::IN_SERVICE;
 pub use crate::request::CUSTOM_ATTRIBUTES;
 use crate::request::{NoRoute, Route};
 use crate::response::{
     error_response, inference_error, json_response, set_header, streamed, whole,
 };
-pub use crate::response::{ResponseBody, INVOKED_VARIANT, REQUEST_ID};
+pub use crate::response::{ResponseBody, INVOKED_VARIANT, REQUEST_ID, SERVED_BY};
 
 /// How long a read of the record or of the endpoint status answers probes: Route 53's
 /// checkers, uncoordinated, probe several times a second at times; a second of staleness
@@ -75,9 +78,11 @@ impl From<Answer> for (Response<ResponseBody>, Vec<String>) {
     }
 }
 
-/// A region's front door: its record reader `R`, endpoint status reader `E` and
-/// inference client `I` (AWS-backed from [`FrontDoor::from_clients`]).
-pub struct FrontDoor<R, E, I> {
+/// A region's front door: its record reader `R`, endpoint status reader `E`, inference
+/// client `I` and forwarder to peers' front doors `F` (AWS-backed from
+/// [`FrontDoor::from_clients`]).
+pub struct FrontDoor<R, E, I, F> {
+    fleet: Fleet,
     region: String,
     fleet_name: String,
     /// The region's SageMaker endpoint; `None` when the fleet does not serve from the
@@ -86,22 +91,34 @@ pub struct FrontDoor<R, E, I> {
     record: R,
     endpoint_status: E,
     inference: I,
+    forwarder: F,
     record_cache: Cached<Result<Option<RegionHealth>, ReadError>>,
     status_cache: Cached<Result<String, ReadError>>,
+    routing_cache: Cached<Result<Routing, ReadError>>,
 }
 
-impl<R: RegionRecord, E: EndpointStatus, I: Inference> FrontDoor<R, E, I> {
+impl<R: RegionRecord, E: EndpointStatus, I: Inference, F: Forward> FrontDoor<R, E, I, F> {
     /// The front door of `region` of `fleet`, caching its reads for [`CACHE_TTL`].
-    pub fn new(fleet: &Fleet, region: &str, record: R, endpoint_status: E, inference: I) -> Self {
+    pub fn new(
+        fleet: &Fleet,
+        region: &str,
+        record: R,
+        endpoint_status: E,
+        inference: I,
+        forwarder: F,
+    ) -> Self {
         Self {
+            fleet: fleet.clone(),
             region: region.to_owned(),
             fleet_name: fleet.name.clone(),
             endpoint: fleet.region(region).map(|r| r.endpoint.clone()),
             record,
             endpoint_status,
             inference,
+            forwarder,
             record_cache: Cached::new(CACHE_TTL),
             status_cache: Cached::new(CACHE_TTL),
+            routing_cache: Cached::new(CACHE_TTL),
         }
     }
 
@@ -109,6 +126,7 @@ impl<R: RegionRecord, E: EndpointStatus, I: Inference> FrontDoor<R, E, I> {
     pub fn with_cache_ttl(mut self, ttl: Duration) -> Self {
         self.record_cache = Cached::new(ttl);
         self.status_cache = Cached::new(ttl);
+        self.routing_cache = Cached::new(ttl);
         self
     }
 
@@ -126,8 +144,14 @@ impl<R: RegionRecord, E: EndpointStatus, I: Inference> FrontDoor<R, E, I> {
             path = %path,
         );
         async move {
+            let mut forwarded_lines = Vec::new();
             let (route, mut response) = match request::route(request.method(), &path) {
                 Ok(Route::Health) => (Route::Health.name(), self.health(&request_id).await),
+                Ok(Route::Invoke) if !request.headers().contains_key(FORWARDED_FROM) => {
+                    let (response, lines) = self.invoke_or_forward(request, &request_id).await;
+                    forwarded_lines = lines;
+                    (Route::Invoke.name(), response)
+                }
                 Ok(route) => (route.name(), self.invoke(route, request, &request_id).await),
                 Err(no_route) => (
                     metrics::ROUTE_UNKNOWN,
@@ -143,8 +167,10 @@ impl<R: RegionRecord, E: EndpointStatus, I: Inference> FrontDoor<R, E, I> {
                 latency_ms = latency.as_secs_f64() * 1000.0,
                 "answered"
             );
+            let mut lines = metrics::lines(&self.region, route, status, latency, Utc::now());
+            lines.extend(forwarded_lines);
             Answer {
-                metrics: metrics::lines(&self.region, route, status, latency, Utc::now()),
+                metrics: lines,
                 response,
             }
         }
@@ -178,6 +204,16 @@ impl<R: RegionRecord, E: EndpointStatus, I: Inference> FrontDoor<R, E, I> {
             return self.not_in_fleet(request_id);
         };
         let call = request::inference_call(endpoint, request);
+        self.answer(route, call, request_id).await
+    }
+
+    /// The region's own endpoint's answer to `call`.
+    async fn answer(
+        &self,
+        route: Route,
+        call: InferenceCall,
+        request_id: &str,
+    ) -> Response<ResponseBody> {
         let answered = if route == Route::InvokeStream {
             self.inference.invoke_stream(call).await.map(|reply| {
                 model_response(
@@ -186,6 +222,7 @@ impl<R: RegionRecord, E: EndpointStatus, I: Inference> FrontDoor<R, E, I> {
                         ("content-type", reply.content_type),
                         (CUSTOM_ATTRIBUTES, reply.custom_attributes),
                         (INVOKED_VARIANT, reply.invoked_variant),
+                        (SERVED_BY, Some(self.region.clone())),
                     ],
                 )
             })
@@ -197,6 +234,7 @@ impl<R: RegionRecord, E: EndpointStatus, I: Inference> FrontDoor<R, E, I> {
                         ("content-type", reply.content_type),
                         (CUSTOM_ATTRIBUTES, reply.custom_attributes),
                         (INVOKED_VARIANT, reply.invoked_variant),
+                        (SERVED_BY, Some(self.region.clone())),
                     ],
                 )
             })
@@ -230,7 +268,7 @@ impl<R: RegionRecord, E: EndpointStatus, I: Inference> FrontDoor<R, E, I> {
 /// A model's answer with the headers SageMaker gave it.
 fn model_response(
     body: ResponseBody,
-    headers: [(&'static str, Option<String>); 3],
+    headers: [(&'static str, Option<String>); 4],
 ) -> Response<ResponseBody> {
     let mut response = Response::new(body);
     for (name, value) in headers {

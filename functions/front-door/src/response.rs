@@ -18,6 +18,9 @@ pub type ResponseBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// The header carrying the request's id on every response.
 pub const REQUEST_ID: &str = "x-request-id";
+/// The region whose endpoint answered an inference: the front door's own, or the peer's
+/// it forwarded the request to.
+pub const SERVED_BY: &str = "x-meridian-served-by";
 /// SageMaker's header naming the production variant that answered.
 pub const INVOKED_VARIANT: &str = "x-amzn-invoked-production-variant";
 

@@ -1,6 +1,7 @@
 //! The front door end to end over in-memory adapters: routes, health answers and their
 //! cache, inference pass-through, error statuses, request ids and metric lines.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -13,6 +14,7 @@ use lambda_http::request::RequestContext;
 use lambda_http::{Body, RequestExt};
 use meridian::failover::{HealthState, RegionHealth};
 use meridian::fleet::Fleet;
+use meridian::traffic::{DrillShift, FORWARDED_FROM};
 use serde_json::Value;
 
 use super::*;
@@ -49,21 +51,65 @@ max_instances = 1
 time_zone = "Europe/Dublin"
 "#;
 
-/// What the region's replica holds, and how often it was read.
+/// What the region's replica holds, and how often the region's own record was read.
 #[derive(Clone)]
 struct Record {
     value: Arc<Mutex<Result<Option<RegionHealth>, ReadError>>>,
     reads: Arc<AtomicUsize>,
+    /// The peers' records, as replicated.
+    peers: Arc<Mutex<BTreeMap<String, RegionHealth>>>,
+    shift: Arc<Mutex<Option<DrillShift>>>,
+    counts: Arc<Mutex<Vec<DrillCount>>>,
 }
 
 impl RegionRecord for Record {
     async fn load(&self, region: &str) -> Result<Option<RegionHealth>, ReadError> {
-        assert_eq!(
-            region, "eu-west-1",
-            "the front door reads its own region's record"
-        );
+        if region != "eu-west-1" {
+            return Ok(self.peers.lock().ok().and_then(|p| p.get(region).cloned()));
+        }
         self.reads.fetch_add(1, Ordering::SeqCst);
         self.value.lock().map(|v| v.clone()).unwrap_or(Ok(None))
+    }
+
+    async fn drill_shift(&self, _region: &str) -> Result<Option<DrillShift>, ReadError> {
+        Ok(self.shift.lock().ok().and_then(|s| s.clone()))
+    }
+
+    async fn count_drill_request(&self, count: DrillCount) -> Result<(), ReadError> {
+        if let Ok(mut counts) = self.counts.lock() {
+            counts.push(count);
+        }
+        Ok(())
+    }
+}
+
+/// Peers' front doors: each call (URL, forwarding region), and what they answer.
+#[derive(Clone)]
+struct Peers {
+    outcome: Arc<Mutex<Result<ForwardedReply, String>>>,
+    calls: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+impl Forward for Peers {
+    async fn forward(
+        &self,
+        base_url: &str,
+        from: &str,
+        _call: &InferenceCall,
+    ) -> Result<ForwardedReply, String> {
+        if let Ok(mut calls) = self.calls.lock() {
+            calls.push((base_url.to_owned(), from.to_owned()));
+        }
+        self.outcome
+            .lock()
+            .map(|o| o.clone())
+            .unwrap_or(Err("poisoned".into()))
+    }
+}
+
+impl Peers {
+    fn calls(&self) -> Vec<(String, String)> {
+        self.calls.lock().map(|c| c.clone()).unwrap_or_default()
     }
 }
 
@@ -139,18 +185,39 @@ impl Inference for Model {
     }
 }
 
+type Door = FrontDoor<Record, Endpoint, Model, Peers>;
+
 struct World {
-    door: FrontDoor<Record, Endpoint, Model>,
+    door: Door,
     record: Record,
     endpoint: Endpoint,
     model: Model,
+    peers: Peers,
 }
 
 fn world_in(region: &str) -> World {
-    let fleet = Fleet::from_toml_str(FLEET).unwrap_or_else(|e| panic!("test fleet: {e}"));
+    world_of(FLEET, region)
+}
+
+fn world_of(fleet: &str, region: &str) -> World {
+    let fleet = Fleet::from_toml_str(fleet).unwrap_or_else(|e| panic!("test fleet: {e}"));
     let record = Record {
         value: Arc::new(Mutex::new(Ok(None))),
         reads: Arc::default(),
+        peers: Arc::default(),
+        shift: Arc::default(),
+        counts: Arc::default(),
+    };
+    let peers = Peers {
+        outcome: Arc::new(Mutex::new(Ok(ForwardedReply {
+            status: StatusCode::OK,
+            body: Bytes::from_static(b"{\"generated_text\":\"from a peer\"}"),
+            content_type: Some("application/json".into()),
+            custom_attributes: None,
+            invoked_variant: Some("primary".into()),
+            served_by: Some("us-east-1".into()),
+        }))),
+        calls: Arc::default(),
     };
     let endpoint = Endpoint {
         value: Arc::new(Mutex::new(Ok(IN_SERVICE.into()))),
@@ -171,12 +238,14 @@ fn world_in(region: &str) -> World {
         record.clone(),
         endpoint.clone(),
         model.clone(),
+        peers.clone(),
     );
     World {
         door,
         record,
         endpoint,
         model,
+        peers,
     }
 }
 
@@ -231,10 +300,7 @@ impl Answered {
     }
 }
 
-async fn answer(
-    door: &FrontDoor<Record, Endpoint, Model>,
-    request: lambda_http::Request,
-) -> Answered {
+async fn answer(door: &Door, request: lambda_http::Request) -> Answered {
     let Answer { response, metrics } = door.respond(request).await;
     let (parts, body) = response.into_parts();
     let body = match body.collect().await {
@@ -533,4 +599,231 @@ async fn a_region_outside_the_fleet_is_out_of_service_and_serves_nothing() {
     assert_eq!(invoked.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(w.model.calls().is_empty());
     assert_eq!(w.record.reads.load(Ordering::SeqCst), 0);
+}
+
+mod forwarding {
+    //! Forwarding a share of the region's inference to a peer's front door.
+
+    use super::*;
+
+    /// The test fleet, active-passive: us-east-1 is the primary, eu-west-1 its standby.
+    fn passive(warm_percent: f64) -> String {
+        format!(
+            "{}\n[traffic]\nwarm_percent = {warm_percent}\n",
+            FLEET.replace("\"active-active\"", "\"active-passive\"")
+        )
+    }
+
+    /// eu-west-1 as a peer: in service (or not), its front door published.
+    fn peer(in_service: bool) -> RegionHealth {
+        let mut record = RegionHealth::new(
+            "us-east-1",
+            DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default(),
+        );
+        if !in_service {
+            record.state = HealthState::DrainedByAlarm;
+        }
+        record.front_door = Some("https://peer.example/live".into());
+        record
+    }
+
+    fn with_peer(w: &World, region: &str, record: RegionHealth) {
+        if let Ok(mut peers) = w.record.peers.lock() {
+            peers.insert(region.into(), record);
+        }
+    }
+
+    fn request_numbered(i: usize, forwarded_from: Option<&str>) -> lambda_http::Request {
+        let mut context = ApiGatewayProxyRequestContext::default();
+        context.stage = Some("live".into());
+        context.request_id = Some(format!("{i:08x}-5e1f-4b0e-9c2a-{:012x}", i * 7919));
+        let mut builder = http::Request::builder()
+            .method(Method::POST)
+            .uri("https://abc123.execute-api.eu-west-1.amazonaws.com/live/invocations");
+        if let Some(from) = forwarded_from {
+            builder = builder.header(FORWARDED_FROM, from);
+        }
+        builder
+            .body(Body::Binary(b"{}".to_vec()))
+            .unwrap_or_default()
+            .with_request_context(RequestContext::ApiGatewayV1(context))
+    }
+
+    /// The primary eu-west-1 of a passive fleet: the standby is us-east-1 here.
+    fn primary_world(warm_percent: f64) -> World {
+        let fleet = passive(warm_percent).replace(
+            "primary_region = \"us-east-1\"",
+            "primary_region = \"eu-west-1\"",
+        );
+        let w = world_of(&fleet, "eu-west-1");
+        with_peer(&w, "us-east-1", peer(true));
+        w
+    }
+
+    #[tokio::test]
+    async fn a_primary_sends_its_warm_share_to_the_standby_and_no_more() {
+        let w = primary_world(10.0);
+        let n = 2_000;
+        let mut forwarded = 0;
+        for i in 0..n {
+            let answered = answer(&w.door, request_numbered(i, None)).await;
+            assert_eq!(answered.status, StatusCode::OK);
+            if answered.header(SERVED_BY) == Some("us-east-1") {
+                forwarded += 1;
+                assert_eq!(answered.json()["generated_text"], "from a peer");
+                assert_eq!(answered.metrics.len(), 5, "request, latency, forwarded x3");
+                let count: Value = serde_json::from_str(&answered.metrics[2]).unwrap_or_default();
+                assert_eq!(count["FrontDoorForwardedRequests"], 1.0);
+                assert_eq!(count["Target"], "us-east-1");
+                assert_eq!(count["Reason"], "warm");
+            } else {
+                assert_eq!(answered.header(SERVED_BY), Some("eu-west-1"));
+            }
+        }
+        // 10% of 2,000: sd = sqrt(2000 * 0.1 * 0.9) ≈ 13.4; 4 sd either side.
+        assert!(
+            (146..=254).contains(&forwarded),
+            "{forwarded} of {n} forwarded"
+        );
+        assert_eq!(w.peers.calls().len(), forwarded);
+        assert!(w
+            .peers
+            .calls()
+            .iter()
+            .all(|(url, from)| url == "https://peer.example/live" && from == "eu-west-1"));
+        assert!(
+            w.record
+                .counts
+                .lock()
+                .map(|c| c.is_empty())
+                .unwrap_or(false),
+            "warm traffic is no drill"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_same_request_id_always_goes_the_same_way() {
+        let w = primary_world(50.0);
+        for i in 0..50 {
+            let first = answer(&w.door, request_numbered(i, None)).await;
+            let again = answer(&w.door, request_numbered(i, None)).await;
+            assert_eq!(first.header(SERVED_BY), again.header(SERVED_BY));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_forwarded_request_is_never_forwarded_again() {
+        let w = primary_world(50.0);
+        for i in 0..200 {
+            let answered = answer(&w.door, request_numbered(i, Some("ap-southeast-1"))).await;
+            assert_eq!(answered.header(SERVED_BY), Some("eu-west-1"));
+            assert_eq!(answered.metrics.len(), 2);
+        }
+        assert!(w.peers.calls().is_empty());
+        assert_eq!(w.model.calls().len(), 200);
+    }
+
+    #[tokio::test]
+    async fn nothing_goes_to_a_drained_standby_or_from_a_standby_or_with_warm_traffic_off() {
+        let w = primary_world(50.0);
+        with_peer(&w, "us-east-1", peer(false));
+        for i in 0..100 {
+            answer(&w.door, request_numbered(i, None)).await;
+        }
+        assert!(w.peers.calls().is_empty(), "drained standby");
+        let standby = world_of(&passive(50.0), "eu-west-1");
+        with_peer(&standby, "us-east-1", peer(true));
+        let off = primary_world(0.0);
+        for i in 0..100 {
+            answer(&standby.door, request_numbered(i, None)).await;
+            answer(&off.door, request_numbered(i, None)).await;
+        }
+        assert!(
+            standby.peers.calls().is_empty(),
+            "a standby forwards nothing"
+        );
+        assert!(off.peers.calls().is_empty(), "warm_percent = 0");
+    }
+
+    fn shift(percent: u32, seconds_left: i64) -> DrillShift {
+        DrillShift {
+            drill_id: "drill-1".into(),
+            from: "eu-west-1".into(),
+            to: "us-east-1".into(),
+            percent,
+            step: 3,
+            until: chrono::Utc::now() + chrono::Duration::seconds(seconds_left),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_drill_shifts_its_share_and_counts_each_request_of_its_step() {
+        let w = world();
+        with_peer(&w, "us-east-1", peer(true));
+        set(&w.record.shift, Some(shift(100, 60)));
+        for i in 0..20 {
+            let answered = answer(&w.door, request_numbered(i, None)).await;
+            assert_eq!(answered.header(SERVED_BY), Some("us-east-1"));
+            let count: Value = serde_json::from_str(&answered.metrics[2]).unwrap_or_default();
+            assert_eq!(count["Reason"], "drill");
+        }
+        let counts = w
+            .record
+            .counts
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default();
+        assert_eq!(counts.len(), 20);
+        assert!(counts
+            .iter()
+            .all(|c| c.drill_id == "drill-1" && c.step == 3 && !c.failed));
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_fails_or_does_not_answer_counts_as_an_error() {
+        let w = world();
+        with_peer(&w, "us-east-1", peer(true));
+        set(&w.record.shift, Some(shift(100, 60)));
+        set(&w.peers.outcome, Err("connection refused".into()));
+        let answered = answer(&w.door, request_numbered(1, None)).await;
+        assert_eq!(answered.status, StatusCode::OK, "served here instead");
+        assert_eq!(answered.header(SERVED_BY), Some("eu-west-1"));
+        let errors: Value = serde_json::from_str(&answered.metrics[3]).unwrap_or_default();
+        assert_eq!(errors["FrontDoorForwardedErrors"], 1.0);
+        set(
+            &w.peers.outcome,
+            Ok(ForwardedReply {
+                status: StatusCode::BAD_GATEWAY,
+                body: Bytes::from_static(b"{\"error\":\"BadGateway\"}"),
+                content_type: Some("application/json".into()),
+                custom_attributes: None,
+                invoked_variant: None,
+                served_by: None,
+            }),
+        );
+        let answered = answer(&w.door, request_numbered(2, None)).await;
+        assert_eq!(
+            answered.status,
+            StatusCode::BAD_GATEWAY,
+            "the peer's answer is the caller's"
+        );
+        let counts = w
+            .record
+            .counts
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default();
+        assert_eq!(counts.iter().filter(|c| c.failed).count(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_lapsed_drill_shift_shifts_nothing() {
+        let w = world();
+        with_peer(&w, "us-east-1", peer(true));
+        set(&w.record.shift, Some(shift(100, -1)));
+        for i in 0..50 {
+            answer(&w.door, request_numbered(i, None)).await;
+        }
+        assert!(w.peers.calls().is_empty());
+    }
 }

@@ -1,7 +1,9 @@
 //! The replica handler, in every region: each object created in the regional bucket is
-//! checked against the registered manifest (size, then a streamed SHA-256), the check is
-//! recorded, and once the region holds every file verified (or one file failed) the
-//! region's verdict is recorded and the waiting rollout task is resumed. The file list
+//! checked against the registered manifest — by `HeadObject` alone when the manifest
+//! records the file's CRC64NVME and S3 reports the replica's full-object CRC64NVME, else by
+//! size and a streamed SHA-256, at most [`ReplicaDeps::hash_budget`] bytes per invocation
+//! (`meridian::replica_check`) — the check is recorded, and once the region holds every
+//! file verified (or one file failed) the region's verdict is recorded and the waiting rollout task is resumed. The file list
 //! comes from the version's `manifest.json` in this region's own bucket (the registry
 //! keeps only its digest and summary), used once its digest is the registered one.
 
@@ -9,6 +11,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
+use aws_sdk_s3::types::{ChecksumMode, ChecksumType};
 use chrono::Utc;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use meridian::aws::ClientFactory;
@@ -19,6 +22,7 @@ use meridian::function::{Handler, Outcome};
 use meridian::manifest::{FileEntry, Manifest, MANIFEST_FILE};
 use meridian::manifest_store::{self, Stored};
 use meridian::registry::{FileCheck, Readiness, Registry, VersionRecord};
+use meridian::replica_check::{self, ByMetadata, ReplicaHead};
 use meridian::rollout::{aws_error, retryable, RolloutError};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -36,6 +40,9 @@ pub struct ReplicaDeps {
     /// The last registered manifest read, by digest: a warm function reads and parses a
     /// 10,000-file manifest once, not once per replica event.
     manifest: Mutex<Option<(String, Arc<Manifest>)>>,
+    /// Most bytes one invocation reads and hashes for the manifest's arrival (files without
+    /// a full-object checksum); the rest is hashed by the event's retry.
+    pub hash_budget: u64,
 }
 
 impl ReplicaDeps {
@@ -51,6 +58,7 @@ impl ReplicaDeps {
             region,
             fleet,
             manifest: Mutex::default(),
+            hash_budget: replica_check::DEFAULT_HASH_BUDGET_BYTES,
         }
     }
 
@@ -81,7 +89,8 @@ impl ReplicaDeps {
     }
 }
 
-/// Replicas read and hashed at once when the manifest's arrival checks every file.
+/// Replicas looked at (or read and hashed) at once when the manifest's arrival checks
+/// every file.
 const CHECK_CONCURRENCY: usize = 8;
 
 /// The event this function's EventBridge rule delivers: S3's `Object Created` of
@@ -275,7 +284,13 @@ pub async fn verify_region(
     settle(deps, model, version, &verdict).await
 }
 
-/// Checks (and records) every file of the manifest not yet verified in the region.
+/// Checks (and records) every file of the manifest not yet verified in the region: all of
+/// them by their metadata first (no byte read), then those their metadata cannot tell by
+/// hashing, at most `deps.hash_budget` bytes in this invocation. A file refused by its
+/// metadata ends the check (the region fails; nothing more is read). When files are left to
+/// hash, a retryable error says so: the event's retry (Lambda retries an asynchronous
+/// invocation twice) continues from the checks recorded so far, and the fast copy after
+/// the replica timeout re-drives whatever is left (each copied file's own event checks it).
 async fn check_unverified(
     deps: &ReplicaDeps,
     manifest: &Manifest,
@@ -284,23 +299,68 @@ async fn check_unverified(
     let (model, version, region) = (&manifest.model, &manifest.version, &deps.region);
     let checks = deps.registry.file_checks(model, version, region).await?;
     let done = verified_paths(&checks);
-    let pending: Vec<_> = manifest
+    let looks: Vec<_> = manifest
         .files
         .iter()
         .filter(|f| !done.contains(f.path.as_str()))
         .map(|file| async move {
-            if let Some(check) = check_file(deps, manifest, bucket, file).await? {
+            let looked = look(deps, manifest, bucket, file).await?;
+            if let Looked::Decided(check) = &looked {
                 deps.registry
-                    .record_file(model, version, region, &check)
+                    .record_file(model, version, region, check)
                     .await?;
             }
-            Ok::<_, RolloutError>(())
+            Ok::<_, RolloutError>((file, looked))
         })
         .collect();
-    stream::iter(pending)
+    let looked: Vec<(&FileEntry, Looked)> = stream::iter(looks)
+        .buffered(CHECK_CONCURRENCY)
+        .try_collect()
+        .await?;
+    if looked
+        .iter()
+        .any(|(_, l)| matches!(l, Looked::Decided(check) if !check.ok))
+    {
+        return Ok(());
+    }
+    let to_hash: Vec<&FileEntry> = looked
+        .iter()
+        .filter(|(_, l)| matches!(l, Looked::NeedsHash))
+        .map(|(file, _)| *file)
+        .collect();
+    let sizes: Vec<u64> = to_hash.iter().map(|f| f.size).collect();
+    let now = replica_check::hash_now(&sizes, deps.hash_budget);
+    let hashing: Vec<_> = to_hash[..now]
+        .iter()
+        .map(|file| async move {
+            let Some(check) = hash_replica(deps, manifest, bucket, file).await? else {
+                return Ok(true);
+            };
+            deps.registry
+                .record_file(model, version, region, &check)
+                .await?;
+            Ok::<_, RolloutError>(check.ok)
+        })
+        .collect();
+    let passed: Vec<bool> = stream::iter(hashing)
         .buffer_unordered(CHECK_CONCURRENCY)
-        .try_collect::<()>()
-        .await
+        .try_collect()
+        .await?;
+    let left = &sizes[now..];
+    if left.is_empty() || passed.contains(&false) {
+        // Done, or a damaged replica fails the region now, whatever is left.
+        return Ok(());
+    }
+    Err(RolloutError::Retryable(format!(
+        "{model}/{version} in {region}: hashed {} files ({} bytes); {} files ({} bytes) \
+         without a full-object checksum are left to hash (at most {} bytes per invocation); \
+         the retry continues",
+        now,
+        sizes[..now].iter().sum::<u64>(),
+        left.len(),
+        left.iter().sum::<u64>(),
+        deps.hash_budget
+    )))
 }
 
 /// Records the region's verdict (the first one stands) and resumes the waiting task.
@@ -329,8 +389,78 @@ fn verified_paths(checks: &[FileCheck]) -> HashSet<&str> {
         .collect()
 }
 
-/// Compares one replica with its manifest entry; `None` when it has not arrived yet.
-async fn check_file(
+/// What a replica's metadata says.
+enum Looked {
+    /// Not in the bucket (yet).
+    Missing,
+    /// Verified or refused by its metadata.
+    Decided(FileCheck),
+    /// Only reading and hashing it can tell.
+    NeedsHash,
+}
+
+/// Judges one replica by `HeadObject` (with its checksums): no byte of it is read.
+async fn look(
+    deps: &ReplicaDeps,
+    manifest: &Manifest,
+    bucket: &str,
+    file: &FileEntry,
+) -> Result<Looked, RolloutError> {
+    let head = match deps
+        .s3
+        .head_object()
+        .bucket(bucket)
+        .key(manifest.object_key(file))
+        .checksum_mode(ChecksumMode::Enabled)
+        .send()
+        .await
+    {
+        Ok(head) => head,
+        Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => {
+            return Ok(Looked::Missing)
+        }
+        Err(error) => return Err(aws_error("reading a replica's metadata", error)),
+    };
+    let full_object = head.checksum_type() == Some(&ChecksumType::FullObject);
+    let head = ReplicaHead {
+        size: head.content_length().unwrap_or(0),
+        full_object_crc64nvme: head
+            .checksum_crc64_nvme()
+            .filter(|_| full_object)
+            .map(str::to_owned),
+    };
+    let (ok, detail) = match replica_check::by_metadata(file, &head) {
+        ByMetadata::Verified(detail) => (true, detail),
+        ByMetadata::Refused(detail) => (false, detail),
+        ByMetadata::NeedsHash => return Ok(Looked::NeedsHash),
+    };
+    Ok(Looked::Decided(FileCheck {
+        path: file.path.clone(),
+        ok,
+        detail,
+        at: Utc::now(),
+    }))
+}
+
+/// Compares one replica with its manifest entry, by its metadata when that tells, else by
+/// reading it; `None` when it has not arrived yet. (Public for the verification benchmark,
+/// `./scripts/bench verification`.)
+pub async fn check_file(
+    deps: &ReplicaDeps,
+    manifest: &Manifest,
+    bucket: &str,
+    file: &FileEntry,
+) -> Result<Option<FileCheck>, RolloutError> {
+    match look(deps, manifest, bucket, file).await? {
+        Looked::Missing => Ok(None),
+        Looked::Decided(check) => Ok(Some(check)),
+        Looked::NeedsHash => hash_replica(deps, manifest, bucket, file).await,
+    }
+}
+
+/// Reads one replica and compares its size and SHA-256 with its manifest entry; `None`
+/// when it has not arrived yet.
+async fn hash_replica(
     deps: &ReplicaDeps,
     manifest: &Manifest,
     bucket: &str,

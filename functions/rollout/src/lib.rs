@@ -1,6 +1,8 @@
 //! The rollout state machine's tasks, one handler dispatched on `task`: wait for replicas
-//! (task token), fast copy, prepare, deploy, status, commit, roll back, mark failed.
-//! Each is idempotent: Step Functions retries and redelivers.
+//! (task token), fast copy, prepare, deploy, status, commit, roll back, mark failed, and
+//! the gate at phase boundaries ([`gate`]). The same handler takes Step Functions'
+//! "Execution Status Change" of an execution that ended without releasing the fleet's
+//! lock ([`execution_end`]). Each is idempotent: Step Functions retries and redelivers.
 //!
 //! The task that ends a rollout (commit, mark failed) also returns the rollout's timings
 //! as EMF metric lines ([`timings`]); the caller prints them (Lambda) or logs them (the
@@ -8,6 +10,8 @@
 
 pub mod autoscaled;
 pub mod deploy_wait;
+pub mod execution_end;
+pub mod gate;
 pub mod images;
 pub mod timings;
 
@@ -50,6 +54,13 @@ pub struct TaskInput {
     pub(crate) token: Option<String>,
     #[serde(default)]
     error: Option<Value>,
+    /// The phase boundary of a `gate` task.
+    #[serde(default)]
+    boundary: Option<meridian::operator::Boundary>,
+    /// How long a `gate` task's hold may wait before asking again (the state machine's
+    /// poll interval).
+    #[serde(default)]
+    poll_seconds: Option<u64>,
 }
 
 /// How long the commit waits for one region's replica verdict, read for the metrics
@@ -87,11 +98,18 @@ async fn aws_sdk_dynamodb_client(
 /// a failed result too: they are emitted once, by the write that ends the rollout, so a
 /// later failure of the same task (and its retry) must not lose them.
 impl Handler for RolloutDeps {
-    type Event = TaskInput;
+    type Event = execution_end::RolloutEvent;
     type Error = RolloutError;
-    const EVENT: &'static str = "a rollout task input";
+    const EVENT: &'static str =
+        "a rollout task input or a Step Functions Execution Status Change event";
 
-    async fn handle(&self, input: TaskInput) -> Outcome<RolloutError> {
+    async fn handle(&self, event: execution_end::RolloutEvent) -> Outcome<RolloutError> {
+        let input = match event {
+            execution_end::RolloutEvent::Task(input) => input,
+            execution_end::RolloutEvent::ExecutionEnded(event) => {
+                return execution_end::handle(self, &event).await.into();
+            }
+        };
         let mut metrics = Vec::new();
         let result = run(self, input, &mut metrics).await;
         Outcome { result, metrics }
@@ -113,7 +131,11 @@ async fn run(
                 input.model, input.version
             ))
         })?;
+    if matches!(input.task.as_str(), "status" | "smoke_test") {
+        gate::refuse_if_aborted(&control, &record).await?;
+    }
     match input.task.as_str() {
+        "gate" => gate::gate(deps, &control, &record, input.boundary, input.poll_seconds).await,
         "await_replicas" => await_replicas(deps, &record, &input).await,
         "fast_copy" => fast_copy(deps, &control, &record, &input).await,
         "prepare" => prepare(deps, &control, &record, &input).await,
@@ -935,6 +957,10 @@ async fn mark_failed(
             None => {}
         }
     }
+    let reason = format!(
+        "{reason}; {}",
+        meridian::rollout_end::regions_sentence(record)
+    );
     let reason = meridian::bounded::text(&reason, meridian::bounded::MAX_REASON_BYTES);
     let ends_rollout = AtomicBool::new(false);
     let failed = control
@@ -969,39 +995,22 @@ fn failure_reason(error: Option<&Value>) -> String {
     format!("{name}: {message}")
 }
 
+/// Releases the fleet's lock and starts the next queued version (of any model).
 async fn start_next(
     deps: &RolloutDeps,
     control: &Registry,
     record: &VersionRecord,
 ) -> Result<Option<String>, RolloutError> {
-    let Some(next) = control.release(&record.model, &record.version).await? else {
-        return Ok(None);
-    };
-    let queued = control
-        .version(&record.model, &next)
-        .await?
-        .ok_or_else(|| RolloutError::Invalid(format!("queued version {next} is not registered")))?;
     let sfn = aws_sdk_sfn::Client::new(&deps.clients.config(&deps.fleet.primary_region).await);
-    let execution = executions::start_rollout(
+    let next = meridian::rollout_end::start_next(
+        control,
         &sfn,
         &deps.state_machine_arn,
         &deps.fleet,
-        &queued.model,
-        &queued.version,
-        &queued.digest,
+        record,
     )
     .await?;
-    control
-        .update_version(&queued.model, &queued.version, |r| {
-            r.status = VersionStatus::RollingOut;
-            r.execution = Some(execution.clone());
-            r.reason = None;
-            r.phases
-                .entry("rollout_started".into())
-                .or_insert_with(Utc::now);
-        })
-        .await?;
-    Ok(Some(next))
+    Ok(next.map(|(model, version)| format!("{model}/{version}")))
 }
 
 #[cfg(test)]

@@ -1,19 +1,19 @@
 //! The upload handler: a manifest's arrival in the primary bucket is the commit signal of
 //! a model version. Validate it, check every file is there with its stated size, register
 //! the version (immutable), and start its rollout under a deterministic execution name —
-//! or queue it behind a rollout of the same model that is still running.
+//! or queue it behind the rollout (of any model) holding the fleet's endpoints.
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::Utc;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use meridian::aws::ClientFactory;
 use meridian::events::ObjectCreated;
-use meridian::executions::start_rollout;
 use meridian::fleet::Fleet;
 use meridian::function::{Handler, Outcome};
 use meridian::manifest::{self, Manifest};
-use meridian::registry::{RegisteredManifest, Registration, Registry, VersionStatus};
+use meridian::registry::{RegisteredManifest, Registration, Registry, RolloutLock, VersionStatus};
 use meridian::rollout::{aws_error, retryable, RolloutError};
+use meridian::rollout_end;
 use serde_json::{json, Value};
 
 /// What the handler needs.
@@ -130,9 +130,23 @@ async fn handle(deps: &UploadDeps, event: Event) -> Result<Value, RolloutError> 
             json!({ "model": model, "version": version, "status": record.status, "note": "already rolled out; nothing to do" }),
         );
     }
-    if !deps.registry.acquire_or_queue(&model, &version).await? {
-        let (lock, _) = deps.registry.lock(&model).await?;
-        let holder = lock.holder.unwrap_or_default();
+    let mut lock = deps
+        .registry
+        .acquire_or_queue(&model, &version, Utc::now())
+        .await?;
+    if !lock.held_by(&model, &version) {
+        if heal_ended_holder(deps, &lock).await? {
+            lock = deps.registry.lock().await?.0;
+        }
+        if lock.held_by(&model, &version) {
+            return Ok(
+                json!({ "model": model, "version": version, "status": "rolling_out", "note": "the previous holder's execution had ended; its lock was released" }),
+            );
+        }
+        let holder = lock
+            .holder
+            .map(|h| format!("{}/{}", h.model, h.version))
+            .unwrap_or_default();
         deps.registry
             .update_version(&model, &version, |r| {
                 r.status = VersionStatus::Queued;
@@ -143,28 +157,41 @@ async fn handle(deps: &UploadDeps, event: Event) -> Result<Value, RolloutError> 
             json!({ "model": model, "version": version, "status": "queued", "behind": holder }),
         );
     }
-    let execution = start_rollout(
+    let execution = rollout_end::start(
+        &deps.registry,
         &deps.sfn,
         &deps.state_machine_arn,
         &deps.fleet,
-        &model,
-        &version,
-        &digest,
+        &record,
     )
     .await?;
-    deps.registry
-        .update_version(&model, &version, |r| {
-            r.status = VersionStatus::RollingOut;
-            r.execution = Some(execution.clone());
-            r.reason = None;
-            r.phases
-                .entry("rollout_started".into())
-                .or_insert_with(Utc::now);
-        })
-        .await?;
     Ok(
         json!({ "model": model, "version": version, "status": "rolling_out", "execution": execution }),
     )
+}
+
+/// Heals a lost "Execution Status Change" event: when the lock's holder has an execution
+/// that has ended without releasing it, releases it (and starts the next queued version)
+/// as the rollout function does on the event. True when it released.
+async fn heal_ended_holder(deps: &UploadDeps, lock: &RolloutLock) -> Result<bool, RolloutError> {
+    let Some(execution) = lock.holder.as_ref().and_then(|h| h.execution.as_deref()) else {
+        return Ok(false);
+    };
+    let Some(ended) =
+        rollout_end::ended_status(&deps.sfn, &deps.state_machine_arn, execution).await?
+    else {
+        return Ok(false);
+    };
+    let released = rollout_end::release_ended(
+        &deps.registry,
+        &deps.sfn,
+        &deps.state_machine_arn,
+        &deps.fleet,
+        &ended,
+    )
+    .await?;
+    tracing::warn!(%released, "healed a lock whose execution ended without releasing it");
+    Ok(true)
 }
 
 /// The manifest's bytes and its S3 version id (what the registry records as its location).

@@ -13,7 +13,7 @@ use meridian::failover::RegionHealth;
 use meridian::fleet::{Fleet, RegionSpec};
 use meridian::health::{Clock, FailoverEvent, HealthError, HealthStore, Versioned, Write};
 use meridian::peers::PeerProbes;
-use meridian::registry::{ActivePointer, RolloutLock, VersionRecord, VersionStatus};
+use meridian::registry::{ActivePointer, LockHolder, RolloutLock, VersionRecord, VersionStatus};
 use meridian::rollout::deployment_name;
 use serde_json::Value;
 
@@ -181,7 +181,7 @@ fn sources(endpoint: Endpoint) -> Sources {
                     since: time(0),
                 },
             )]),
-            locks: BTreeMap::from([("llama".to_owned(), RolloutLock::default())]),
+            lock: RolloutLock::default(),
         },
         active: Some(version_record()),
         endpoint: Mutex::new(Ok(endpoint)),
@@ -298,13 +298,15 @@ async fn during_a_rollout_sagemaker_is_not_asked_and_a_recorded_drift_stays() {
     let (replica, clock) = (Replica::default(), Fixed::at(60));
     let mut sources = sources(endpoint_on("hand-made"));
     check(&eu(), "primary", &sources, &replica, &clock).await;
-    sources.view.locks.insert(
-        "llama".into(),
-        RolloutLock {
-            holder: Some("v3".into()),
-            queue: vec![],
-        },
-    );
+    sources.view.lock = RolloutLock {
+        holder: Some(LockHolder {
+            model: "llama".into(),
+            version: "v3".into(),
+            since: time(0),
+            execution: None,
+        }),
+        queue: vec![],
+    };
     sources.endpoint_reads.store(0, Ordering::SeqCst);
     let (summary, metric) = check(&eu(), "primary", &sources, &replica, &clock).await;
     assert_eq!(sources.endpoint_reads.load(Ordering::SeqCst), 0);

@@ -1,0 +1,112 @@
+//! The rollout function's second event: Step Functions' "Execution Status Change" for a
+//! rollout execution that ended `ABORTED`, `TIMED_OUT` or `FAILED` (the template's rule).
+//! An execution that ends that way without its last task (stopped, timed out, over the
+//! history limit, failed outside the `Catch`) never released the fleet's lock: release
+//! it, mark the version failed and start the next queued version
+//! ([`meridian::rollout_end::release_ended`]). Idempotent; late or repeated events and
+//! events of executions that released the lock themselves change nothing.
+
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use meridian::rollout::RolloutError;
+use meridian::rollout_end::{self, ExecutionStatusChange};
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+
+use crate::{RolloutDeps, TaskInput};
+
+/// What the rollout function is invoked with: a state machine task, or the EventBridge
+/// event of an execution's end (told apart by EventBridge's `detail-type`).
+#[derive(Debug)]
+pub enum RolloutEvent {
+    Task(TaskInput),
+    ExecutionEnded(EventBridgeEvent<ExecutionStatusChange>),
+}
+
+impl<'de> Deserialize<'de> for RolloutEvent {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        if value.get("detail-type").is_some() {
+            serde_json::from_value(value)
+                .map(RolloutEvent::ExecutionEnded)
+                .map_err(serde::de::Error::custom)
+        } else {
+            serde_json::from_value(value)
+                .map(RolloutEvent::Task)
+                .map_err(serde::de::Error::custom)
+        }
+    }
+}
+
+/// Handles one execution's end; events of other state machines are refused as invalid.
+pub async fn handle(
+    deps: &RolloutDeps,
+    event: &EventBridgeEvent<ExecutionStatusChange>,
+) -> Result<Value, RolloutError> {
+    let ended = &event.detail;
+    if ended.state_machine_arn != deps.state_machine_arn {
+        return Err(RolloutError::Invalid(format!(
+            "an execution of {}, not of the rollout state machine {}",
+            ended.state_machine_arn, deps.state_machine_arn
+        )));
+    }
+    let config = deps.clients.config(&deps.fleet.primary_region).await;
+    let registry = meridian::registry::Registry {
+        client: aws_sdk_dynamodb::Client::new(&config),
+        table: deps.fleet.registry_table.clone(),
+    };
+    let sfn = aws_sdk_sfn::Client::new(&config);
+    rollout_end::release_ended(&registry, &sfn, &deps.state_machine_arn, &deps.fleet, ended).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The event as Step Functions sends it to EventBridge.
+    fn event(status: &str) -> Value {
+        json!({
+            "version": "0",
+            "id": "315c1398-40ff-a850-213b-158f73e60175",
+            "detail-type": "Step Functions Execution Status Change",
+            "source": "aws.states",
+            "account": "123456789012",
+            "time": "2026-12-07T01:00:00Z",
+            "region": "us-east-1",
+            "resources": ["arn:aws:states:us-east-1:123456789012:execution:f-rollout:e1"],
+            "detail": {
+                "executionArn": "arn:aws:states:us-east-1:123456789012:execution:f-rollout:e1",
+                "stateMachineArn": "arn:aws:states:us-east-1:123456789012:stateMachine:f-rollout",
+                "name": "e1",
+                "status": status,
+                "startDate": 1_800_000_000_000u64,
+                "stopDate": 1_800_000_100_000u64,
+                "input": "{}",
+                "output": null,
+                "inputDetails": { "included": true },
+                "outputDetails": null,
+                "error": null,
+                "cause": null
+            }
+        })
+    }
+
+    #[test]
+    fn status_change_events_and_task_inputs_are_told_apart() {
+        match serde_json::from_value::<RolloutEvent>(event("ABORTED")) {
+            Ok(RolloutEvent::ExecutionEnded(e)) => {
+                assert_eq!(e.detail.name, "e1");
+                assert_eq!(e.detail.status, "ABORTED");
+            }
+            other => panic!("{other:?}"),
+        }
+        let task = json!({ "task": "commit", "model": "m", "version": "v" });
+        assert!(matches!(
+            serde_json::from_value::<RolloutEvent>(task),
+            Ok(RolloutEvent::Task(_))
+        ));
+        let broken =
+            json!({ "detail-type": "Step Functions Execution Status Change", "detail": {} });
+        assert!(serde_json::from_value::<RolloutEvent>(broken).is_err());
+    }
+}

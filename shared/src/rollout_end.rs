@@ -1,0 +1,354 @@
+//! The end of a rollout's hold on the fleet's lock: handing the lock to the next queued
+//! version (after a commit or a failure), and releasing it for an execution that ended
+//! without doing so itself (stopped, timed out, over Step Functions' history limit, or
+//! failed outside the state machine's `Catch`). The rollout function does the latter on
+//! Step Functions' "Execution Status Change" event; the upload function on finding the
+//! holder's execution ended when a version queues, which heals a lost event.
+
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::fleet::Fleet;
+use crate::registry::{Registry, VersionRecord, VersionStatus};
+use crate::rollout::RolloutError;
+
+/// The `detail` of Step Functions' "Step Functions Execution Status Change" EventBridge
+/// event (fields Meridian reads; `input`/`output` may be left out by Step Functions when
+/// large, so they are not relied on).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionStatusChange {
+    pub execution_arn: String,
+    pub state_machine_arn: String,
+    pub name: String,
+    /// `RUNNING`, `SUCCEEDED`, `FAILED`, `TIMED_OUT`, `ABORTED` (or `PENDING_REDRIVE`).
+    pub status: String,
+    #[serde(default)]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub cause: Option<String>,
+}
+
+/// Step Functions statuses of an execution that has ended without success.
+pub const ENDED_WITHOUT_SUCCESS: [&str; 3] = ["FAILED", "TIMED_OUT", "ABORTED"];
+
+/// The regions the version's rollout had started deploying to and that are not recorded
+/// back on their previous configuration: what the terminal message of a failed or
+/// abandoned rollout names.
+pub fn regions_not_back(record: &VersionRecord) -> Vec<String> {
+    record
+        .regions
+        .iter()
+        .filter(|(_, p)| p.deploy_started.is_some() && p.rolled_back.is_none())
+        .map(|(region, _)| region.clone())
+        .collect()
+}
+
+/// The sentence a failure reason ends with about the regions.
+pub fn regions_sentence(record: &VersionRecord) -> String {
+    let not_back = regions_not_back(record);
+    if not_back.is_empty() {
+        "every region is on its previous version".into()
+    } else {
+        format!(
+            "not back on the previous version: {} (roll back by hand: see meridian rollout status)",
+            not_back.join(", ")
+        )
+    }
+}
+
+/// What to do about an ended execution, given the lock's holder and its record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EndedDecision {
+    /// The execution does not hold the lock (already released, or another's): nothing.
+    Ignore(&'static str),
+    /// Release the lock; mark the version failed first unless it committed.
+    Release { mark_failed: bool },
+}
+
+/// Decides for an execution named `execution` that ended with `status`; `holder` is the
+/// lock holder's record and the execution name the lock recorded for it. Pure.
+pub fn decide_ended(
+    execution: &str,
+    status: &str,
+    holder: Option<(&VersionRecord, Option<&str>)>,
+) -> EndedDecision {
+    if !ENDED_WITHOUT_SUCCESS.contains(&status) && status != "SUCCEEDED" {
+        return EndedDecision::Ignore("the execution has not ended");
+    }
+    let Some((record, lock_execution)) = holder else {
+        return EndedDecision::Ignore("no rollout holds the lock");
+    };
+    let holds = lock_execution == Some(execution) || record.execution.as_deref() == Some(execution);
+    if !holds {
+        return EndedDecision::Ignore("the execution does not hold the lock");
+    }
+    EndedDecision::Release {
+        mark_failed: !matches!(record.status, VersionStatus::Active | VersionStatus::Failed),
+    }
+}
+
+/// Releases the lock held by an execution that ended (`status`, with Step Functions'
+/// `error`/`cause`) without releasing it: marks its version failed with the reason (and
+/// the regions not back), releases the lock and starts the next queued version.
+/// Idempotent: an execution that no longer holds the lock changes nothing.
+pub async fn release_ended(
+    registry: &Registry,
+    sfn: &aws_sdk_sfn::Client,
+    state_machine_arn: &str,
+    fleet: &Fleet,
+    ended: &ExecutionStatusChange,
+) -> Result<Value, RolloutError> {
+    let (lock, _) = registry.lock().await?;
+    let holder = match &lock.holder {
+        Some(h) => registry
+            .version(&h.model, &h.version)
+            .await?
+            .map(|record| (record, h.execution.clone())),
+        None => None,
+    };
+    let decision = decide_ended(
+        &ended.name,
+        &ended.status,
+        holder.as_ref().map(|(r, e)| (r, e.as_deref())),
+    );
+    let (record, mark_failed) = match (decision, holder) {
+        (EndedDecision::Release { mark_failed }, Some((record, _))) => (record, mark_failed),
+        (EndedDecision::Ignore(why), _) => {
+            return Ok(json!({ "execution": ended.name, "ignored": why }));
+        }
+        (EndedDecision::Release { .. }, None) => {
+            return Ok(json!({ "execution": ended.name, "ignored": "no rollout holds the lock" }));
+        }
+    };
+    if mark_failed {
+        let detail = [ended.error.as_deref(), ended.cause.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(": ");
+        let reason = format!(
+            "execution {} ended {}{} without finishing the rollout; {}",
+            ended.name,
+            ended.status,
+            if detail.is_empty() {
+                String::new()
+            } else {
+                format!(" ({detail})")
+            },
+            regions_sentence(&record)
+        );
+        let reason = crate::bounded::text(&reason, crate::bounded::MAX_REASON_BYTES);
+        registry
+            .update_version(&record.model, &record.version, |r| {
+                if matches!(r.status, VersionStatus::Active | VersionStatus::Failed) {
+                    return;
+                }
+                r.status = VersionStatus::Failed;
+                r.reason = Some(reason.clone());
+                r.phases.entry("failed".into()).or_insert_with(Utc::now);
+            })
+            .await?;
+    }
+    let next = start_next(registry, sfn, state_machine_arn, fleet, &record).await?;
+    tracing::warn!(execution = %ended.name, status = %ended.status, model = %record.model, version = %record.version, "released the lock of an execution that ended without releasing it");
+    Ok(json!({
+        "execution": ended.name,
+        "released": format!("{}/{}", record.model, record.version),
+        "failed": mark_failed,
+        "next": next.map(|(m, v)| format!("{m}/{v}")),
+    }))
+}
+
+/// Releases the lock `record` holds and starts the rollout of the version it passes to,
+/// if any (returned). Idempotent, like the release.
+pub async fn start_next(
+    registry: &Registry,
+    sfn: &aws_sdk_sfn::Client,
+    state_machine_arn: &str,
+    fleet: &Fleet,
+    record: &VersionRecord,
+) -> Result<Option<(String, String)>, RolloutError> {
+    let Some((model, version)) = registry.release(&record.model, &record.version).await? else {
+        return Ok(None);
+    };
+    let queued = registry.version(&model, &version).await?.ok_or_else(|| {
+        RolloutError::Invalid(format!(
+            "queued version {model}/{version} is not registered"
+        ))
+    })?;
+    start(registry, sfn, state_machine_arn, fleet, &queued).await?;
+    Ok(Some((model, version)))
+}
+
+/// Starts (idempotently) the rollout of the version holding the lock and records its
+/// execution in the version and in the lock.
+pub async fn start(
+    registry: &Registry,
+    sfn: &aws_sdk_sfn::Client,
+    state_machine_arn: &str,
+    fleet: &Fleet,
+    record: &VersionRecord,
+) -> Result<String, RolloutError> {
+    let execution = crate::executions::start_rollout(
+        sfn,
+        state_machine_arn,
+        fleet,
+        &record.model,
+        &record.version,
+        &record.digest,
+    )
+    .await?;
+    registry
+        .update_version(&record.model, &record.version, |r| {
+            r.status = VersionStatus::RollingOut;
+            r.execution = Some(execution.clone());
+            r.reason = None;
+            r.phases
+                .entry("rollout_started".into())
+                .or_insert_with(Utc::now);
+        })
+        .await?;
+    registry
+        .record_lock_execution(&record.model, &record.version, &execution)
+        .await?;
+    Ok(execution)
+}
+
+/// The holder's execution status if it has ended (Step Functions' `DescribeExecution`):
+/// how a version queuing behind it finds a lock whose status event was lost.
+pub async fn ended_status(
+    sfn: &aws_sdk_sfn::Client,
+    state_machine_arn: &str,
+    execution: &str,
+) -> Result<Option<ExecutionStatusChange>, RolloutError> {
+    let arn = execution_arn(state_machine_arn, execution);
+    let described = sfn
+        .describe_execution()
+        .execution_arn(&arn)
+        .send()
+        .await
+        .map_err(|e| {
+            crate::rollout::retryable(
+                "reading the holder's execution",
+                aws_sdk_sfn::error::DisplayErrorContext(e),
+            )
+        })?;
+    let status = described.status().as_str().to_owned();
+    if !ENDED_WITHOUT_SUCCESS.contains(&status.as_str()) && status != "SUCCEEDED" {
+        return Ok(None);
+    }
+    Ok(Some(ExecutionStatusChange {
+        execution_arn: arn,
+        state_machine_arn: state_machine_arn.to_owned(),
+        name: execution.to_owned(),
+        status,
+        error: described.error().map(str::to_owned),
+        cause: described.cause().map(str::to_owned),
+    }))
+}
+
+/// An execution's ARN from its state machine's ARN and its name
+/// (`arn:aws:states:<region>:<account>:execution:<state machine>:<name>`).
+pub fn execution_arn(state_machine_arn: &str, execution: &str) -> String {
+    format!(
+        "{}:{execution}",
+        state_machine_arn.replacen(":stateMachine:", ":execution:", 1)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::{RegionProgress, RegisteredManifest};
+    use std::collections::BTreeMap;
+
+    fn record(status: VersionStatus, execution: Option<&str>) -> VersionRecord {
+        VersionRecord {
+            model: "llama".into(),
+            version: "v1".into(),
+            digest: "d".into(),
+            manifest: RegisteredManifest {
+                key: "k".into(),
+                version_id: None,
+                size: 0,
+                sha256: String::new(),
+                files: 0,
+                bytes: 0,
+                serving: serde_json::from_value(json!({
+                    "image": "i", "instance_type": "ml.g5.xlarge", "instance_count": 1, "variant_name": "primary", "environment": {}, "images": {}
+                }))
+                .unwrap_or_else(|e| panic!("{e}")),
+            },
+            status,
+            phases: BTreeMap::new(),
+            regions: BTreeMap::new(),
+            execution: execution.map(str::to_owned),
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn only_the_holders_ended_execution_releases_the_lock() {
+        let rolling = record(VersionStatus::RollingOut, Some("e1"));
+        assert_eq!(
+            decide_ended("e1", "ABORTED", Some((&rolling, None))),
+            EndedDecision::Release { mark_failed: true }
+        );
+        assert_eq!(
+            decide_ended("e1", "TIMED_OUT", Some((&rolling, Some("e1")))),
+            EndedDecision::Release { mark_failed: true }
+        );
+        assert!(matches!(
+            decide_ended("e0", "ABORTED", Some((&rolling, Some("e1")))),
+            EndedDecision::Ignore(_)
+        ));
+        assert!(matches!(
+            decide_ended("e1", "RUNNING", Some((&rolling, Some("e1")))),
+            EndedDecision::Ignore(_)
+        ));
+        assert!(matches!(
+            decide_ended("e1", "FAILED", None),
+            EndedDecision::Ignore(_)
+        ));
+        let committed = record(VersionStatus::Active, Some("e1"));
+        assert_eq!(
+            decide_ended("e1", "FAILED", Some((&committed, Some("e1")))),
+            EndedDecision::Release { mark_failed: false },
+            "a commit that did not release: release, keep it active"
+        );
+    }
+
+    #[test]
+    fn the_regions_not_back_are_those_deploying_without_a_rollback() {
+        let mut r = record(VersionStatus::Failed, None);
+        let started = Some(Utc::now());
+        r.regions.insert("a".into(), RegionProgress::default());
+        r.regions.insert(
+            "b".into(),
+            RegionProgress {
+                deploy_started: started,
+                rolled_back: started,
+                ..RegionProgress::default()
+            },
+        );
+        r.regions.insert(
+            "c".into(),
+            RegionProgress {
+                deploy_started: started,
+                ..RegionProgress::default()
+            },
+        );
+        assert_eq!(regions_not_back(&r), ["c"]);
+        assert!(regions_sentence(&r).contains("not back on the previous version: c"));
+    }
+
+    #[test]
+    fn execution_arns_follow_the_state_machines() {
+        assert_eq!(
+            execution_arn("arn:aws:states:us-east-1:1:stateMachine:f-rollout", "x"),
+            "arn:aws:states:us-east-1:1:execution:f-rollout:x"
+        );
+    }
+}
