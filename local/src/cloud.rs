@@ -113,6 +113,7 @@ impl LocalCloud {
             &self.ctx.fleet,
             &self.ctx.front_door_urls,
             self.ctx.config.rollout_poll_seconds,
+            self.ctx.config.deploy_backstop_seconds,
         )
         .await?;
         for subscription in &provisioned.subscriptions {

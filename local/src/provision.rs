@@ -42,6 +42,7 @@ pub async fn provision(
     fleet: &Fleet,
     front_doors: &BTreeMap<String, String>,
     poll_seconds: u64,
+    deploy_backstop_seconds: u64,
 ) -> Result<Provisioned> {
     let mut provisioned = Provisioned::default();
     for region in &fleet.regions {
@@ -104,7 +105,7 @@ pub async fn provision(
     )
     .await?;
     provisioned.subscriptions.push(execution_ended);
-    rollout_state_machine(clients, fleet, poll_seconds).await?;
+    rollout_state_machine(clients, fleet, poll_seconds, deploy_backstop_seconds).await?;
     drill_state_machine(clients, fleet, poll_seconds).await?;
     let (zone, checks) = dns(clients, fleet, front_doors).await?;
     provisioned.hosted_zone_id = zone;
@@ -378,10 +379,6 @@ async fn route_events(
     })
 }
 
-/// The rollout's backstop on a deploy wait in the local cloud: long enough that a rollout
-/// finishing in seconds shows the wait was resumed by SageMaker's events, not by it.
-pub const DEPLOY_BACKSTOP_SECONDS: u64 = 60;
-
 /// The bootstrap model, endpoint config and endpoint of a region, if absent.
 async fn endpoint(clients: &ClientFactory, fleet: &Fleet, region: &RegionSpec) -> Result<()> {
     use aws_sdk_sagemaker::types::{
@@ -581,6 +578,7 @@ async fn rollout_state_machine(
     clients: &ClientFactory,
     fleet: &Fleet,
     poll_seconds: u64,
+    deploy_backstop_seconds: u64,
 ) -> Result<()> {
     let function = names::function_name(&fleet.name, FunctionRole::Rollout);
     let definition = substitute(
@@ -598,7 +596,10 @@ async fn rollout_state_machine(
                 fleet.rollout.replica_timeout.as_secs().max(1).to_string(),
             ),
             ("StatusPollSeconds", poll_seconds.max(1).to_string()),
-            ("DeployBackstopSeconds", DEPLOY_BACKSTOP_SECONDS.to_string()),
+            (
+                "DeployBackstopSeconds",
+                deploy_backstop_seconds.max(1).to_string(),
+            ),
         ],
     );
     let name = names::rollout_state_machine_name(&fleet.name);

@@ -285,6 +285,10 @@ async fn publish_endpoint_events(
     config: &str,
     pending: Option<(&str, DateTime<Utc>)>,
 ) {
+    if ctx.faults.endpoint_events_dropped_in(region) {
+        tracing::warn!(%region, %endpoint, %status, "fault: endpoint events dropped");
+        return;
+    }
     let arn = format!("arn:aws:sagemaker:{region}:{LOCAL_ACCOUNT}:endpoint/{endpoint}");
     let now = Utc::now();
     let mut detail = json!({

@@ -13,7 +13,7 @@ use meridian::endpoint_events::{EndpointChange, EndpointEvent};
 use meridian::fleet::Fleet;
 use meridian::function::{Handler, Outcome};
 use meridian::registry::Registry;
-use meridian::rollout::{retryable, RolloutError};
+use meridian::rollout::RolloutError;
 use serde_json::{json, Value};
 
 /// The wait tokens and the way to resume one.
@@ -112,29 +112,9 @@ impl DeployWaits for AwsDeployWaits {
     }
 
     async fn resume(&self, token: &str, output: &Value) -> Result<(), RolloutError> {
-        let sent = self
-            .sfn
-            .send_task_success()
-            .task_token(token)
-            .output(output.to_string())
-            .send()
-            .await;
-        match sent {
-            Ok(_) => Ok(()),
-            Err(error) => {
-                let gone = error.as_service_error().is_some_and(|e| {
-                    e.is_task_does_not_exist() || e.is_task_timed_out() || e.is_invalid_token()
-                });
-                if gone {
-                    Ok(())
-                } else {
-                    Err(retryable(
-                        "resuming the deploy wait",
-                        aws_sdk_sfn::error::DisplayErrorContext(error),
-                    ))
-                }
-            }
-        }
+        meridian::executions::resume_deploy_wait(&self.sfn, token, output)
+            .await
+            .map(drop)
     }
 }
 

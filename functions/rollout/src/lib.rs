@@ -140,7 +140,7 @@ async fn run(
         "fast_copy" => fast_copy(deps, &control, &record, &input).await,
         "prepare" => prepare(deps, &control, &record, &input).await,
         "deploy" => deploy(deps, &control, &record, &input).await,
-        "await_update" => deploy_wait::await_update(deps, &record, &input).await,
+        "await_update" => deploy_wait::await_update(deps, &control, &record, &input).await,
         "status" => status(deps, &control, &record, &input).await,
         "smoke_test" => smoke_test(deps, &control, &record, &input).await,
         "commit" => commit(deps, &control, &record, metrics).await,
