@@ -13,7 +13,7 @@ use meridian::scaling::{managed_prefix, AutoScaling, ScalingState};
 use meridian::scaling_aws::AasAutoScaling;
 use serde::Serialize;
 
-use crate::ops::Target;
+use crate::target::Target;
 
 /// One region as `meridian capacity` shows it.
 #[derive(Debug, Serialize)]

@@ -14,7 +14,7 @@ use meridian::fleet::Fleet;
 use meridian::names;
 use serde_json::json;
 
-use crate::ops::Target;
+use crate::target::Target;
 
 #[derive(Subcommand)]
 pub enum DrillCommand {

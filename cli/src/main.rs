@@ -10,6 +10,7 @@ mod local;
 mod operator_cmd;
 mod ops;
 mod rollout_cmd;
+mod target;
 mod upload;
 
 use std::path::PathBuf;
@@ -48,7 +49,7 @@ enum Command {
         command: rollout_cmd::RolloutCommand,
     },
     /// Each region's health, since when and why, its DNS state and what it serves.
-    Status(ops::Target),
+    Status(target::Target),
     /// Take a region out of DNS by hand; it stays out until `undrain`, whatever alarms say.
     Drain {
         region: String,
@@ -56,16 +57,16 @@ enum Command {
         #[arg(long)]
         reason: String,
         #[command(flatten)]
-        target: ops::Target,
+        target: target::Target,
     },
     /// Return a region drained by hand to alarm control (back into DNS if no alarm fires).
     Undrain {
         region: String,
         #[command(flatten)]
-        target: ops::Target,
+        target: target::Target,
     },
     /// Failover events with their timings, oldest first, then the drills.
-    History(ops::Target),
+    History(target::Target),
     /// Failover drills: shift a share of one region's traffic to another step by step.
     Drill {
         #[command(subcommand)]
@@ -73,7 +74,7 @@ enum Command {
     },
     /// Per region: the capacity the fleet file declares, what Application Auto Scaling
     /// has in force (read in that region), and the next scheduled change, local and UTC.
-    Capacity(ops::Target),
+    Capacity(target::Target),
     /// Monthly cost from the declared capacity and windows, per region and in total, as
     /// active-active, active-passive and single-region, with the arithmetic shown.
     Cost(cost_cmd::CostArgs),

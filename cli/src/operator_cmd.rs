@@ -13,7 +13,7 @@ use meridian::executions::Woken;
 use meridian::operator::OperatorAction;
 use meridian::registry::{Registry, VersionStatus};
 
-use crate::ops::Target;
+use crate::target::Target;
 
 /// The arguments every operator command takes.
 #[derive(Args)]

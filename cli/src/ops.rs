@@ -2,12 +2,10 @@
 //! `resolve` view. They read and act through the same adapters the functions use.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
-use clap::Args;
 use comfy_table::Table;
 use meridian::adapters::{read_history, HealthDeps, HttpFrontDoorProbe};
 use meridian::aws::ClientFactory;
@@ -18,39 +16,7 @@ use meridian::health::{apply, FailoverEvent, FrontDoorProbe, HealthStore, System
 use meridian::routing::Resolution;
 use serde::Serialize;
 
-/// Where a command finds the fleet and AWS.
-#[derive(Args, Clone)]
-pub struct Target {
-    /// The fleet file.
-    #[arg(long, env = "MERIDIAN_FLEET", default_value = "fleet.example.toml")]
-    pub fleet: PathBuf,
-    /// Talk to the running local cloud (`meridian local up`) instead of the AWS endpoint
-    /// the environment configures.
-    #[arg(long)]
-    pub local: bool,
-    /// Machine-readable output.
-    #[arg(long)]
-    pub json: bool,
-    /// The region whose table replica to read records and history from (default: for
-    /// `status`, each region's own replica, else the first of the fleet that answers; for
-    /// `history`, the first that answers: a dark region or an impaired us-east-1 does not
-    /// stop either command).
-    #[arg(long)]
-    pub replica: Option<String>,
-}
-
-impl Target {
-    pub fn load(&self) -> Result<(Fleet, ClientFactory)> {
-        let fleet = Fleet::load(&self.fleet)
-            .with_context(|| format!("reading {}", self.fleet.display()))?;
-        let clients = if self.local {
-            ClientFactory::for_endpoint(crate::local::running_endpoint()?)
-        } else {
-            ClientFactory::from_env()
-        };
-        Ok((fleet, clients))
-    }
-}
+use crate::target::Target;
 
 fn time(t: Option<DateTime<Utc>>) -> String {
     t.map_or_else(|| "-".into(), |t| t.format("%H:%M:%S%.3f").to_string())

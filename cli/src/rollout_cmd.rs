@@ -17,7 +17,7 @@ use meridian::rollout::deployment_name;
 use serde::Serialize;
 
 use crate::operator_cmd::{self, OperatorArgs};
-use crate::ops::Target;
+use crate::target::Target;
 
 #[derive(Subcommand)]
 pub enum RolloutCommand {

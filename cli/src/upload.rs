@@ -30,7 +30,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
-use crate::ops::Target;
+use crate::target::Target;
 
 /// Instance type when neither `--instance-type` nor a fleet file gives one.
 const DEFAULT_INSTANCE_TYPE: &str = "ml.g5.2xlarge";

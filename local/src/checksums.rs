@@ -4,9 +4,6 @@
 //! uploaded without a checksum, and its `HeadObject` leaves out `x-amz-checksum-type`. See
 //! `EMULATIONS.md`.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use anyhow::{Context, Result};
 use http::{HeaderValue, Method};
 use meridian::checksum::Crc64Nvme;
@@ -26,28 +23,6 @@ const OTHER_ALGORITHMS: &[&str] = &[
 ];
 /// Query parameters of a whole-object read (any other names a part or a sub-resource).
 const OBJECT_READ_PARAMS: &[&str] = &["versionId", "x-id"];
-
-/// The CRC64NVME of each object read so far, by (bucket, key, ETag): an object's content,
-/// and so its checksum, changes only with its ETag.
-#[derive(Default)]
-pub struct Crc64Cache(Mutex<HashMap<(String, String, String), String>>);
-
-impl Crc64Cache {
-    fn get(&self, id: &(String, String, String)) -> Option<String> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(id)
-            .cloned()
-    }
-
-    fn put(&self, id: (String, String, String), value: String) {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, value);
-    }
-}
 
 /// The (bucket, key, version) of a whole-object `HeadObject`/`GetObject` that asks for
 /// checksums, or `None` for any other request.

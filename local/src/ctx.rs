@@ -37,7 +37,7 @@ pub struct Ctx {
     /// trigger themselves.
     pub moto: ClientFactory,
     /// Objects' CRC64NVME as the S3 emulation reports them (`checksums.rs`).
-    pub crc64nvme: crate::checksums::Crc64Cache,
+    pub crc64nvme: crate::crc64_cache::Crc64Cache,
     provisioned: AtomicBool,
     tasks: Mutex<Vec<AbortHandle>>,
 }

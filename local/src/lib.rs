@@ -12,6 +12,7 @@ pub mod checksums;
 pub mod cloud;
 pub mod config;
 pub mod control;
+pub mod crc64_cache;
 pub mod ctx;
 pub mod delivery;
 pub mod events;

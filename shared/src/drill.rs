@@ -10,9 +10,33 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::drill_store::StepCounts;
 use crate::fleet::Fleet;
 use crate::traffic::DrillShift;
+
+/// A step's counts so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct StepCounts {
+    pub requests: u64,
+    pub errors: u64,
+    /// Sum of the requests' forwarding latencies; over `requests`, their mean.
+    pub latency_ms_total: f64,
+}
+
+impl StepCounts {
+    /// Percent of the step's requests that failed (0 with none).
+    pub fn error_percent(&self) -> f64 {
+        if self.requests == 0 {
+            0.0
+        } else {
+            self.errors as f64 * 100.0 / self.requests as f64
+        }
+    }
+
+    /// Mean forwarding latency, when there were requests.
+    pub fn mean_latency_ms(&self) -> Option<f64> {
+        (self.requests > 0).then(|| self.latency_ms_total / self.requests as f64)
+    }
+}
 
 /// The default steps, percent of the source region's inference.
 pub const DEFAULT_STEPS: [u32; 4] = [10, 25, 50, 100];

@@ -6,7 +6,7 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use crate::drill::DrillRecord;
+use crate::drill::{DrillRecord, StepCounts};
 use crate::traffic::DrillShift;
 
 /// Partition key of the drill's shift of `region`'s traffic.
@@ -41,31 +41,6 @@ pub struct DrillCount {
     pub step: usize,
     pub failed: bool,
     pub latency_ms: f64,
-}
-
-/// A step's counts so far.
-#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct StepCounts {
-    pub requests: u64,
-    pub errors: u64,
-    /// Sum of the requests' forwarding latencies; over `requests`, their mean.
-    pub latency_ms_total: f64,
-}
-
-impl StepCounts {
-    /// Percent of the step's requests that failed (0 with none).
-    pub fn error_percent(&self) -> f64 {
-        if self.requests == 0 {
-            0.0
-        } else {
-            self.errors as f64 * 100.0 / self.requests as f64
-        }
-    }
-
-    /// Mean forwarding latency, when there were requests.
-    pub fn mean_latency_ms(&self) -> Option<f64> {
-        (self.requests > 0).then(|| self.latency_ms_total / self.requests as f64)
-    }
 }
 
 /// The drills' items in one region's table replica.

@@ -56,7 +56,7 @@ pub struct Fleet {
     pub cost: crate::prices::CostSettings,
     /// The `[traffic]` section: warm traffic to standbys and the drills' abort rule
     /// (defaults when absent).
-    pub traffic: crate::traffic::TrafficSettings,
+    pub traffic: crate::traffic_settings::TrafficSettings,
 }
 
 /// Bounds of the `[failover]` durations, in seconds.
@@ -348,7 +348,7 @@ struct RawFleet {
     failover: Option<RawFailover>,
     rollout: Option<RawRollout>,
     cost: Option<crate::prices::RawCost>,
-    traffic: Option<crate::traffic::RawTraffic>,
+    traffic: Option<crate::traffic_settings::RawTraffic>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -550,7 +550,7 @@ impl RawFleet {
         let failover = validate_failover(self.failover, region_count, &mut p);
         let rollout = validate_rollout(self.rollout, &mut p);
         let cost = crate::prices::validate(self.cost, &mut p.0);
-        let traffic = crate::traffic::validate(self.traffic, &mut p.0);
+        let traffic = crate::traffic_settings::validate(self.traffic, &mut p.0);
 
         match (
             name,

@@ -40,6 +40,7 @@ pub mod scaling;
 pub mod scaling_aws;
 pub mod smoke;
 pub mod traffic;
+pub mod traffic_settings;
 pub mod variant;
 pub mod windows;
 

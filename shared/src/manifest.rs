@@ -28,8 +28,9 @@ pub use crate::field_error::FieldError;
 /// Name of the manifest object inside a version folder; reserved, so no listed file may
 /// use it.
 pub const MANIFEST_FILE: &str = "manifest.json";
-/// Largest manifest accepted, checked before parsing so a huge object costs nothing.
-pub const MAX_MANIFEST_BYTES: usize = 1024 * 1024;
+/// Largest manifest accepted, checked before parsing so a huge object costs nothing: above
+/// the largest the other limits allow (10,000 files of 900-byte paths, about 11 MB).
+pub const MAX_MANIFEST_BYTES: usize = 16 * 1024 * 1024;
 /// Largest file a manifest may list: 5 TiB, S3's object size limit.
 pub const MAX_FILE_BYTES: u64 = 5 * 1024u64.pow(4);
 /// Most files one version may have; keeps verification and copying bounded.
@@ -838,7 +839,7 @@ fn hash_file(path: &Path, buffer: &mut [u8]) -> Result<(u64, String, String), Ma
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::{json, Value};
     use std::collections::HashSet;
@@ -1385,9 +1386,10 @@ mod tests {
         );
         assert!(error.is_permanent());
         assert!(
-            error.to_string().starts_with(
-                "manifest is too large: 1048577 bytes, more than the limit of 1048576 bytes"
-            ),
+            error.to_string().starts_with(&format!(
+                "manifest is too large: {} bytes, more than the limit of {MAX_MANIFEST_BYTES} bytes",
+                MAX_MANIFEST_BYTES + 1
+            )),
             "{error}"
         );
 
@@ -1399,6 +1401,69 @@ mod tests {
         let error = parse(b"{ \"format\": 1,").expect_err("truncated");
         assert!(matches!(error, ManifestError::Syntax(_)), "{error:?}");
         assert!(error.to_string().contains("line 1"), "{error}");
+    }
+
+    /// The largest manifest the documented limits allow: 10,000 files of 900-byte paths,
+    /// a 255-character image and 100 environment variables of 1,024-character names and
+    /// values.
+    pub(crate) fn largest_manifest() -> Manifest {
+        // The longest private ECR image a region can have.
+        let image = |region: &str| {
+            let registry = format!("123456789012.dkr.ecr.{region}.amazonaws.com/");
+            let tag = ":latest";
+            let repository =
+                "r".repeat(crate::images::MAX_IMAGE_CHARS - registry.len() - tag.len());
+            format!("{registry}{repository}{tag}")
+        };
+        Manifest {
+            format: FORMAT,
+            model: "m".repeat(63),
+            version: "v".repeat(64),
+            files: (0..10_000)
+                .map(|i| FileEntry {
+                    path: format!("{i:05}{}", "p".repeat(895)),
+                    size: 5 * 1024u64.pow(4),
+                    sha256: "a".repeat(64),
+                    crc64nvme: Some("AAAAAAAAAAA=".into()),
+                })
+                .collect(),
+            serving: Serving {
+                image: image("us-east-1"),
+                instance_type: "ml.p5.48xlarge".into(),
+                instance_count: 100,
+                variant_name: Some("x".repeat(63)),
+                environment: (0..100)
+                    .map(|i| (format!("{i:03}{}", "K".repeat(1021)), "V".repeat(1024)))
+                    .collect(),
+                images: [
+                    "us-east-1",
+                    "eu-west-1",
+                    "ap-southeast-1",
+                    "us-west-2",
+                    "ap-northeast-1",
+                ]
+                .iter()
+                .map(|r| ((*r).to_owned(), image(r)))
+                .collect(),
+                smoke_test: Some(crate::smoke::SmokeTest {
+                    content_type: "c".repeat(crate::smoke::MAX_CONTENT_TYPE_CHARS),
+                    body: serde_json::json!({
+                        "inputs": "b".repeat(crate::smoke::MAX_SMOKE_BODY_BYTES - 20)
+                    }),
+                    expect: Some(format!("/{}", "e".repeat(1000))),
+                }),
+            },
+        }
+    }
+
+    /// The documented limits and the size limit agree: the largest manifest they allow
+    /// parses (it was refused by a 1 MiB limit, as was any 10,000-file manifest).
+    #[test]
+    fn the_largest_manifest_the_limits_allow_parses() {
+        let manifest = largest_manifest();
+        let text = manifest.to_json_pretty();
+        assert!(text.len() > 9_000_000, "{}", text.len());
+        assert_eq!(parse(text.as_bytes()).expect("parses"), manifest);
     }
 
     #[test]

@@ -963,56 +963,10 @@ impl RegistryView {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::{FileEntry, FORMAT};
-
-    /// The largest manifest the documented limits allow: 10,000 files of 900-byte paths,
-    /// a 255-character image and 100 environment variables of 1,024-character names and
-    /// values.
-    fn largest_manifest() -> Manifest {
-        Manifest {
-            format: FORMAT,
-            model: "m".repeat(63),
-            version: "v".repeat(64),
-            files: (0..10_000)
-                .map(|i| FileEntry {
-                    path: format!("{i:05}{}", "p".repeat(895)),
-                    size: 5 * 1024u64.pow(4),
-                    sha256: "a".repeat(64),
-                    crc64nvme: Some("AAAAAAAAAAA=".into()),
-                })
-                .collect(),
-            serving: Serving {
-                image: "i".repeat(255),
-                instance_type: "ml.p5.48xlarge".into(),
-                instance_count: 100,
-                variant_name: Some("x".repeat(63)),
-                environment: (0..100)
-                    .map(|i| (format!("{i:03}{}", "K".repeat(1021)), "V".repeat(1024)))
-                    .collect(),
-                images: [
-                    "us-east-1",
-                    "eu-west-1",
-                    "ap-southeast-1",
-                    "us-west-2",
-                    "ap-northeast-1",
-                ]
-                .iter()
-                .map(|r| ((*r).to_owned(), "i".repeat(255)))
-                .collect(),
-                smoke_test: Some(crate::smoke::SmokeTest {
-                    content_type: "c".repeat(crate::smoke::MAX_CONTENT_TYPE_CHARS),
-                    body: serde_json::json!({
-                        "inputs": "b".repeat(crate::smoke::MAX_SMOKE_BODY_BYTES - 20)
-                    }),
-                    expect: Some(format!("/{}", "e".repeat(1000))),
-                }),
-            },
-        }
-    }
 
     #[test]
     fn the_version_item_of_the_largest_manifest_fits_a_dynamodb_item() {
-        let manifest = largest_manifest();
+        let manifest = crate::manifest::tests::largest_manifest();
         let manifest_bytes = manifest.to_json_pretty().len();
         assert!(manifest_bytes > 9_000_000, "{manifest_bytes}");
         let now = Utc::now();
