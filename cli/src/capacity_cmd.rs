@@ -170,7 +170,7 @@ pub async fn run(target: Target) -> Result<ExitCode> {
     let now = Utc::now();
     let mut views = Vec::new();
     for region in &fleet.regions {
-        let autoscaling = AasAutoScaling::new(&clients, &region.name).await;
+        let autoscaling = AasAutoScaling::new(&clients, &region.name, &fleet.variant_name).await;
         let in_force = autoscaling
             .read(&region.endpoint)
             .await

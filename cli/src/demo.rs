@@ -99,7 +99,7 @@ async fn rollout(cloud: &LocalCloud, fleet: &Fleet, step: &impl Fn(&str)) -> Res
         region_images: Vec::new(),
         instance_type: None,
         instance_count: None,
-        variant_name: meridian::names::VARIANT_NAME.into(),
+        variant_name: None,
         env: vec![("HF_MODEL_ID".into(), "/opt/ml/model".into())],
         smoke_test: None,
     };

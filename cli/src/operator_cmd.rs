@@ -1,13 +1,15 @@
 //! `meridian rollout pause|resume|promote|abort MODEL [--reason TEXT]`: an operator's
 //! command to the running rollout of a model, written as the version's operator control
 //! record (who, why, when) that the state machine's gate reads at every phase boundary
-//! and through Meridian's bake.
+//! and through Meridian's bake. An abort also wakes every region's wait for an endpoint
+//! update, so the rollback starts now rather than when SageMaker finishes the update.
 
 use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 use clap::Args;
 use meridian::aws::ClientFactory;
+use meridian::executions::Woken;
 use meridian::operator::OperatorAction;
 use meridian::registry::{Registry, VersionStatus};
 
@@ -35,7 +37,7 @@ fn effect(action: OperatorAction) -> &'static str {
         OperatorAction::Resume => "the rollout goes on at its next look at the gate",
         OperatorAction::Promote => "the rest of Meridian's bake is skipped: the rollout commits at its next look at the gate",
         OperatorAction::Abort => {
-            "every region is rolled back at the next phase boundary or deploy poll, and the version fails"
+            "every region is rolled back now (or at the next phase boundary), and the version fails"
         }
     }
 }
@@ -97,6 +99,9 @@ pub async fn run(action: OperatorAction, args: OperatorArgs) -> Result<ExitCode>
                     .unwrap_or_default(),
                 effect(action)
             );
+            if action == OperatorAction::Abort {
+                wake_deploy_waits(&clients, &fleet).await;
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(refusal) => bail!(
@@ -105,6 +110,22 @@ pub async fn run(action: OperatorAction, args: OperatorArgs) -> Result<ExitCode>
             holder.model,
             holder.version
         ),
+    }
+}
+
+/// Resumes every region's waiting deploy task so the state machine reaches the abort now;
+/// a region whose wait cannot be woken rolls back when that wait ends (SageMaker's event or
+/// the deploy backstop), which is said, not an error: the abort is recorded either way.
+async fn wake_deploy_waits(clients: &ClientFactory, fleet: &meridian::fleet::Fleet) {
+    for (region, woken) in meridian::executions::wake_deploy_waits(clients, fleet, "abort").await {
+        match woken {
+            Ok(Woken::Resumed) => println!("{region}: the wait for the endpoint update was woken"),
+            Ok(Woken::NotWaiting) => {}
+            Err(error) => eprintln!(
+                "{region}: could not wake the wait for the endpoint update ({error}); \
+                 that region rolls back when SageMaker's update ends or the deploy backstop passes"
+            ),
+        }
     }
 }
 

@@ -69,9 +69,11 @@ pub struct VersionArgs {
     /// Instances per region [default: the fleet's primary region's, else 1].
     #[arg(long)]
     pub instance_count: Option<u32>,
-    /// SageMaker production variant name.
-    #[arg(long, default_value = "primary")]
-    pub variant_name: String,
+    /// Deprecated: the fleet file's `variant_name` names the variant. Written into the
+    /// manifest when given; a rollout refuses a version naming another variant than the
+    /// fleet's.
+    #[arg(long)]
+    pub variant_name: Option<String>,
     /// Container environment variable, KEY=VALUE (repeatable).
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
     pub env: Vec<(String, String)>,

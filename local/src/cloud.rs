@@ -74,7 +74,7 @@ impl LocalCloud {
         let gateway = Arc::new(Gateway {
             ctx: ctx.clone(),
             calls: Arc::new(CallLog::default()),
-            endpoints: Endpoints::default(),
+            endpoints: Arc::new(Endpoints::default()),
             global_tables: Arc::new(GlobalTables::default()),
             alarms: Arc::new(AlarmWatcher::default()),
             schedule_targets: Arc::new(ScheduleTargets::default()),
@@ -82,6 +82,7 @@ impl LocalCloud {
             stopped_executions: Arc::default(),
         });
         alarms::start(&ctx, &gateway.alarms);
+        crate::sagemaker::start(&ctx, &gateway.endpoints, &gateway.alarms);
         crate::execution_events::start(
             &ctx,
             &gateway.stopped_executions,
@@ -112,6 +113,7 @@ impl LocalCloud {
             &self.ctx.fleet,
             &self.ctx.front_door_urls,
             self.ctx.config.rollout_poll_seconds,
+            self.ctx.config.deploy_backstop_seconds,
         )
         .await?;
         for subscription in &provisioned.subscriptions {

@@ -33,6 +33,10 @@ pub struct LocalCloudConfig {
     pub poll_interval: Duration,
     /// Seconds the rollout state machine waits between endpoint status checks.
     pub rollout_poll_seconds: u64,
+    /// The rollout's backstop on a deploy wait (`DeployBackstopSeconds`): long enough that
+    /// a rollout finishing in seconds shows the wait was resumed by SageMaker's events (or
+    /// an abort), not by it.
+    pub deploy_backstop_seconds: u64,
     /// Most bytes the hosted replica function hashes per invocation (Lambda's default is
     /// `meridian::replica_check::DEFAULT_HASH_BUDGET_BYTES`); tests make it small.
     pub replica_hash_budget: u64,
@@ -52,6 +56,7 @@ impl Default for LocalCloudConfig {
             schedule_speedup: 1,
             poll_interval: Duration::from_secs(1),
             rollout_poll_seconds: 1,
+            deploy_backstop_seconds: 60,
             replica_hash_budget: meridian::replica_check::DEFAULT_HASH_BUDGET_BYTES,
         }
     }
@@ -72,6 +77,7 @@ impl LocalCloudConfig {
             schedule_speedup: 60,
             poll_interval: Duration::from_millis(250),
             rollout_poll_seconds: 1,
+            deploy_backstop_seconds: 60,
             replica_hash_budget: meridian::replica_check::DEFAULT_HASH_BUDGET_BYTES,
         }
     }

@@ -21,6 +21,10 @@ pub struct FaultSet {
     /// Regions whose alarm state changes are never delivered as events (the state still
     /// changes in CloudWatch): a lost event, which only the scheduled tick can heal.
     pub alarm_events_dropped_in: BTreeSet<String>,
+    /// Regions whose SageMaker endpoint events ("SageMaker Endpoint State Change", "...
+    /// Deployment State Change") are never delivered (the endpoint still changes): a lost
+    /// event, which only the deploy wait's backstop heals.
+    pub endpoint_events_dropped_in: BTreeSet<String>,
     /// Regions whose endpoints answer every invocation with a model error (HTTP 424).
     pub invocations_fail_in: BTreeSet<String>,
     /// SageMaker API actions that SageMaker refuses, per region, with a message:
@@ -156,6 +160,13 @@ impl Faults {
         });
     }
 
+    /// Drops every SageMaker endpoint event of `region` from now on.
+    pub fn drop_endpoint_events_in(&self, region: &str) {
+        self.modify(|faults| {
+            faults.endpoint_events_dropped_in.insert(region.to_owned());
+        });
+    }
+
     /// Takes `region` dark until [`Faults::bring_region_up`].
     pub fn take_region_down(&self, region: &str) {
         self.modify(|faults| {
@@ -177,6 +188,10 @@ impl Faults {
 
     pub fn alarm_events_dropped_in(&self, region: &str) -> bool {
         self.0.borrow().alarm_events_dropped_in.contains(region)
+    }
+
+    pub fn endpoint_events_dropped_in(&self, region: &str) -> bool {
+        self.0.borrow().endpoint_events_dropped_in.contains(region)
     }
 
     pub fn invocations_fail_in(&self, region: &str) -> bool {

@@ -33,7 +33,7 @@ pub struct Gateway {
     pub ctx: Arc<Ctx>,
     /// Who called which API (CloudTrail's view), for least-privilege checks.
     pub calls: Arc<CallLog>,
-    pub endpoints: Endpoints,
+    pub endpoints: Arc<Endpoints>,
     pub global_tables: Arc<GlobalTables>,
     pub alarms: Arc<AlarmWatcher>,
     pub schedule_targets: Arc<ScheduleTargets>,

@@ -119,6 +119,14 @@ pub fn register(
         }
     });
 
+    let (shared_fleet, clients_of) = for_role(FunctionRole::DeployWatch);
+    host(functions, fleet, FunctionRole::DeployWatch, move |region| {
+        let (fleet, clients) = (shared_fleet.clone(), clients_of.clone());
+        async move {
+            meridian_deploy_watch::AwsDeployWatch::new(&clients, (*fleet).clone(), region).await
+        }
+    });
+
     let (shared_fleet, clients_of) = for_role(FunctionRole::Rollout);
     host(functions, fleet, FunctionRole::Rollout, move |_region| {
         let (fleet, clients) = (shared_fleet.clone(), clients_of.clone());
@@ -160,7 +168,7 @@ pub fn register(
             let deps = HealthDeps::new(&clients, &fleet, &region).await;
             let alarms = CloudWatchAlarms::new(&clients, &region).await;
             let drift = AwsDriftSources::new(&clients, &fleet, &region).await;
-            let autoscaling = AasAutoScaling::new(&clients, &region).await;
+            let autoscaling = AasAutoScaling::new(&clients, &region, &fleet.variant_name).await;
             meridian_failback::Failback {
                 fleet: (*fleet).clone(),
                 front_door: urls.get(&region).cloned(),

@@ -42,6 +42,7 @@ pub async fn provision(
     fleet: &Fleet,
     front_doors: &BTreeMap<String, String>,
     poll_seconds: u64,
+    deploy_backstop_seconds: u64,
 ) -> Result<Provisioned> {
     let mut provisioned = Provisioned::default();
     for region in &fleet.regions {
@@ -69,9 +70,18 @@ pub async fn provision(
         )
         .await?;
         provisioned.subscriptions.push(failover);
+        let deploy_watch = route_events(
+            clients,
+            fleet,
+            &region.name,
+            FunctionRole::DeployWatch,
+            event_pattern(fleet, region, FunctionRole::DeployWatch),
+        )
+        .await?;
+        provisioned.subscriptions.push(deploy_watch);
         endpoint(clients, fleet, region).await?;
-        alarms(clients, region).await?;
-        scalable_target(clients, region).await?;
+        alarms(clients, fleet, region).await?;
+        scalable_target(clients, fleet, region).await?;
         failback_schedule(clients, fleet, &region.name).await?;
     }
     let primary = fleet
@@ -95,7 +105,7 @@ pub async fn provision(
     )
     .await?;
     provisioned.subscriptions.push(execution_ended);
-    rollout_state_machine(clients, fleet, poll_seconds).await?;
+    rollout_state_machine(clients, fleet, poll_seconds, deploy_backstop_seconds).await?;
     drill_state_machine(clients, fleet, poll_seconds).await?;
     let (zone, checks) = dns(clients, fleet, front_doors).await?;
     provisioned.hosted_zone_id = zone;
@@ -297,6 +307,14 @@ pub fn event_pattern(fleet: &Fleet, region: &RegionSpec, role: FunctionRole) -> 
                 "object": { "key": [{ "prefix": MODELS_PREFIX }] },
             },
         }),
+        FunctionRole::DeployWatch => json!({
+            "source": [meridian::endpoint_events::SOURCE],
+            "detail-type": [
+                meridian::endpoint_events::ENDPOINT_STATE_CHANGE,
+                meridian::endpoint_events::DEPLOYMENT_STATE_CHANGE,
+            ],
+            "detail": { "EndpointName": [region.endpoint] },
+        }),
         FunctionRole::Rollout => json!({
             "source": ["aws.states"],
             "detail-type": ["Step Functions Execution Status Change"],
@@ -361,8 +379,6 @@ async fn route_events(
     })
 }
 
-pub use meridian::names::VARIANT_NAME;
-
 /// The bootstrap model, endpoint config and endpoint of a region, if absent.
 async fn endpoint(clients: &ClientFactory, fleet: &Fleet, region: &RegionSpec) -> Result<()> {
     use aws_sdk_sagemaker::types::{
@@ -404,7 +420,7 @@ async fn endpoint(clients: &ClientFactory, fleet: &Fleet, region: &RegionSpec) -
         .endpoint_config_name(&bootstrap)
         .production_variants(
             ProductionVariant::builder()
-                .variant_name(VARIANT_NAME)
+                .variant_name(&fleet.variant_name)
                 .model_name(&bootstrap)
                 .instance_type(ProductionVariantInstanceType::from(
                     region.instance_type.as_str(),
@@ -430,7 +446,7 @@ async fn endpoint(clients: &ClientFactory, fleet: &Fleet, region: &RegionSpec) -
 /// The region's endpoint alarms named in the fleet file. Their metric is nominal (latency
 /// alarms watch `ModelLatency`, the others `Invocation5XXErrors`): local alarms change
 /// state only through `SetAlarmState`.
-async fn alarms(clients: &ClientFactory, region: &RegionSpec) -> Result<()> {
+async fn alarms(clients: &ClientFactory, fleet: &Fleet, region: &RegionSpec) -> Result<()> {
     use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, Statistic};
     let cloudwatch = aws_sdk_cloudwatch::Client::new(&clients.config(&region.name).await);
     for name in &region.alarms {
@@ -462,7 +478,7 @@ async fn alarms(clients: &ClientFactory, region: &RegionSpec) -> Result<()> {
             .dimensions(
                 Dimension::builder()
                     .name("VariantName")
-                    .value(VARIANT_NAME)
+                    .value(&fleet.variant_name)
                     .build(),
             )
             .statistic(if latency {
@@ -483,11 +499,16 @@ async fn alarms(clients: &ClientFactory, region: &RegionSpec) -> Result<()> {
 
 /// The endpoint variant as an Application Auto Scaling target with the fleet's bounds.
 /// Re-provisioning keeps a minimum raised by a standby scale-up.
-async fn scalable_target(clients: &ClientFactory, region: &RegionSpec) -> Result<()> {
+async fn scalable_target(
+    clients: &ClientFactory,
+    fleet: &Fleet,
+    region: &RegionSpec,
+) -> Result<()> {
     use aws_sdk_applicationautoscaling::types::{ScalableDimension, ServiceNamespace};
     let autoscaling =
         aws_sdk_applicationautoscaling::Client::new(&clients.config(&region.name).await);
-    let resource = meridian::adapters::variant_resource_id(&region.endpoint);
+    let resource =
+        meridian::variant::scalable_target_resource_id(&region.endpoint, &fleet.variant_name);
     let existing = autoscaling
         .describe_scalable_targets()
         .service_namespace(ServiceNamespace::Sagemaker)
@@ -557,6 +578,7 @@ async fn rollout_state_machine(
     clients: &ClientFactory,
     fleet: &Fleet,
     poll_seconds: u64,
+    deploy_backstop_seconds: u64,
 ) -> Result<()> {
     let function = names::function_name(&fleet.name, FunctionRole::Rollout);
     let definition = substitute(
@@ -574,6 +596,10 @@ async fn rollout_state_machine(
                 fleet.rollout.replica_timeout.as_secs().max(1).to_string(),
             ),
             ("StatusPollSeconds", poll_seconds.max(1).to_string()),
+            (
+                "DeployBackstopSeconds",
+                deploy_backstop_seconds.max(1).to_string(),
+            ),
         ],
     );
     let name = names::rollout_state_machine_name(&fleet.name);

@@ -1,8 +1,9 @@
 //! SageMaker endpoint lifecycle emulation (moto has no `UpdateEndpoint` and makes every
-//! endpoint `InService` at once). See `EMULATIONS.md`.
+//! endpoint `InService` at once), with SageMaker's endpoint events on EventBridge. See
+//! `EMULATIONS.md`.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
 use chrono::{DateTime, Utc};
@@ -191,8 +192,32 @@ async fn resolve(emulation: &Emulation<'_>, region: &str, name: &str) -> Endpoin
         .iter()
         .any(|alarm| alarms.was_in_alarm(region, alarm, update.started, window_end));
     let phase = update_phase(finished, alarm_fired, update.fails);
-    let mut endpoints = endpoints.lock();
-    let state = endpoints.entry(key).or_default();
+    let (resolved, ended) = {
+        let mut endpoints = endpoints.lock();
+        let state = endpoints.entry(key).or_default();
+        apply_phase(state, &phase, &update, name);
+        // Only the resolution that ends the update (one of several concurrent ones) says so.
+        let ended = finished && state.update.take().is_some();
+        if finished {
+            state.modified = Some(update.finishes);
+        }
+        (state.clone(), ended)
+    };
+    if ended {
+        tracing::info!(%region, endpoint = %name, ?phase, "endpoint update finished");
+        let status = if phase == UpdatePhase::Failed {
+            "FAILED"
+        } else {
+            "IN_SERVICE"
+        };
+        let config = resolved.config.clone().unwrap_or_default();
+        publish_endpoint_events(ctx, region, name, status, &config, None).await;
+    }
+    resolved
+}
+
+/// The endpoint's status and configuration in `phase` of `update`.
+fn apply_phase(state: &mut EndpointState, phase: &UpdatePhase, update: &Update, name: &str) {
     match phase {
         UpdatePhase::Updating => {
             state.status = Some("Updating".into());
@@ -220,12 +245,101 @@ async fn resolve(emulation: &Emulation<'_>, region: &str, name: &str) -> Endpoin
             ));
         }
     }
-    if finished {
-        state.update = None;
-        state.modified = Some(update.finishes);
-        tracing::info!(%region, endpoint = %name, ?phase, "endpoint update finished");
+}
+
+/// Brings every endpoint with an update in progress up to now, every `poll_interval`, so
+/// that an update's end is noticed (and its events sent) without anyone describing it.
+pub fn start(ctx: &Arc<Ctx>, endpoints: &Arc<Endpoints>, alarms: &Arc<AlarmWatcher>) {
+    let (task_ctx, endpoints, alarms) = (ctx.clone(), endpoints.clone(), alarms.clone());
+    ctx.spawn(async move {
+        let mut tick = tokio::time::interval(task_ctx.config.poll_interval);
+        loop {
+            tick.tick().await;
+            let updating: Vec<(String, String)> = endpoints
+                .lock()
+                .iter()
+                .filter(|(_, state)| state.update.is_some())
+                .map(|(key, _)| key.clone())
+                .collect();
+            let emulation = Emulation {
+                ctx: &task_ctx,
+                endpoints: &endpoints,
+                alarms: &alarms,
+            };
+            for (region, name) in updating {
+                resolve(&emulation, &region, &name).await;
+            }
+        }
+    });
+}
+
+/// SageMaker's two endpoint events for a status change, to the region's default event bus
+/// ("SageMaker Endpoint State Change" and "SageMaker Endpoint Deployment State Change",
+/// shaped as the SageMaker developer guide's examples; `pending` is the configuration being
+/// deployed). Best effort, as on AWS: a failure to publish is logged.
+async fn publish_endpoint_events(
+    ctx: &Ctx,
+    region: &str,
+    endpoint: &str,
+    status: &str,
+    config: &str,
+    pending: Option<(&str, DateTime<Utc>)>,
+) {
+    if ctx.faults.endpoint_events_dropped_in(region) {
+        tracing::warn!(%region, %endpoint, %status, "fault: endpoint events dropped");
+        return;
     }
-    state.clone()
+    let arn = format!("arn:aws:sagemaker:{region}:{LOCAL_ACCOUNT}:endpoint/{endpoint}");
+    let now = Utc::now();
+    let mut detail = json!({
+        "EndpointName": endpoint,
+        "EndpointArn": arn,
+        "EndpointConfigName": config,
+        "EndpointStatus": status,
+        "LastModifiedTime": now.timestamp_millis(),
+        "Tags": {},
+    });
+    let state_change = detail.clone();
+    if let Some((pending, started)) = pending {
+        detail["PendingDeploymentSummary"] = json!({
+            "EndpointConfigName": pending,
+            "StartTime": started.timestamp_millis(),
+        });
+    }
+    let entries: Vec<Value> = [
+        (
+            meridian::endpoint_events::ENDPOINT_STATE_CHANGE,
+            state_change,
+        ),
+        (meridian::endpoint_events::DEPLOYMENT_STATE_CHANGE, detail),
+    ]
+    .into_iter()
+    .map(|(detail_type, detail)| {
+        json!({
+            "Source": meridian::endpoint_events::SOURCE,
+            "DetailType": detail_type,
+            "Resources": [arn],
+            "Detail": detail.to_string(),
+            "Time": now.timestamp(),
+        })
+    })
+    .collect();
+    let reply = ctx
+        .moto_json(
+            region,
+            "events",
+            "AWSEvents.PutEvents",
+            "1.1",
+            &json!({ "Entries": entries }),
+        )
+        .await;
+    match reply {
+        Ok(reply) if reply.status.is_success() => {}
+        Ok(reply) => {
+            tracing::warn!(%region, %endpoint, body = %reply.body, "PutEvents refused the endpoint events")
+        }
+        Err(error) => tracing::warn!(%region, %endpoint, %error, "endpoint events not sent"),
+    }
 }
 
 async fn update_endpoint(
@@ -279,6 +393,18 @@ async fn update_endpoint(
             LOCAL_ACCOUNT
         )));
     }
+    let from = current
+        .config
+        .clone()
+        .or_else(|| {
+            endpoint.body["EndpointConfigName"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .unwrap_or_default();
+    if let Some(refusal) = autoscaled_refusal(emulation, region, name, &from, config).await? {
+        return Ok(validation_error(&refusal));
+    }
     let deployment = body.get("DeploymentConfig").cloned();
     let rollback_alarms: Vec<String> = deployment
         .as_ref()
@@ -292,15 +418,6 @@ async fn update_endpoint(
             "AutoRollbackConfiguration accepts at most 10 alarms",
         ));
     }
-    let from = current
-        .config
-        .clone()
-        .or_else(|| {
-            endpoint.body["EndpointConfigName"]
-                .as_str()
-                .map(str::to_owned)
-        })
-        .unwrap_or_default();
     let started = Utc::now();
     let duration =
         chrono::Duration::from_std(ctx.config.endpoint_update_duration).unwrap_or_default();
@@ -313,6 +430,7 @@ async fn update_endpoint(
         fails: ctx.faults.take_endpoint_update_failure(region),
     };
     tracing::info!(%region, endpoint = %name, from = %update.from, to = %update.to, "endpoint update started");
+    let (from_config, to_config) = (update.from.clone(), update.to.clone());
     {
         let mut endpoints = emulation.endpoints.lock();
         let state = endpoints
@@ -327,10 +445,123 @@ async fn update_endpoint(
         }
         state.update = Some(update);
     }
+    publish_endpoint_events(
+        ctx,
+        region,
+        name,
+        "UPDATING",
+        &from_config,
+        Some((&to_config, started)),
+    )
+    .await;
     Ok(GatewayResponse::json(
         StatusCode::OK,
         &json!({ "EndpointArn": endpoint.body["EndpointArn"] }),
     ))
+}
+
+/// SageMaker's rule for autoscaled variants ("Update endpoints that use auto scaling"): an
+/// update that changes the instance type of a variant registered as an Application Auto
+/// Scaling target, or removes it, fails. The refusal's message, if the update breaks it.
+async fn autoscaled_refusal(
+    emulation: &Emulation<'_>,
+    region: &str,
+    endpoint: &str,
+    from: &str,
+    to: &str,
+) -> Result<Option<String>> {
+    if from.is_empty() || from == to {
+        return Ok(None);
+    }
+    let current = variant_instance_types(emulation, region, from).await?;
+    let next = variant_instance_types(emulation, region, to).await?;
+    let targets = emulation
+        .ctx
+        .moto_json(
+            region,
+            "application-autoscaling",
+            "AnyScaleFrontendService.DescribeScalableTargets",
+            "1.1",
+            &json!({ "ServiceNamespace": "sagemaker" }),
+        )
+        .await?;
+    let registered: Vec<String> = targets.body["ScalableTargets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["ResourceId"].as_str().map(str::to_owned))
+        .collect();
+    let blocked = autoscaled_variants_changed(endpoint, &current, &next, &registered);
+    Ok((!blocked.is_empty()).then(|| {
+        format!(
+            "The update changes the instance type of variant(s) {} of endpoint \
+             \"arn:aws:sagemaker:{region}:{LOCAL_ACCOUNT}:endpoint/{endpoint}\", which are \
+             registered as Application Auto Scaling targets; deregister them first.",
+            blocked.join(", ")
+        )
+    }))
+}
+
+/// Variant name to instance type of an endpoint configuration (the real types where moto
+/// stores a placeholder); empty when it cannot be read.
+async fn variant_instance_types(
+    emulation: &Emulation<'_>,
+    region: &str,
+    config: &str,
+) -> Result<HashMap<String, String>> {
+    let described = emulation
+        .ctx
+        .moto_json(
+            region,
+            "sagemaker",
+            "SageMaker.DescribeEndpointConfig",
+            "1.1",
+            &json!({ "EndpointConfigName": config }),
+        )
+        .await?;
+    let mut description = described.body;
+    if let Some(real) = emulation
+        .endpoints
+        .instance_types
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&(region.to_owned(), config.to_owned()))
+    {
+        restore_instance_types(&mut description, real);
+    }
+    Ok(description["ProductionVariants"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| {
+            Some((
+                v["VariantName"].as_str()?.to_owned(),
+                v["InstanceType"].as_str()?.to_owned(),
+            ))
+        })
+        .collect())
+}
+
+/// The pure rule: the variants of `current` that are registered scalable targets of the
+/// endpoint and whose instance type `next` changes or drops, sorted.
+pub fn autoscaled_variants_changed(
+    endpoint: &str,
+    current: &HashMap<String, String>,
+    next: &HashMap<String, String>,
+    registered: &[String],
+) -> Vec<String> {
+    let mut blocked: Vec<String> = current
+        .iter()
+        .filter(|(variant, instance_type)| {
+            next.get(*variant) != Some(*instance_type)
+                && registered.contains(&meridian::variant::scalable_target_resource_id(
+                    endpoint, variant,
+                ))
+        })
+        .map(|(variant, _)| variant.clone())
+        .collect();
+    blocked.sort();
+    blocked
 }
 
 /// Forwards `CreateEndpointConfig`; when moto rejects an instance type that SageMaker
@@ -506,6 +737,32 @@ mod tests {
         assert_eq!(update_phase(true, true, false), RolledBack);
         assert_eq!(update_phase(true, false, true), Failed);
         assert_eq!(update_phase(true, true, true), Failed);
+    }
+
+    #[test]
+    fn only_autoscaled_variants_changing_instance_type_block_an_update() {
+        let types = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs
+                .iter()
+                .map(|(v, t)| ((*v).to_owned(), (*t).to_owned()))
+                .collect()
+        };
+        let current = types(&[("primary", "ml.g5.2xlarge"), ("shadow", "ml.m5.large")]);
+        let registered = vec!["endpoint/llm/variant/primary".to_owned()];
+        let same = types(&[("primary", "ml.g5.2xlarge")]);
+        assert!(autoscaled_variants_changed("llm", &current, &same, &registered).is_empty());
+        let bigger = types(&[("primary", "ml.g5.4xlarge")]);
+        assert_eq!(
+            autoscaled_variants_changed("llm", &current, &bigger, &registered),
+            ["primary"]
+        );
+        let renamed = types(&[("blue", "ml.g5.2xlarge")]);
+        assert_eq!(
+            autoscaled_variants_changed("llm", &current, &renamed, &registered),
+            ["primary"]
+        );
+        assert!(autoscaled_variants_changed("other", &current, &bigger, &registered).is_empty());
+        assert!(autoscaled_variants_changed("llm", &current, &bigger, &[]).is_empty());
     }
 
     #[test]

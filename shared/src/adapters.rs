@@ -10,7 +10,6 @@ use crate::health::{
     AlarmReading, AlarmStates, FailoverEvent, FrontDoorProbe, HealthError, HealthStore,
     ProbeAnswer, StandbyScaler, Versioned, Write,
 };
-use crate::names;
 use crate::peers::PeerProbes;
 
 /// Partition key of a region's health record.
@@ -238,11 +237,8 @@ pub async fn read_history(
 /// capacity makes SageMaker scale it out, and autoscaling keeps working above it.
 pub struct AutoScalingStandby {
     pub clients: crate::aws::ClientFactory,
-}
-
-/// The Application Auto Scaling resource id of an endpoint's variant.
-pub fn variant_resource_id(endpoint: &str) -> String {
-    format!("endpoint/{endpoint}/variant/{}", names::VARIANT_NAME)
+    /// The fleet's `variant_name`.
+    pub variant: String,
 }
 
 impl StandbyScaler for AutoScalingStandby {
@@ -255,7 +251,7 @@ impl StandbyScaler for AutoScalingStandby {
         use aws_sdk_applicationautoscaling::types::{ScalableDimension, ServiceNamespace};
         let client =
             aws_sdk_applicationautoscaling::Client::new(&self.clients.config(region).await);
-        let resource = variant_resource_id(endpoint);
+        let resource = crate::variant::scalable_target_resource_id(endpoint, &self.variant);
         let existing = client
             .describe_scalable_targets()
             .service_namespace(ServiceNamespace::Sagemaker)
@@ -426,6 +422,7 @@ impl HealthDeps {
             },
             scaler: AutoScalingStandby {
                 clients: clients.clone(),
+                variant: fleet.variant_name.clone(),
             },
         }
     }

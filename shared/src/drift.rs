@@ -28,6 +28,8 @@ pub struct Expected {
     /// `model/version` of the active version.
     pub version: String,
     pub config: String,
+    /// The fleet's `variant_name`: the one variant the configuration may have.
+    pub variant: String,
     /// The S3 prefix of the version in the region's own bucket.
     pub model_data: String,
     pub image: String,
@@ -79,11 +81,13 @@ pub enum Registered {
 }
 
 /// What `region` should serve given the registry: the active version's record (read for
-/// the model [`RegistryView::latest_active`] names) as the rollout deployed it there.
+/// the model [`RegistryView::latest_active`] names) as the rollout deployed it there, in
+/// the fleet's `variant` (its `variant_name`).
 pub fn registered(
     view: &RegistryView,
     active: Option<&VersionRecord>,
     region: &RegionSpec,
+    variant: &str,
 ) -> Registered {
     if let Some((model, version)) = view.rolling_out() {
         return Registered::RollingOut {
@@ -102,6 +106,7 @@ pub fn registered(
     Registered::Active(Expected {
         version: format!("{}/{}", record.model, record.version),
         config,
+        variant: variant.to_owned(),
         model_data: format!(
             "s3://{}/{}",
             region.bucket,
@@ -185,6 +190,16 @@ fn served_differences(expected: &Expected, config: &str, variants: &[Variant]) -
             "1",
             format!("{} ({})", variants.len(), names.join(", ")),
         );
+    }
+    let mut other_names: Vec<&str> = variants
+        .iter()
+        .map(|v| v.name.as_str())
+        .filter(|name| *name != expected.variant)
+        .collect();
+    other_names.sort_unstable();
+    other_names.dedup();
+    if !other_names.is_empty() {
+        differ("variant", &expected.variant, other_names.join(", "));
     }
     let actual = |pick: fn(&Variant) -> &Option<String>, wanted: &str| {
         let mut found: Vec<String> = variants

@@ -1,13 +1,16 @@
 //! The Step Functions calls that several functions make about one rollout execution:
 //! starting it (the upload function, and the rollout function for the next queued
 //! version) and resuming its wait for a region's replicas (the replica function, and the
-//! rollout function when the verdict was there before the task token).
+//! rollout function when the verdict was there before the task token) or its wait for a
+//! region's endpoint update (the deploy-watch function, the wait task itself, and
+//! `meridian rollout abort`).
 
 use aws_sdk_sfn::error::ProvideErrorMetadata;
-use serde_json::json;
+use serde_json::{json, Value};
 
+use crate::aws::ClientFactory;
 use crate::fleet::Fleet;
-use crate::registry::Readiness;
+use crate::registry::{Readiness, Registry};
 use crate::rollout::{execution_name, retryable, RolloutError};
 
 /// Starts (idempotently) the rollout execution of a version.
@@ -94,4 +97,79 @@ pub async fn resume(
             aws_sdk_sfn::error::DisplayErrorContext(error),
         )),
     }
+}
+
+/// Resumes the task waiting for an endpoint's update (`SendTaskSuccess` with `output`); the
+/// task's next step reads the endpoint and the operator record and judges. Returns whether
+/// a task was resumed: a token already used, expired or of an ended execution is `false`,
+/// not an error, so repeated and stale resumes are harmless.
+pub async fn resume_deploy_wait(
+    sfn: &aws_sdk_sfn::Client,
+    token: &str,
+    output: &Value,
+) -> Result<bool, RolloutError> {
+    match sfn
+        .send_task_success()
+        .task_token(token)
+        .output(output.to_string())
+        .send()
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(error)
+            if matches!(
+                error.code(),
+                Some("TaskDoesNotExist" | "TaskTimedOut" | "InvalidToken")
+            ) =>
+        {
+            Ok(false)
+        }
+        Err(error) => Err(retryable(
+            "resuming the deploy wait",
+            aws_sdk_sfn::error::DisplayErrorContext(error),
+        )),
+    }
+}
+
+/// What waking one region's deploy wait did.
+#[derive(Debug)]
+pub enum Woken {
+    /// A waiting task was resumed.
+    Resumed,
+    /// No task was waiting (no token stored, or its task already went on).
+    NotWaiting,
+}
+
+/// Wakes every region's wait for an endpoint update at once (after an operator's abort is
+/// recorded): each region's token is read from that region's own table replica, where the
+/// wait stores it (a strongly consistent read, so a wait that stored its token before the
+/// abort was recorded is found, and one that stores it later sees the abort itself), and
+/// resumed through Step Functions in the control region. Data-plane calls only
+/// (`dynamodb:GetItem`, `states:SendTaskSuccess`); one result per region, so a region that
+/// does not answer is reported and the others are still woken.
+pub async fn wake_deploy_waits(
+    clients: &ClientFactory,
+    fleet: &Fleet,
+    why: &str,
+) -> Vec<(String, Result<Woken, RolloutError>)> {
+    let sfn = aws_sdk_sfn::Client::new(&clients.config(&fleet.primary_region).await);
+    let mut woken = Vec::new();
+    for region in &fleet.regions {
+        let registry = Registry {
+            client: aws_sdk_dynamodb::Client::new(&clients.config(&region.name).await),
+            table: fleet.registry_table.clone(),
+        };
+        let output = json!({ "region": region.name, "endpoint": region.endpoint, "woken": why });
+        let result = async {
+            match registry.deploy_wait(&region.endpoint, &region.name).await? {
+                Some(token) if resume_deploy_wait(&sfn, &token, &output).await? => {
+                    Ok(Woken::Resumed)
+                }
+                _ => Ok(Woken::NotWaiting),
+            }
+        }
+        .await;
+        woken.push((region.name.clone(), result));
+    }
+    woken
 }

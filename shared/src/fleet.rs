@@ -37,6 +37,10 @@ pub struct Fleet {
     pub registry_table: String,
     /// The name clients call.
     pub dns: Dns,
+    /// The production variant name of every region's endpoint (`variant_name`, default
+    /// [`crate::variant::DEFAULT_VARIANT_NAME`]); a valid SageMaker variant name. The one
+    /// source of the name: see [`crate::variant`].
+    pub variant_name: String,
     /// The serving regions, in file order; never empty, names unique.
     pub regions: Vec<RegionSpec>,
     /// The failover safety rules, from the optional `[failover]` section (defaults when
@@ -339,6 +343,7 @@ struct RawFleet {
     primary_bucket: Option<String>,
     registry_table: Option<String>,
     dns: Option<RawDns>,
+    variant_name: Option<String>,
     regions: Option<Vec<RawRegion>>,
     failover: Option<RawFailover>,
     rollout: Option<RawRollout>,
@@ -445,6 +450,13 @@ impl RawFleet {
         } else {
             self.pattern
         };
+        let variant_name = self
+            .variant_name
+            .unwrap_or_else(|| crate::variant::DEFAULT_VARIANT_NAME.to_owned());
+        p.check(
+            "variant_name",
+            crate::variant::check_variant_name(&variant_name),
+        );
         let primary_bucket = p.required("primary_bucket", self.primary_bucket);
         if let Some(bucket) = &primary_bucket {
             p.check("primary_bucket", check_bucket(bucket));
@@ -568,6 +580,7 @@ impl RawFleet {
                 primary_bucket,
                 registry_table,
                 dns,
+                variant_name,
                 regions,
                 failover,
                 rollout,
@@ -1165,6 +1178,27 @@ time_zone = "Asia/Singapore"
             .region("eu-west-1")
             .is_some_and(|r| r.alarms.is_empty()));
         assert!(fleet.region("us-west-2").is_none());
+    }
+
+    #[test]
+    fn the_fleet_names_the_variant_primary_unless_it_says_otherwise() {
+        let fleet = Fleet::from_toml_str(VALID).expect("fixture is valid");
+        assert_eq!(fleet.variant_name, "primary");
+        let named = edit(&[(
+            "registry_table = \"meridian-test-registry\"\n",
+            "registry_table = \"meridian-test-registry\"\nvariant_name = \"blue-1\"\n",
+        )]);
+        let fleet = Fleet::from_toml_str(&named).expect("a valid variant name");
+        assert_eq!(fleet.variant_name, "blue-1");
+        let bad = edit(&[(
+            "registry_table = \"meridian-test-registry\"\n",
+            "registry_table = \"meridian-test-registry\"\nvariant_name = \"blue_1\"\n",
+        )]);
+        let message = err(&bad);
+        assert!(
+            message.contains("variant_name: \"blue_1\" is not a valid SageMaker variant name"),
+            "{message}"
+        );
     }
 
     #[test]

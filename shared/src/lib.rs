@@ -11,6 +11,7 @@ pub mod cost;
 pub mod drift;
 pub mod drill;
 pub mod drill_store;
+pub mod endpoint_events;
 pub mod events;
 pub mod executions;
 pub mod failover;
@@ -40,6 +41,7 @@ pub mod scaling_aws;
 pub mod smoke;
 pub mod traffic;
 pub mod traffic_settings;
+pub mod variant;
 pub mod windows;
 
 /// An error that Step Functions' `Retry`/`Catch` match by name: the Lambda `errorType` a

@@ -109,8 +109,11 @@ pub struct Serving {
     pub instance_type: String,
     /// Instances per region: 1..=[`MAX_INSTANCE_COUNT`].
     pub instance_count: u32,
-    /// Production variant name (SageMaker's pattern `[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}`).
-    pub variant_name: String,
+    /// Deprecated, optional: the fleet file names the variant ([`crate::variant`]). Still
+    /// checked against SageMaker's pattern when present, and a rollout refuses a version
+    /// that names another variant than the fleet's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant_name: Option<String>,
     /// Container environment; optional in the file. A `BTreeMap` so the canonical form
     /// (and so [`Manifest::canonical_digest`]) does not depend on the order written.
     #[serde(
@@ -696,22 +699,10 @@ fn check_serving(serving: &Serving, p: &mut Problems) {
         );
     }
 
-    let variant = &serving.variant_name;
-    let variant_ok = (1..=63).contains(&variant.len())
-        && variant
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        && !variant.starts_with('-')
-        && !variant.ends_with('-');
-    if !variant_ok {
-        p.add(
-            "serving.variant_name",
-            format!(
-                "{} is not a valid SageMaker variant name: 1 to 63 of A-Z, a-z, 0-9 and '-', \
-                 starting and ending with a letter or digit",
-                quoted(variant)
-            ),
-        );
+    if let Some(variant) = &serving.variant_name {
+        if let Err(problem) = crate::variant::check_variant_name(variant) {
+            p.add("serving.variant_name", problem);
+        }
     }
 
     if let Some(smoke_test) = &serving.smoke_test {
@@ -891,6 +882,19 @@ pub(crate) mod tests {
 
     fn serving() -> Serving {
         valid().serving
+    }
+
+    #[test]
+    fn the_deprecated_variant_name_may_be_left_out_and_stays_out() {
+        let mut value = valid_value();
+        let written = value["serving"]
+            .as_object_mut()
+            .and_then(|s| s.remove("variant_name"));
+        assert_eq!(written, Some(json!("primary")));
+        let manifest = parse(value.to_string().as_bytes()).expect("valid without it");
+        assert_eq!(manifest.serving.variant_name, None);
+        assert!(!manifest.to_json_pretty().contains("variant_name"));
+        assert_eq!(valid().serving.variant_name.as_deref(), Some("primary"));
     }
 
     #[test]
@@ -1427,7 +1431,7 @@ pub(crate) mod tests {
                 image: image("us-east-1"),
                 instance_type: "ml.p5.48xlarge".into(),
                 instance_count: 100,
-                variant_name: "x".repeat(63),
+                variant_name: Some("x".repeat(63)),
                 environment: (0..100)
                     .map(|i| (format!("{i:03}{}", "K".repeat(1021)), "V".repeat(1024)))
                     .collect(),

@@ -18,10 +18,13 @@ pub enum FunctionRole {
     FrontDoor,
     /// The drill state machine's tasks (primary region).
     Drill,
+    /// Resumes the rollout's wait for an endpoint update on SageMaker's events (every
+    /// region).
+    DeployWatch,
 }
 
 impl FunctionRole {
-    pub const ALL: [FunctionRole; 7] = [
+    pub const ALL: [FunctionRole; 8] = [
         Self::Upload,
         Self::Replica,
         Self::Failover,
@@ -29,6 +32,7 @@ impl FunctionRole {
         Self::Rollout,
         Self::FrontDoor,
         Self::Drill,
+        Self::DeployWatch,
     ];
 
     /// The function's binary (`BuildProperties: Binary` in the template) and the suffix
@@ -42,6 +46,7 @@ impl FunctionRole {
             Self::Rollout => "rollout",
             Self::FrontDoor => "front-door",
             Self::Drill => "drill",
+            Self::DeployWatch => "deploy-watch",
         }
     }
 }
@@ -66,10 +71,6 @@ pub fn event_queue_name(fleet_name: &str, role: FunctionRole) -> String {
 pub fn event_rule_name(fleet_name: &str, role: FunctionRole) -> String {
     format!("{fleet_name}-{}-rule", role.binary())
 }
-
-/// The variant name every endpoint config of the fleet uses (guardrail updates require
-/// the new config to keep it).
-pub const VARIANT_NAME: &str = "primary";
 
 /// The rollout state machine of a fleet.
 pub fn rollout_state_machine_name(fleet_name: &str) -> String {

@@ -881,6 +881,37 @@ impl Registry {
         Ok(())
     }
 
+    /// Stores the token of the rollout task waiting for `endpoint`'s update in `region`, in
+    /// that region's replica, where its deploy-watch function reads it; each wait replaces
+    /// the last.
+    pub async fn store_deploy_wait(
+        &self,
+        endpoint: &str,
+        region: &str,
+        token: &str,
+    ) -> Result<(), RegistryError> {
+        self.put(
+            format!("deploy-wait#{endpoint}"),
+            region.to_owned(),
+            s(token),
+            Expect::Anything,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The token [`Registry::store_deploy_wait`] stored last, if any.
+    pub async fn deploy_wait(
+        &self,
+        endpoint: &str,
+        region: &str,
+    ) -> Result<Option<String>, RegistryError> {
+        Ok(self
+            .get(format!("deploy-wait#{endpoint}"), region.to_owned())
+            .await?
+            .and_then(|i| i.get("body").and_then(|b| b.as_s().ok()).cloned()))
+    }
+
     pub async fn token(
         &self,
         model: &str,

@@ -9,24 +9,27 @@ use aws_sdk_applicationautoscaling::types::{
 };
 use aws_sdk_applicationautoscaling::Client;
 
-use crate::adapters::variant_resource_id;
 use crate::health::HealthError;
 use crate::scaling::{
     AutoScaling, Policy, ScalingChange, ScalingState, ScheduledAction, Suspended, Target,
 };
+use crate::variant::scalable_target_resource_id;
 
 const DIMENSION: ScalableDimension = ScalableDimension::SageMakerVariantDesiredInstanceCount;
 
-/// Application Auto Scaling of one region.
+/// Application Auto Scaling of one region, for endpoint variants named `variant` (the
+/// fleet's `variant_name`).
 pub struct AasAutoScaling {
     pub client: Client,
+    pub variant: String,
 }
 
 impl AasAutoScaling {
     /// AAS in `region`, through the shared client builder.
-    pub async fn new(clients: &crate::aws::ClientFactory, region: &str) -> Self {
+    pub async fn new(clients: &crate::aws::ClientFactory, region: &str, variant: &str) -> Self {
         Self {
             client: Client::new(&clients.config(region).await),
+            variant: variant.to_owned(),
         }
     }
 }
@@ -70,7 +73,7 @@ fn uncount(value: i32) -> u32 {
 
 impl AutoScaling for AasAutoScaling {
     async fn read(&self, endpoint: &str) -> Result<ScalingState, HealthError> {
-        let resource = variant_resource_id(endpoint);
+        let resource = scalable_target_resource_id(endpoint, &self.variant);
         let targets = self
             .client
             .describe_scalable_targets()
@@ -154,7 +157,7 @@ impl AutoScaling for AasAutoScaling {
     }
 
     async fn write(&self, endpoint: &str, change: &ScalingChange) -> Result<(), HealthError> {
-        let resource = variant_resource_id(endpoint);
+        let resource = scalable_target_resource_id(endpoint, &self.variant);
         match change {
             ScalingChange::RegisterTarget(target) => {
                 self.client

@@ -25,6 +25,7 @@ fn expected() -> Expected {
     Expected {
         version: "llama/v2".into(),
         config: "llama-v2-abcdef01".into(),
+        variant: "primary".into(),
         model_data: "s3://bucket-eu/models/llama/v2/".into(),
         image: "image:v2".into(),
     }
@@ -111,6 +112,19 @@ fn each_field_that_differs_is_named_with_expected_and_actual() {
     assert_eq!(
         differences(&compare(&active, &image)),
         vec![d("image", &e.image, "image:v1")]
+    );
+    // A variant renamed behind the fleet's back: the alarms and autoscaling watch nothing.
+    let renamed = serving(
+        "InService",
+        &e.config,
+        vec![Variant {
+            name: "blue".into(),
+            ..variant(&e.model_data, &e.image)
+        }],
+    );
+    assert_eq!(
+        differences(&compare(&active, &renamed)),
+        vec![d("variant", &e.variant, "blue")]
     );
     // A hand-made config for another version: every field differs, each is named.
     let all = serving(
@@ -259,9 +273,12 @@ fn the_registry_says_what_each_region_should_serve() {
     let fleet = fleet();
     let eu = fleet.region("eu-west-1").expect("eu-west-1");
     let view = RegistryView::default();
-    assert_eq!(registered(&view, None, eu), Registered::NothingActive);
+    assert_eq!(
+        registered(&view, None, eu, "primary"),
+        Registered::NothingActive
+    );
     let rec = record("llama", "v2", Some("llama-v2-recorded"));
-    let Registered::Active(expected) = registered(&view, Some(&rec), eu) else {
+    let Registered::Active(expected) = registered(&view, Some(&rec), eu, "primary") else {
         panic!("active")
     };
     assert_eq!(expected.version, "llama/v2");
@@ -276,7 +293,8 @@ fn the_registry_says_what_each_region_should_serve() {
     );
     assert_eq!(expected.image, rec.manifest.serving.image);
     // A record without the region's config: the name the rollout gives it.
-    let Registered::Active(derived) = registered(&view, Some(&record("llama", "v2", None)), eu)
+    let Registered::Active(derived) =
+        registered(&view, Some(&record("llama", "v2", None)), eu, "primary")
     else {
         panic!("active")
     };
@@ -295,7 +313,7 @@ fn the_registry_says_what_each_region_should_serve() {
         ..RegistryView::default()
     };
     assert_eq!(
-        registered(&locked, Some(&rec), eu),
+        registered(&locked, Some(&rec), eu, "primary"),
         Registered::RollingOut {
             model: "mistral".into(),
             version: "v9".into()

@@ -34,6 +34,10 @@ pub fn calls(role: FunctionRole) -> &'static [(&'static str, &'static str)] {
             ("states", "SendTaskSuccess"),
             ("states", "SendTaskFailure"),
         ],
+        FunctionRole::DeployWatch => &[
+            ("dynamodb", "GetItem"), // the waiting task's token, in this region's replica
+            ("states", "SendTaskSuccess"),
+        ],
         FunctionRole::Rollout => &[
             ("dynamodb", "GetItem"),
             ("dynamodb", "PutItem"),
@@ -56,6 +60,12 @@ pub fn calls(role: FunctionRole) -> &'static [(&'static str, &'static str)] {
             ("sagemaker", "CreateEndpointConfig"),
             ("sagemaker", "UpdateEndpoint"),
             ("sagemaker", "DescribeEndpoint"),
+            // an update that changes an autoscaled variant's instance type: the variant's
+            // instance type in both configurations, then its scalable target deregistered
+            // (functions/rollout/src/autoscaled.rs)
+            ("sagemaker", "DescribeEndpointConfig"),
+            ("application-autoscaling", "DescribeScalableTargets"),
+            ("application-autoscaling", "DeregisterScalableTarget"),
             ("sagemaker", "InvokeEndpoint"), // the smoke test (SageMaker Runtime)
             ("states", "StartExecution"),    // the next queued version
             ("states", "SendTaskSuccess"),

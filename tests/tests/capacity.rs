@@ -38,7 +38,7 @@ async fn tick(cloud: &LocalCloud, fleet: &Fleet, region: &str) -> Value {
         probe: HttpFrontDoorProbe::default(),
         clock: SystemClock,
         drift: AwsDriftSources::new(&clients, fleet, region).await,
-        autoscaling: AasAutoScaling::new(&clients, region).await,
+        autoscaling: AasAutoScaling::new(&clients, region, &fleet.variant_name).await,
     };
     let event = meridian_local::schedules::scheduled_event(
         region,
@@ -54,7 +54,7 @@ async fn tick(cloud: &LocalCloud, fleet: &Fleet, region: &str) -> Value {
 /// What Application Auto Scaling holds for `region`'s endpoint, read over HTTP.
 async fn in_force(cloud: &LocalCloud, fleet: &Fleet, region: &str) -> ScalingState {
     let spec = fleet.region(region).expect("in the fleet");
-    AasAutoScaling::new(&cloud.clients(), region)
+    AasAutoScaling::new(&cloud.clients(), region, &fleet.variant_name)
         .await
         .read(&spec.endpoint)
         .await

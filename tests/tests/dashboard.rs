@@ -28,6 +28,9 @@ const REGIONS: [&str; SLOTS] = [
 /// `REGIONS`, so a line read in the wrong region cannot pass by coincidence.
 const STACK_REGION: &str = "sa-east-1";
 
+/// The `VariantName` parameter's value in the rendered dashboards.
+const FLEET_VARIANT: &str = "fleet-variant";
+
 fn template() -> String {
     std::fs::read_to_string(meridian_tests::workspace_root().join("template.yaml"))
         .expect("template.yaml")
@@ -194,6 +197,7 @@ fn evaluate(name: &str, expression: &str, regions: usize) -> String {
         "E" => format!("endpoint-{k}"),
         "B" => format!("bucket-{k}"),
         "P" => "primary-bucket".to_owned(),
+        "VariantName" => FLEET_VARIANT.to_owned(),
         "FleetName" => "meridian-demo".to_owned(),
         "AWS::Region" => STACK_REGION.to_owned(),
         "AWS::Partition" => "aws".to_owned(),
@@ -522,6 +526,30 @@ fn the_dashboard_is_valid_json_for_every_number_of_fleet_regions() {
                 "the rendered dashboard and the text scan see the same Meridian metrics"
             );
         }
+    }
+}
+
+/// The fleet file owns the variant name: SageMaker's lines watch the `VariantName`
+/// parameter's variant, never a name written into the template.
+#[test]
+fn sagemaker_lines_watch_the_fleets_variant() {
+    let dashboard = rendered(&template(), SLOTS);
+    let sagemaker: Vec<MetricLine> = widget_lines(&dashboard)
+        .into_iter()
+        .map(|(line, _)| line)
+        .filter(|line| line.namespace == "AWS/SageMaker")
+        .collect();
+    assert!(!sagemaker.is_empty(), "the dashboard graphs SageMaker");
+    for line in sagemaker {
+        let variant = line
+            .dimensions
+            .iter()
+            .find(|(name, _)| name == "VariantName");
+        assert_eq!(
+            variant.map(|(_, value)| value.as_str()),
+            Some(FLEET_VARIANT),
+            "{line:?}"
+        );
     }
 }
 

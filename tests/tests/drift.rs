@@ -42,7 +42,7 @@ async fn roll_out(cloud: &LocalCloud, dir: &Path) -> String {
         image: IMAGE.into(),
         instance_type: "ml.g5.2xlarge".into(),
         instance_count: 1,
-        variant_name: "primary".into(),
+        variant_name: None,
         environment: Default::default(),
         images: Default::default(),
         smoke_test: None,

@@ -8,7 +8,7 @@ use aws_lambda_events::cloudwatch_alarms::{
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use aws_sdk_dynamodb::types::AttributeValue;
 use meridian::names::{function_name, FunctionRole};
-use meridian_local::provision::{verify, VARIANT_NAME};
+use meridian_local::provision::verify;
 use meridian_local::{FunctionError, Functions, Invocation};
 use meridian_tests::{eventually, start_cloud};
 use serde_json::{json, Value};
@@ -382,7 +382,7 @@ async fn endpoint_config(
         .endpoint_config_name(name)
         .production_variants(
             ProductionVariant::builder()
-                .variant_name(VARIANT_NAME)
+                .variant_name(meridian::variant::DEFAULT_VARIANT_NAME)
                 .model_name(name)
                 .instance_type(ProductionVariantInstanceType::MlG52Xlarge)
                 .initial_instance_count(1)
@@ -582,7 +582,7 @@ async fn put_alarm(cloudwatch: &aws_sdk_cloudwatch::Client, name: &str, endpoint
         .dimensions(
             Dimension::builder()
                 .name("VariantName")
-                .value(VARIANT_NAME)
+                .value(meridian::variant::DEFAULT_VARIANT_NAME)
                 .build(),
         )
         .statistic(Statistic::Sum)

@@ -28,7 +28,7 @@ fn serving(instance_count: u32) -> Serving {
                 .into(),
         instance_type: "ml.g5.2xlarge".into(),
         instance_count,
-        variant_name: "primary".into(),
+        variant_name: None,
         environment: Default::default(),
         images: Default::default(),
         smoke_test: None,

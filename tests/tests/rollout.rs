@@ -55,7 +55,7 @@ fn serving() -> Serving {
         images: Default::default(),
         instance_type: "ml.g5.2xlarge".into(),
         instance_count: 2,
-        variant_name: "primary".into(),
+        variant_name: None,
         environment: Default::default(),
         smoke_test: None,
     }

@@ -6,11 +6,12 @@
 use std::path::Path;
 use std::time::Duration;
 
+use meridian::executions::{wake_deploy_waits, Woken};
 use meridian::fleet::Fleet;
 use meridian::manifest::{describe_dir, manifest_key, Manifest, Serving};
 use meridian::operator::OperatorAction;
 use meridian::registry::{Registry, VersionRecord, VersionStatus};
-use meridian::rollout::deployment_name;
+use meridian::rollout::{deployment_name, RolloutError};
 use meridian_local::{Functions, LocalCloud};
 use meridian_tests::{eventually, example_fleet, start_cloud_with, TestCloud};
 
@@ -39,7 +40,7 @@ fn serving() -> Serving {
         images: Default::default(),
         instance_type: "ml.g5.2xlarge".into(),
         instance_count: 2,
-        variant_name: "primary".into(),
+        variant_name: None,
         environment: Default::default(),
         smoke_test: None,
     }
@@ -130,14 +131,25 @@ async fn serving_configs(cloud: &LocalCloud) -> Vec<(String, String)> {
     configs
 }
 
-/// What `meridian rollout <action>` writes for the running version.
-async fn operator(cloud: &LocalCloud, model: &str, version: &str, action: OperatorAction) {
+/// What `meridian rollout <action>` does for the running version: records the command and,
+/// for an abort, wakes every region's wait for an endpoint update (what it woke is returned).
+async fn operator(
+    cloud: &LocalCloud,
+    model: &str,
+    version: &str,
+    action: OperatorAction,
+) -> Vec<(String, Result<Woken, RolloutError>)> {
     registry(cloud)
         .await
         .apply_operator_action(model, version, action, "test-operator", Some("e2e"))
         .await
         .expect("registry")
         .unwrap_or_else(|refusal| panic!("{action:?} refused: {refusal}"));
+    if action == OperatorAction::Abort {
+        wake_deploy_waits(&cloud.clients(), cloud.fleet(), "abort").await
+    } else {
+        Vec::new()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -368,22 +380,38 @@ async fn abort_rolls_every_region_back_and_records_who_and_why() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_abort_while_the_endpoints_update_rolls_back_at_the_next_poll() {
-    // Slow endpoint updates: the abort lands while every region is still updating.
-    let cloud = start(Duration::ZERO, Duration::from_secs(8)).await;
+async fn an_abort_while_the_endpoints_update_rolls_back_without_waiting_for_sagemaker() {
+    // SageMaker's endpoint events are lost and the deploy wait's backstop is far beyond the
+    // test's deadline: only the abort (which wakes every region's wait) ends the waits.
+    let mut config = meridian_tests::test_config();
+    config.endpoint_update_duration = Duration::from_secs(8);
+    config.deploy_backstop_seconds = 3600;
+    let cloud = start_cloud_with(config, fleet(Duration::ZERO), Functions::new(), true).await;
+    for region in &cloud.fleet().regions {
+        cloud.faults().drop_endpoint_events_in(&region.name);
+    }
     let before = serving_configs(&cloud).await;
     upload(&cloud, "llama", "1", 1).await;
-    let registry = registry(&cloud).await;
-    eventually("the deploy to begin", WITHIN, || async {
-        let record = registry.version("llama", "1").await.ok()??;
-        record
-            .regions
-            .values()
-            .any(|p| p.deploy_started.is_some())
-            .then_some(())
+    let fleet = cloud.fleet().clone();
+    eventually("every region to wait for its update", WITHIN, || async {
+        for region in &fleet.regions {
+            let regional = Registry {
+                client: aws_sdk_dynamodb::Client::new(&cloud.clients().config(&region.name).await),
+                table: fleet.registry_table.clone(),
+            };
+            regional
+                .deploy_wait(&region.endpoint, &region.name)
+                .await
+                .ok()??;
+        }
+        Some(())
     })
     .await;
-    operator(&cloud, "llama", "1", OperatorAction::Abort).await;
+    let woken = operator(&cloud, "llama", "1", OperatorAction::Abort).await;
+    assert!(
+        woken.iter().all(|(_, w)| matches!(w, Ok(Woken::Resumed))),
+        "every region's wait woken by the abort: {woken:?}"
+    );
     let record = settled(&cloud, "llama", "1").await;
     assert_eq!(record.status, VersionStatus::Failed, "{record:?}");
     let reason = record.reason.clone().unwrap_or_default();

@@ -12,6 +12,7 @@ const TASKS: &[&str] = &[
     "fast_copy",
     "prepare",
     "deploy",
+    "await_update",
     "status",
     "smoke_test",
     "commit",
@@ -30,6 +31,7 @@ fn rendered() -> Value {
             ),
             ("ReplicaTimeoutSeconds", "1800".into()),
             ("StatusPollSeconds", "30".into()),
+            ("DeployBackstopSeconds", "900".into()),
         ],
     );
     assert!(

@@ -297,6 +297,7 @@ fn parameter(fleet: &Fleet, region: &RegionSpec, name: &str) -> Value {
         "RegionalBucket" => json!(region.bucket),
         "PrimaryBucket" => json!(fleet.primary_bucket),
         "AlarmNames" => json!(region.alarms),
+        "EndpointName" => json!(region.endpoint),
         "RolloutStateMachine" => json!(meridian_local::hosted::state_machine_arn(fleet)),
         other => panic!("a rule pattern refers to {other}, which this test cannot evaluate"),
     }
@@ -373,6 +374,28 @@ fn samples(fleet: &Fleet, region: &RegionSpec, role: FunctionRole) -> (Vec<Value
                 .collect(),
             vec![alarm_state_change("someone-elses-alarm", &region.name)],
         ),
+        FunctionRole::DeployWatch => {
+            let endpoint_event = |file: &str, endpoint: &str| {
+                let mut event = sample(file);
+                event["region"] = json!(region.name);
+                event["detail"]["EndpointName"] = json!(endpoint);
+                event
+            };
+            let files = [
+                "sagemaker-endpoint-state-change.json",
+                "sagemaker-endpoint-deployment-state-change.json",
+            ];
+            (
+                files
+                    .iter()
+                    .map(|f| endpoint_event(f, &region.endpoint))
+                    .collect(),
+                files
+                    .iter()
+                    .map(|f| endpoint_event(f, "someone-elses-endpoint"))
+                    .collect(),
+            )
+        }
         FunctionRole::Rollout => {
             let arn = meridian_local::hosted::state_machine_arn(fleet);
             let ended = |status: &str, state_machine: &str| {
@@ -414,6 +437,10 @@ fn parse_as_handler_type(role: FunctionRole, event: &Value) -> Result<(), String
         }
         FunctionRole::Failback => {
             serde_json::from_value::<meridian_failback::TickEvent>(event.clone()).map(drop)
+        }
+        FunctionRole::DeployWatch => {
+            serde_json::from_value::<meridian::endpoint_events::EndpointEvent>(event.clone())
+                .map(drop)
         }
         FunctionRole::Rollout => {
             serde_json::from_value::<meridian_rollout::execution_end::RolloutEvent>(event.clone())

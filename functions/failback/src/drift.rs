@@ -41,11 +41,12 @@ const ATTEMPTS: usize = 3;
 /// logged and reported in the summary, and the next tick checks again.
 pub async fn check<S: HealthStore, D: DriftSources, K: Clock>(
     region: &RegionSpec,
+    variant: &str,
     sources: &D,
     store: &S,
     clock: &K,
 ) -> (Value, Option<String>) {
-    match run(region, sources, store, clock).await {
+    match run(region, variant, sources, store, clock).await {
         Ok((verdict, drift)) => {
             let metric = DRIFT.line(
                 if drift.is_some() { 1.0 } else { 0.0 },
@@ -67,12 +68,13 @@ pub async fn check<S: HealthStore, D: DriftSources, K: Clock>(
 
 async fn run<S: HealthStore, D: DriftSources, K: Clock>(
     region: &RegionSpec,
+    variant: &str,
     sources: &D,
     store: &S,
     clock: &K,
 ) -> Result<(Verdict, Option<Drift>), HealthError> {
     let (view, active) = sources.registry().await?;
-    let expected = registered(&view, active.as_ref(), region);
+    let expected = registered(&view, active.as_ref(), region, variant);
     let verdict = if matches!(expected, Registered::Active(_)) {
         compare(&expected, &sources.endpoint().await?)
     } else {

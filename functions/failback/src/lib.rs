@@ -178,7 +178,8 @@ where
         clock.now(),
     )
     .await;
-    let (drift, drift_metric) = drift::check(spec, drift_sources, store, clock).await;
+    let (drift, drift_metric) =
+        drift::check(spec, &fleet.variant_name, drift_sources, store, clock).await;
     let mut metrics: Vec<String> = drift_metric.into_iter().collect();
     if applied.action == Action::Restore {
         let recovered_for = applied

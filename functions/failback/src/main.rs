@@ -18,7 +18,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let deps = HealthDeps::new(&clients, &fleet, &region).await;
     let alarms = CloudWatchAlarms::new(&clients, &region).await;
     let drift = AwsDriftSources::new(&clients, &fleet, &region).await;
-    let autoscaling = AasAutoScaling::new(&clients, &region).await;
+    let autoscaling = AasAutoScaling::new(&clients, &region, &fleet.variant_name).await;
     lambda::run(meridian_failback::Failback {
         fleet,
         region,

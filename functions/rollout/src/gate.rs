@@ -80,8 +80,9 @@ pub fn held_phase(boundary: Boundary) -> String {
     format!("paused_at_{name}")
 }
 
-/// Fails a task of an aborted rollout (`Meridian.Aborted`), so an abort given while the
-/// endpoints deploy rolls them back at the next poll instead of after the deployment.
+/// Fails a task of an aborted rollout (`Meridian.Aborted`): the status check after a deploy
+/// wait (which the abort wakes, [`crate::deploy_wait`]) and the smoke test, so an abort given
+/// while the endpoints deploy rolls them back instead of going on after the deployment.
 pub async fn refuse_if_aborted(
     control: &Registry,
     record: &VersionRecord,

@@ -129,7 +129,7 @@ mod tests {
                 .collect::<BTreeMap<_, _>>(),
             instance_type: "ml.g5.2xlarge".into(),
             instance_count: 1,
-            variant_name: "primary".into(),
+            variant_name: None,
             environment: BTreeMap::new(),
             smoke_test: None,
         }

@@ -8,6 +8,8 @@
 //! as EMF metric lines ([`timings`]); the caller prints them (Lambda) or logs them (the
 //! local cloud).
 
+pub mod autoscaled;
+pub mod deploy_wait;
 pub mod execution_end;
 pub mod gate;
 pub mod images;
@@ -47,9 +49,9 @@ pub struct TaskInput {
     model: String,
     version: String,
     #[serde(default)]
-    region: Option<String>,
+    pub(crate) region: Option<String>,
     #[serde(default)]
-    token: Option<String>,
+    pub(crate) token: Option<String>,
     #[serde(default)]
     error: Option<Value>,
     /// The phase boundary of a `gate` task.
@@ -70,14 +72,14 @@ const COPY_PART_BYTES: u64 = 64 * 1024 * 1024;
 const COPY_CONCURRENCY: usize = 8;
 
 impl RolloutDeps {
-    async fn registry(&self, region: &str) -> Registry {
+    pub(crate) async fn registry(&self, region: &str) -> Registry {
         Registry {
             client: aws_sdk_dynamodb_client(&self.clients, region).await,
             table: self.fleet.registry_table.clone(),
         }
     }
 
-    fn region(&self, name: Option<&str>) -> Result<&RegionSpec, RolloutError> {
+    pub(crate) fn region(&self, name: Option<&str>) -> Result<&RegionSpec, RolloutError> {
         let name = name.ok_or_else(|| RolloutError::Invalid("this task needs a region".into()))?;
         self.fleet.region(name).ok_or_else(|| {
             RolloutError::Invalid(format!("region {name} is not in fleet {}", self.fleet.name))
@@ -138,6 +140,7 @@ async fn run(
         "fast_copy" => fast_copy(deps, &control, &record, &input).await,
         "prepare" => prepare(deps, &control, &record, &input).await,
         "deploy" => deploy(deps, &control, &record, &input).await,
+        "await_update" => deploy_wait::await_update(deps, &control, &record, &input).await,
         "status" => status(deps, &control, &record, &input).await,
         "smoke_test" => smoke_test(deps, &control, &record, &input).await,
         "commit" => commit(deps, &control, &record, metrics).await,
@@ -407,7 +410,7 @@ async fn stamp(
 }
 
 /// The region's endpoint as SageMaker describes it.
-async fn describe_endpoint(
+pub(crate) async fn describe_endpoint(
     sagemaker: &aws_sdk_sagemaker::Client,
     region: &RegionSpec,
 ) -> Result<aws_sdk_sagemaker::operation::describe_endpoint::DescribeEndpointOutput, RolloutError> {
@@ -446,6 +449,13 @@ async fn prepare(
             let count = meridian::capacity::deploy_count(r, now);
             deps.fleet.rollout.traffic_shift_refusal(&r.name, count)
         })
+        .collect();
+    let refusals: Vec<String> = refusals
+        .into_iter()
+        .chain(meridian::variant::manifest_variant_refusal(
+            serving.variant_name.as_deref(),
+            &deps.fleet.variant_name,
+        ))
         .collect();
     if !refusals.is_empty() {
         return Err(RolloutError::Invalid(refusals.join("; ")));
@@ -488,7 +498,7 @@ async fn prepare(
         .endpoint_config_name(&name)
         .production_variants(
             ProductionVariant::builder()
-                .variant_name(&serving.variant_name)
+                .variant_name(&deps.fleet.variant_name)
                 .model_name(&name)
                 .instance_type(ProductionVariantInstanceType::from(
                     region.instance_type.as_str(),
@@ -613,6 +623,16 @@ async fn deploy(
             )
             .build(),
     );
+    let guard = autoscaled::AwsUpdateGuard::new(&deps.clients, &region.name).await;
+    let variant = &deps.fleet.variant_name;
+    let cleared = autoscaled::clear_for_update(
+        &guard,
+        &region.endpoint,
+        variant,
+        endpoint.endpoint_config_name().unwrap_or_default(),
+        &name,
+    )
+    .await?;
     if !region.alarms.is_empty() {
         let mut rollback = AutoRollbackConfig::builder();
         for alarm in region.alarms.iter().take(10) {
@@ -620,14 +640,19 @@ async fn deploy(
         }
         deployment = deployment.auto_rollback_configuration(rollback.build());
     }
-    sagemaker
+    let updated = sagemaker
         .update_endpoint()
         .endpoint_name(&region.endpoint)
         .endpoint_config_name(&name)
         .deployment_config(deployment.build())
         .send()
-        .await
-        .map_err(|e| aws_error("updating the endpoint", e))?;
+        .await;
+    if let Err(error) = updated {
+        let error = aws_error("updating the endpoint", error);
+        return Err(
+            autoscaled::after_refusal(&guard, &region.endpoint, variant, &cleared, error).await,
+        );
+    }
     stamp(control, record, &region.name, |p| &mut p.deploy_started).await?;
     Ok(json!({ "region": region.name, "config": name }))
 }
@@ -884,13 +909,23 @@ async fn rollback(
         stamp(control, record, &region.name, |p| &mut p.rolled_back).await?;
         return Ok(json!({ "region": region.name, "serving": previous }));
     }
-    sagemaker
+    let guard = autoscaled::AwsUpdateGuard::new(&deps.clients, &region.name).await;
+    let variant = &deps.fleet.variant_name;
+    let cleared =
+        autoscaled::clear_for_update(&guard, &region.endpoint, variant, &serving, &previous)
+            .await?;
+    let updated = sagemaker
         .update_endpoint()
         .endpoint_name(&region.endpoint)
         .endpoint_config_name(&previous)
         .send()
-        .await
-        .map_err(|e| aws_error("rolling the endpoint back", e))?;
+        .await;
+    if let Err(error) = updated {
+        let error = aws_error("rolling the endpoint back", error);
+        return Err(
+            autoscaled::after_refusal(&guard, &region.endpoint, variant, &cleared, error).await,
+        );
+    }
     Err(RolloutError::Retryable(format!(
         "{} in {} is rolling back to {previous}",
         region.endpoint, region.name

@@ -141,7 +141,7 @@ mod tests {
                 images: BTreeMap::new(),
                 instance_type: "ml.g5.xlarge".into(),
                 instance_count: 1,
-                variant_name: "primary".into(),
+                variant_name: None,
                 environment: BTreeMap::new(),
                 smoke_test: None,
             },

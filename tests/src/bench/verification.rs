@@ -147,7 +147,7 @@ async fn upload(cloud: &LocalCloud, files: &[(String, Vec<u8>)]) -> Result<Manif
             images: Default::default(),
             instance_type: "ml.g5.2xlarge".into(),
             instance_count: 2,
-            variant_name: "primary".into(),
+            variant_name: None,
             environment: Default::default(),
             smoke_test: None,
         },

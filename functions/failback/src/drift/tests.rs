@@ -223,7 +223,7 @@ async fn a_drifted_endpoint_is_recorded_once_with_what_differs_and_a_duplicate_t
 {
     let (replica, clock) = (Replica::default(), Fixed::at(60));
     let sources = sources(endpoint_on("hand-made"));
-    let (summary, metric) = check(&eu(), &sources, &replica, &clock).await;
+    let (summary, metric) = check(&eu(), "primary", &sources, &replica, &clock).await;
     assert_eq!(metric_value(metric.as_ref()), 1.0);
     let drift = recorded(&replica).expect("drift recorded in the region's record");
     assert_eq!(drift.since, time(60));
@@ -243,7 +243,7 @@ async fn a_drifted_endpoint_is_recorded_once_with_what_differs_and_a_duplicate_t
     // The same tick delivered again, and the next tick: nothing written.
     clock.set(120);
     for _ in 0..2 {
-        let (_, metric) = check(&eu(), &sources, &replica, &clock).await;
+        let (_, metric) = check(&eu(), "primary", &sources, &replica, &clock).await;
         assert_eq!(metric_value(metric.as_ref()), 1.0);
     }
     assert_eq!(replica.saves.load(Ordering::SeqCst), 1);
@@ -255,10 +255,10 @@ async fn a_drifted_endpoint_is_recorded_once_with_what_differs_and_a_duplicate_t
 async fn a_healed_endpoint_clears_the_drift_and_records_the_end() {
     let (replica, clock) = (Replica::default(), Fixed::at(60));
     let sources = sources(endpoint_on("hand-made"));
-    check(&eu(), &sources, &replica, &clock).await;
+    check(&eu(), "primary", &sources, &replica, &clock).await;
     *sources.endpoint.lock().expect("lock") = Ok(endpoint_on(&config()));
     clock.set(180);
-    let (summary, metric) = check(&eu(), &sources, &replica, &clock).await;
+    let (summary, metric) = check(&eu(), "primary", &sources, &replica, &clock).await;
     assert_eq!(metric_value(metric.as_ref()), 0.0);
     assert_eq!(summary["drift"], Value::Null);
     assert_eq!(recorded(&replica), None);
@@ -273,14 +273,21 @@ async fn a_healed_endpoint_clears_the_drift_and_records_the_end() {
         .expect("the end is recorded");
     assert!(healed.reason.contains("after 120 s"), "{}", healed.reason);
     // A clean fleet after that: nothing more.
-    check(&eu(), &sources, &replica, &clock).await;
+    check(&eu(), "primary", &sources, &replica, &clock).await;
     assert_eq!(replica.saves.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test]
 async fn a_clean_endpoint_writes_nothing() {
     let (replica, clock) = (Replica::default(), Fixed::at(60));
-    let (_, metric) = check(&eu(), &sources(endpoint_on(&config())), &replica, &clock).await;
+    let (_, metric) = check(
+        &eu(),
+        "primary",
+        &sources(endpoint_on(&config())),
+        &replica,
+        &clock,
+    )
+    .await;
     assert_eq!(metric_value(metric.as_ref()), 0.0);
     assert_eq!(replica.saves.load(Ordering::SeqCst), 0);
     assert!(kinds(&replica).is_empty());
@@ -290,7 +297,7 @@ async fn a_clean_endpoint_writes_nothing() {
 async fn during_a_rollout_sagemaker_is_not_asked_and_a_recorded_drift_stays() {
     let (replica, clock) = (Replica::default(), Fixed::at(60));
     let mut sources = sources(endpoint_on("hand-made"));
-    check(&eu(), &sources, &replica, &clock).await;
+    check(&eu(), "primary", &sources, &replica, &clock).await;
     sources.view.lock = RolloutLock {
         holder: Some(LockHolder {
             model: "llama".into(),
@@ -301,7 +308,7 @@ async fn during_a_rollout_sagemaker_is_not_asked_and_a_recorded_drift_stays() {
         queue: vec![],
     };
     sources.endpoint_reads.store(0, Ordering::SeqCst);
-    let (summary, metric) = check(&eu(), &sources, &replica, &clock).await;
+    let (summary, metric) = check(&eu(), "primary", &sources, &replica, &clock).await;
     assert_eq!(sources.endpoint_reads.load(Ordering::SeqCst), 0);
     assert_eq!(summary["not_judged"], "rollout of llama/v3 in progress");
     assert_eq!(
@@ -317,7 +324,7 @@ async fn a_failed_read_changes_nothing_and_publishes_no_metric() {
     let (replica, clock) = (Replica::default(), Fixed::at(60));
     let sources = sources(endpoint_on("hand-made"));
     *sources.endpoint.lock().expect("lock") = Err("throttled".into());
-    let (summary, metric) = check(&eu(), &sources, &replica, &clock).await;
+    let (summary, metric) = check(&eu(), "primary", &sources, &replica, &clock).await;
     assert_eq!(metric, None);
     assert!(summary["unchecked"]
         .as_str()
@@ -330,15 +337,28 @@ async fn a_failed_read_changes_nothing_and_publishes_no_metric() {
 async fn a_concurrent_write_is_retried_and_the_history_entry_written_once() {
     let (replica, clock) = (Replica::default(), Fixed::at(60));
     replica.conflicts.store(2, Ordering::SeqCst);
-    let (_, metric) = check(&eu(), &sources(endpoint_on("hand-made")), &replica, &clock).await;
+    let (_, metric) = check(
+        &eu(),
+        "primary",
+        &sources(endpoint_on("hand-made")),
+        &replica,
+        &clock,
+    )
+    .await;
     assert_eq!(metric_value(metric.as_ref()), 1.0);
     assert!(recorded(&replica).is_some());
     assert_eq!(kinds(&replica), vec!["drift"]);
     // Writers that never stop: the tick gives up, the next one tries again.
     let (replica, clock) = (Replica::default(), Fixed::at(60));
     replica.conflicts.store(10, Ordering::SeqCst);
-    let (summary, metric) =
-        check(&eu(), &sources(endpoint_on("hand-made")), &replica, &clock).await;
+    let (summary, metric) = check(
+        &eu(),
+        "primary",
+        &sources(endpoint_on("hand-made")),
+        &replica,
+        &clock,
+    )
+    .await;
     assert_eq!(metric, None);
     assert!(summary["unchecked"].is_string());
 }
