@@ -1,6 +1,7 @@
 //! Failure injection for the emulations, so failure paths can be tested on demand.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -32,6 +33,11 @@ pub struct FaultSet {
     /// HTTP 400 `ValidationException` with that message, as SageMaker does for a request
     /// it will never accept (until the fault is cleared).
     pub sagemaker_rejects: BTreeMap<String, BTreeMap<String, String>>,
+    /// SageMaker API actions whose requests reach SageMaker late, per region, in
+    /// milliseconds: `{"ap-southeast-1": {"UpdateEndpoint": 3000}}` holds every
+    /// `UpdateEndpoint` there that long before SageMaker sees it, as a slow network path, a
+    /// cold or throttled caller or a slow control plane does. The caller waits meanwhile.
+    pub sagemaker_delays_ms: BTreeMap<String, BTreeMap<String, u64>>,
     /// Regions gone dark: none of their services, nor their front door, answers; their
     /// events stop, and replication to and from them waits until they are back.
     pub regions_down: BTreeSet<String>,
@@ -143,6 +149,28 @@ impl Faults {
         });
     }
 
+    /// Makes every `action` in `region` reach SageMaker `delay` late, from now on.
+    pub fn delay_sagemaker_action(&self, region: &str, action: &str, delay: Duration) {
+        let millis = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.modify(|faults| {
+            faults
+                .sagemaker_delays_ms
+                .entry(region.to_owned())
+                .or_default()
+                .insert(action.to_owned(), millis);
+        });
+    }
+
+    /// How late `action` in `region` reaches SageMaker, if it is delayed.
+    pub fn sagemaker_delay(&self, region: &str, action: &str) -> Option<Duration> {
+        self.0
+            .borrow()
+            .sagemaker_delays_ms
+            .get(region)
+            .and_then(|actions| actions.get(action))
+            .map(|millis| Duration::from_millis(*millis))
+    }
+
     /// The message SageMaker refuses `action` in `region` with, if it does.
     pub fn sagemaker_rejection(&self, region: &str, action: &str) -> Option<String> {
         self.0
@@ -234,7 +262,6 @@ impl Faults {
 mod tests {
     use super::*;
     use std::sync::Arc;
-    use std::time::Duration;
 
     #[test]
     fn a_dark_region_refuses_everything_and_route53_only_its_own_calls() {
@@ -312,6 +339,30 @@ mod tests {
             shared.sagemaker_rejection("eu-west-1", "UpdateEndpoint"),
             Some("bad canary".into()),
             "held until cleared"
+        );
+    }
+
+    #[test]
+    fn a_sagemaker_delay_holds_for_its_region_and_action_only() {
+        let faults: FaultSet = serde_json::from_str(
+            r#"{"sagemaker_delays_ms": {"ap-southeast-1": {"UpdateEndpoint": 3000}}}"#,
+        )
+        .expect("valid fault set");
+        let shared = Faults::default();
+        shared.replace(faults);
+        assert_eq!(
+            shared.sagemaker_delay("ap-southeast-1", "UpdateEndpoint"),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(
+            shared.sagemaker_delay("ap-southeast-1", "CreateModel"),
+            None
+        );
+        assert_eq!(shared.sagemaker_delay("eu-west-1", "UpdateEndpoint"), None);
+        shared.delay_sagemaker_action("eu-west-1", "UpdateEndpoint", Duration::from_millis(250));
+        assert_eq!(
+            shared.sagemaker_delay("eu-west-1", "UpdateEndpoint"),
+            Some(Duration::from_millis(250))
         );
     }
 

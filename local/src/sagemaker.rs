@@ -100,6 +100,10 @@ pub async fn handle(
         .and_then(|t| t.strip_prefix(TARGET_PREFIX))
         .unwrap_or("")
         .to_owned();
+    if let Some(delay) = ctx.faults.sagemaker_delay(region, &operation) {
+        tracing::warn!(%region, %operation, ?delay, "injected fault: the request reaches SageMaker late");
+        tokio::time::sleep(delay).await;
+    }
     if let Some(message) = ctx.faults.sagemaker_rejection(region, &operation) {
         tracing::warn!(%region, %operation, %message, "injected fault: SageMaker refuses the request");
         return Ok(validation_error(&message));

@@ -972,3 +972,43 @@ async fn a_sagemaker_validation_error_fails_the_version_at_once_with_sagemakers_
     assert_all_serve(&cloud, &first).await;
     cloud.shutdown().await.expect("shutdown");
 }
+
+/// Step Functions abandons a failed Map's other iterations, not the Lambda invocations they
+/// started: a region's deploy call still on its way to SageMaker when another region is
+/// refused must land before that region is rolled back, or it lands after the rollback and
+/// the region serves the failed version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_call_still_in_flight_when_another_region_is_refused_is_rolled_back_too() {
+    let cloud = start().await;
+    let first = rolled_out(&cloud, "1", 1).await;
+    let late = "ap-southeast-1";
+    let update_endpoint = meridian_local::calls::ApiCall {
+        caller: Some(meridian::names::sdk_app_name(
+            meridian::names::FunctionRole::Rollout,
+        )),
+        region: late.into(),
+        service: "sagemaker".into(),
+        operation: "UpdateEndpoint".into(),
+        refused: false,
+    };
+    let updates_before = cloud.api_call_count(&update_endpoint);
+    cloud
+        .faults()
+        .delay_sagemaker_action(late, "UpdateEndpoint", Duration::from_secs(5));
+    cloud.faults().reject_sagemaker_action(
+        "eu-west-1",
+        "UpdateEndpoint",
+        "Linear step size must be between 10% and 50% (test)",
+    );
+    let dir = model_dir(2);
+    upload(&cloud, dir.path(), "llama", "2").await;
+    let record = settled(&cloud, "llama", "2").await;
+    assert_eq!(record.status, VersionStatus::Failed, "{record:?}");
+    assert_eq!(
+        cloud.api_call_count(&update_endpoint) - updates_before,
+        2,
+        "{late}: the late deploy call landed, then the rollback's, before the version failed"
+    );
+    assert_all_serve(&cloud, &first).await;
+    cloud.shutdown().await.expect("shutdown");
+}

@@ -251,6 +251,47 @@ fn uncaught_tasks(block: &Value, error: &str, enclosing_catches: bool, uncaught:
     }
 }
 
+/// The Maps of a block (and nested Map iterators) whose iterations call `task`.
+fn maps_calling<'a>(block: &'a Value, task: &str, maps: &mut Vec<(String, &'a Value)>) {
+    for (name, state) in block["States"].as_object().into_iter().flatten() {
+        if state["Type"] == "Map" {
+            let iterator = &state["Iterator"];
+            let calls = iterator["States"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .any(|(_, inner)| inner["Parameters"]["Payload"]["task"] == task);
+            if calls {
+                maps.push((name.clone(), iterator));
+            }
+            maps_calling(iterator, task, maps);
+        }
+    }
+}
+
+/// Step Functions stops a failed Map's other iterations but not the Lambda invocations they
+/// started, so a Map whose iterations call `UpdateEndpoint` (`deploy`) must never fail
+/// while one is in flight: every task of its iterations catches every error itself, and
+/// the Map ends only once each region's call has returned.
+#[test]
+fn no_region_is_rolled_back_while_another_regions_deploy_call_is_in_flight() {
+    let definition = rendered();
+    let mut maps = Vec::new();
+    maps_calling(&definition, "deploy", &mut maps);
+    assert!(!maps.is_empty(), "some Map deploys");
+    for (map, iterator) in maps {
+        for (name, state) in iterator["States"].as_object().into_iter().flatten() {
+            assert_ne!(state["Type"], "Fail", "{map}.{name} fails the Map");
+            if state["Type"] == "Task" {
+                assert!(
+                    matches_error(&state["Catch"], "States.ALL"),
+                    "{map}.{name} lets an error fail the Map while other regions' deploy calls may be in flight"
+                );
+            }
+        }
+    }
+}
+
 /// A request an AWS service refused as given (`Meridian.Rejected`: SageMaker's validation
 /// error, say) is never retried, and every task but the last resort hands it to the path
 /// that rolls every region back and marks the version failed with the message.
