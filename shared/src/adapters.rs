@@ -2,7 +2,6 @@
 //! Application Auto Scaling for standby capacity, CloudWatch for the alarms' current
 //! states. None of them is Route 53: a drain is a write of the region's own record.
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::Utc;
 
 use crate::failover::{AlarmState, RegionHealth};
@@ -11,6 +10,9 @@ use crate::health::{
     ProbeAnswer, StandbyScaler, Versioned, Write,
 };
 use crate::peers::PeerProbes;
+use crate::table::{
+    dynamodb_error, is_condition_failure, json_attr, json_field, n, number_field, s,
+};
 
 /// Partition key of a region's health record.
 pub fn health_key(region: &str) -> String {
@@ -33,10 +35,6 @@ fn retryable(context: &str, error: impl std::fmt::Display) -> HealthError {
     HealthError::Retryable(format!("{context}: {error}"))
 }
 
-fn s(value: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(value.into())
-}
-
 /// Health records, probes and event logs in the registry table, all read and written in
 /// the replica of the region the code runs for: each region writes only its own items,
 /// and reads its peers' as replicated.
@@ -57,27 +55,13 @@ impl HealthStore for DynamoHealthStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| {
-                retryable(
-                    "reading the health record",
-                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
-                )
-            })?
+            .map_err(|e| dynamodb_error("reading the health record", e))?
             .item;
         let Some(item) = item else { return Ok(None) };
-        let record = item
-            .get("record")
-            .and_then(|v| v.as_s().ok())
-            .ok_or_else(|| {
-                HealthError::Invalid(format!("health record of {region} has no record attribute"))
-            })?;
-        let version = item
-            .get("version")
-            .and_then(|v| v.as_n().ok())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0);
-        let value = serde_json::from_str(record)
-            .map_err(|e| HealthError::Invalid(format!("health record of {region}: {e}")))?;
+        let what = format!("health record of {region}");
+        let value = json_field(&item, "record", &what)?
+            .ok_or_else(|| HealthError::Invalid(format!("{what} has no record attribute")))?;
+        let version = number_field(&item, "version").map_or(0, |v| v as u64);
         Ok(Some(Versioned { value, version }))
     }
 
@@ -86,8 +70,7 @@ impl HealthStore for DynamoHealthStore {
         health: &RegionHealth,
         expected: Option<u64>,
     ) -> Result<Write, HealthError> {
-        let record =
-            serde_json::to_string(health).map_err(|e| HealthError::Invalid(e.to_string()))?;
+        let record = json_attr(health)?;
         let state = serde_json::to_value(health.state)
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
@@ -98,32 +81,20 @@ impl HealthStore for DynamoHealthStore {
             .table_name(&self.table)
             .item("pk", s(health_key(&health.region)))
             .item("sk", s(HEALTH_SK))
-            .item("record", s(record))
+            .item("record", record)
             .item("state", s(state))
             .item("updated", s(Utc::now().to_rfc3339()))
-            .item(
-                "version",
-                AttributeValue::N(expected.map_or(1, |v| v + 1).to_string()),
-            );
+            .item("version", n(expected.map_or(1, |v| v + 1)));
         put = match expected {
             None => put.condition_expression("attribute_not_exists(pk)"),
             Some(version) => put
                 .condition_expression("version = :expected")
-                .expression_attribute_values(":expected", AttributeValue::N(version.to_string())),
+                .expression_attribute_values(":expected", n(version)),
         };
         match put.send().await {
             Ok(_) => Ok(Write::Done),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(Write::Conflict)
-            }
-            Err(error) => Err(retryable(
-                "writing the health record",
-                aws_sdk_dynamodb::error::DisplayErrorContext(error),
-            )),
+            Err(error) if is_condition_failure(&error) => Ok(Write::Conflict),
+            Err(error) => Err(dynamodb_error("writing the health record", error).into()),
         }
     }
 
@@ -136,68 +107,48 @@ impl HealthStore for DynamoHealthStore {
             .key("sk", s(HEALTH_SK))
             .send()
             .await
-            .map_err(|e| {
-                retryable(
-                    "reading the peers' probes",
-                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
-                )
-            })?
+            .map_err(|e| dynamodb_error("reading the peers' probes", e))?
             .item;
-        let Some(body) = item.as_ref().and_then(|i| i.get("probes")?.as_s().ok()) else {
-            return Ok(None);
-        };
-        serde_json::from_str(body)
-            .map(Some)
-            .map_err(|e| HealthError::Invalid(format!("probes of {observer}: {e}")))
+        let Some(item) = item else { return Ok(None) };
+        Ok(json_field(
+            &item,
+            "probes",
+            &format!("probes of {observer}"),
+        )?)
     }
 
     async fn save_probes(&self, probes: &PeerProbes) -> Result<(), HealthError> {
-        let body =
-            serde_json::to_string(probes).map_err(|e| HealthError::Invalid(e.to_string()))?;
+        let body = json_attr(probes)?;
         self.local
             .put_item()
             .table_name(&self.table)
             .item("pk", s(probes_key(&probes.observer)))
             .item("sk", s(HEALTH_SK))
-            .item("probes", s(body))
+            .item("probes", body)
             .item("updated", s(Utc::now().to_rfc3339()))
             .send()
             .await
-            .map_err(|e| {
-                retryable(
-                    "writing the peers' probes",
-                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
-                )
-            })?;
+            .map_err(|e| dynamodb_error("writing the peers' probes", e))?;
         Ok(())
     }
 
     async fn record(&self, event: &FailoverEvent) -> Result<(), HealthError> {
-        let body = serde_json::to_string(event).map_err(|e| HealthError::Invalid(e.to_string()))?;
+        let body = json_attr(event)?;
         let result = self
             .local
             .put_item()
             .table_name(&self.table)
             .item("pk", s(events_key(&event.region)))
             .item("sk", s(format!("event#{}", event.id)))
-            .item("event", s(body))
+            .item("event", body)
             .item("decided", s(event.decided.to_rfc3339()))
             .condition_expression("attribute_not_exists(sk)")
             .send()
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(error) => Err(retryable(
-                "recording the failover event",
-                aws_sdk_dynamodb::error::DisplayErrorContext(error),
-            )),
+            Err(error) if is_condition_failure(&error) => Ok(()),
+            Err(error) => Err(dynamodb_error("recording the failover event", error).into()),
         }
     }
 }
@@ -218,16 +169,10 @@ pub async fn read_history(
         .send()
         .collect::<Result<Vec<_>, _>>()
         .await
-        .map_err(|e| {
-            retryable(
-                "reading the failover history",
-                aws_sdk_dynamodb::error::DisplayErrorContext(e),
-            )
-        })?;
+        .map_err(|e| dynamodb_error("reading the failover history", e))?;
     let mut events: Vec<FailoverEvent> = pages
         .iter()
-        .filter_map(|item| item.get("event")?.as_s().ok())
-        .filter_map(|body| serde_json::from_str(body).ok())
+        .filter_map(|item| json_field(item, "event", "a failover event").ok().flatten())
         .collect();
     events.sort_by_key(|e| e.decided);
     Ok(events)

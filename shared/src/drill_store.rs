@@ -4,9 +4,11 @@
 //! shifted requests (`drillcounts#<drill>` / `step#<n>`, added to by the source region's
 //! front door in its replica, one atomic `ADD` per forwarded request).
 
-use aws_sdk_dynamodb::types::AttributeValue;
-
 use crate::drill::{DrillRecord, StepCounts};
+use crate::table::{
+    dynamodb_error, is_condition_failure, json_attr, json_field, n, number_field, s, string_field,
+    TableError,
+};
 use crate::traffic::DrillShift;
 
 /// Partition key of the drill's shift of `region`'s traffic.
@@ -50,21 +52,9 @@ pub struct DrillStore {
     pub table: String,
 }
 
-fn s(value: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(value.into())
-}
-
-fn n(value: impl ToString) -> AttributeValue {
-    AttributeValue::N(value.to_string())
-}
-
-fn error(context: &str, error: impl std::fmt::Display) -> String {
-    format!("{context}: {error}")
-}
-
 impl DrillStore {
     /// The drill's shift of `region`'s traffic, if one is written.
-    pub async fn shift(&self, region: &str) -> Result<Option<DrillShift>, String> {
+    pub async fn shift(&self, region: &str) -> Result<Option<DrillShift>, TableError> {
         let item = self
             .client
             .get_item()
@@ -73,45 +63,31 @@ impl DrillStore {
             .key("sk", s(SHIFT_SK))
             .send()
             .await
-            .map_err(|e| {
-                error(
-                    "reading the drill's shift",
-                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
-                )
-            })?
+            .map_err(|e| dynamodb_error("reading the drill's shift", e))?
             .item;
-        let Some(body) = item.as_ref().and_then(|i| i.get("shift")?.as_s().ok()) else {
-            return Ok(None);
-        };
-        serde_json::from_str(body)
-            .map(Some)
-            .map_err(|e| format!("the drill's shift of {region}: {e}"))
+        let Some(item) = item else { return Ok(None) };
+        json_field(&item, "shift", &format!("the drill's shift of {region}"))
     }
 
     /// Writes (or renews) a drill's shift of its source region.
-    pub async fn put_shift(&self, shift: &DrillShift) -> Result<(), String> {
-        let body = serde_json::to_string(shift).map_err(|e| e.to_string())?;
+    pub async fn put_shift(&self, shift: &DrillShift) -> Result<(), TableError> {
+        let body = json_attr(shift)?;
         self.client
             .put_item()
             .table_name(&self.table)
             .item("pk", s(shift_key(&shift.from)))
             .item("sk", s(SHIFT_SK))
-            .item("shift", s(body))
+            .item("shift", body)
             .item("drill_id", s(&shift.drill_id))
             .send()
             .await
-            .map_err(|e| {
-                error(
-                    "writing the drill's shift",
-                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
-                )
-            })?;
+            .map_err(|e| dynamodb_error("writing the drill's shift", e))?;
         Ok(())
     }
 
     /// Removes `drill_id`'s shift of `region` (another drill's is left alone); removing
     /// one that is gone is done.
-    pub async fn clear_shift(&self, region: &str, drill_id: &str) -> Result<(), String> {
+    pub async fn clear_shift(&self, region: &str, drill_id: &str) -> Result<(), TableError> {
         let result = self
             .client
             .delete_item()
@@ -124,21 +100,13 @@ impl DrillStore {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(error(
-                "removing the drill's shift",
-                aws_sdk_dynamodb::error::DisplayErrorContext(e),
-            )),
+            Err(e) if is_condition_failure(&e) => Ok(()),
+            Err(e) => Err(dynamodb_error("removing the drill's shift", e)),
         }
     }
 
     /// Adds one shifted request to its step's counts.
-    pub async fn count(&self, count: &DrillCount) -> Result<(), String> {
+    pub async fn count(&self, count: &DrillCount) -> Result<(), TableError> {
         self.client
             .update_item()
             .table_name(&self.table)
@@ -150,17 +118,12 @@ impl DrillStore {
             .expression_attribute_values(":latency", n(format!("{:.3}", count.latency_ms)))
             .send()
             .await
-            .map_err(|e| {
-                error(
-                    "counting the drill's request",
-                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
-                )
-            })?;
+            .map_err(|e| dynamodb_error("counting the drill's request", e))?;
         Ok(())
     }
 
     /// A step's counts as this replica has them.
-    pub async fn step_counts(&self, drill_id: &str, step: usize) -> Result<StepCounts, String> {
+    pub async fn step_counts(&self, drill_id: &str, step: usize) -> Result<StepCounts, TableError> {
         let item = self
             .client
             .get_item()
@@ -169,20 +132,10 @@ impl DrillStore {
             .key("sk", s(step_key(step)))
             .send()
             .await
-            .map_err(|e| {
-                error(
-                    "reading the drill's counts",
-                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
-                )
-            })?
+            .map_err(|e| dynamodb_error("reading the drill's counts", e))?
             .item
             .unwrap_or_default();
-        let number = |name: &str| -> f64 {
-            item.get(name)
-                .and_then(|v| v.as_n().ok())
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0.0)
-        };
+        let number = |name: &str| number_field(&item, name).unwrap_or(0.0);
         Ok(StepCounts {
             requests: number("requests") as u64,
             errors: number("errors") as u64,
@@ -192,7 +145,7 @@ impl DrillStore {
 
     /// Takes the one-drill lock for `drill_id`; `Err(holder)`'s `Ok` side names the
     /// drill holding it. Taking it again for the same drill is done (a retried start).
-    pub async fn take_lock(&self, drill_id: &str) -> Result<Result<(), String>, String> {
+    pub async fn take_lock(&self, drill_id: &str) -> Result<Result<(), String>, TableError> {
         let result = self
             .client
             .put_item()
@@ -206,21 +159,15 @@ impl DrillStore {
             .await;
         match result {
             Ok(_) => Ok(Ok(())),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
+            Err(e) if is_condition_failure(&e) => {
                 Ok(Err(self.lock_holder().await?.unwrap_or_default()))
             }
-            Err(e) => Err(error(
-                "taking the drill lock",
-                aws_sdk_dynamodb::error::DisplayErrorContext(e),
-            )),
+            Err(e) => Err(dynamodb_error("taking the drill lock", e)),
         }
     }
 
     /// The drill holding the lock, if any.
-    pub async fn lock_holder(&self) -> Result<Option<String>, String> {
+    pub async fn lock_holder(&self) -> Result<Option<String>, TableError> {
         let item = self
             .client
             .get_item()
@@ -230,18 +177,13 @@ impl DrillStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| {
-                error(
-                    "reading the drill lock",
-                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
-                )
-            })?
+            .map_err(|e| dynamodb_error("reading the drill lock", e))?
             .item;
-        Ok(item.and_then(|i| i.get("drill_id")?.as_s().ok().cloned()))
+        Ok(item.and_then(|i| string_field(&i, "drill_id").map(str::to_owned)))
     }
 
     /// Releases the lock if `drill_id` holds it.
-    pub async fn release_lock(&self, drill_id: &str) -> Result<(), String> {
+    pub async fn release_lock(&self, drill_id: &str) -> Result<(), TableError> {
         let result = self
             .client
             .delete_item()
@@ -254,23 +196,15 @@ impl DrillStore {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(error(
-                "releasing the drill lock",
-                aws_sdk_dynamodb::error::DisplayErrorContext(e),
-            )),
+            Err(e) if is_condition_failure(&e) => Ok(()),
+            Err(e) => Err(dynamodb_error("releasing the drill lock", e)),
         }
     }
 
     /// Writes a drill's record (its own attribute: an operator's abort request, written
     /// beside it, is kept).
-    pub async fn save_record(&self, record: &DrillRecord) -> Result<(), String> {
-        let body = serde_json::to_string(record).map_err(|e| e.to_string())?;
+    pub async fn save_record(&self, record: &DrillRecord) -> Result<(), TableError> {
+        let body = json_attr(record)?;
         self.client
             .update_item()
             .table_name(&self.table)
@@ -278,15 +212,10 @@ impl DrillStore {
             .key("sk", s(record_key(&record.id)))
             .update_expression("SET #record = :record")
             .expression_attribute_names("#record", "record")
-            .expression_attribute_values(":record", s(body))
+            .expression_attribute_values(":record", body)
             .send()
             .await
-            .map_err(|e| {
-                error(
-                    "writing the drill's record",
-                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
-                )
-            })?;
+            .map_err(|e| dynamodb_error("writing the drill's record", e))?;
         Ok(())
     }
 
@@ -294,7 +223,7 @@ impl DrillStore {
     pub async fn record(
         &self,
         drill_id: &str,
-    ) -> Result<Option<(DrillRecord, Option<String>)>, String> {
+    ) -> Result<Option<(DrillRecord, Option<String>)>, TableError> {
         let item = self
             .client
             .get_item()
@@ -304,27 +233,18 @@ impl DrillStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| {
-                error(
-                    "reading the drill's record",
-                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
-                )
-            })?
+            .map_err(|e| dynamodb_error("reading the drill's record", e))?
             .item;
         let Some(item) = item else { return Ok(None) };
-        let Some(body) = item.get("record").and_then(|v| v.as_s().ok()) else {
+        let Some(record) = json_field(&item, "record", &format!("drill {drill_id}"))? else {
             return Ok(None);
         };
-        let record = serde_json::from_str(body).map_err(|e| format!("drill {drill_id}: {e}"))?;
-        let abort = item
-            .get("abort_requested")
-            .and_then(|v| v.as_s().ok())
-            .cloned();
+        let abort = string_field(&item, "abort_requested").map(str::to_owned);
         Ok(Some((record, abort)))
     }
 
     /// Asks a running drill to abort: its next check restores.
-    pub async fn request_abort(&self, drill_id: &str, why: &str) -> Result<(), String> {
+    pub async fn request_abort(&self, drill_id: &str, why: &str) -> Result<(), TableError> {
         self.client
             .update_item()
             .table_name(&self.table)
@@ -335,17 +255,12 @@ impl DrillStore {
             .expression_attribute_values(":why", s(why))
             .send()
             .await
-            .map_err(|e| {
-                error(
-                    "asking the drill to abort",
-                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
-                )
-            })?;
+            .map_err(|e| dynamodb_error("asking the drill to abort", e))?;
         Ok(())
     }
 
     /// Every drill's record, oldest first.
-    pub async fn records(&self) -> Result<Vec<DrillRecord>, String> {
+    pub async fn records(&self) -> Result<Vec<DrillRecord>, TableError> {
         let items = self
             .client
             .query()
@@ -358,16 +273,10 @@ impl DrillStore {
             .send()
             .collect::<Result<Vec<_>, _>>()
             .await
-            .map_err(|e| {
-                error(
-                    "reading the drills",
-                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
-                )
-            })?;
+            .map_err(|e| dynamodb_error("reading the drills", e))?;
         let mut records: Vec<DrillRecord> = items
             .iter()
-            .filter_map(|i| i.get("record")?.as_s().ok())
-            .filter_map(|body| serde_json::from_str(body).ok())
+            .filter_map(|i| json_field(i, "record", "a drill").ok().flatten())
             .collect();
         records.sort_by_key(|r| r.started);
         Ok(records)

@@ -27,6 +27,17 @@ pub enum HealthError {
     Invalid(String),
 }
 
+impl From<crate::table::TableError> for HealthError {
+    fn from(error: crate::table::TableError) -> Self {
+        match error {
+            crate::table::TableError::Unavailable(_) => HealthError::Retryable(error.to_string()),
+            crate::table::TableError::Rejected(_) | crate::table::TableError::Corrupt(_) => {
+                HealthError::Invalid(error.to_string())
+            }
+        }
+    }
+}
+
 impl From<crate::function::InvalidEvent> for HealthError {
     fn from(crate::function::InvalidEvent(message): crate::function::InvalidEvent) -> Self {
         HealthError::Invalid(message)

@@ -39,6 +39,7 @@ pub mod routing;
 pub mod scaling;
 pub mod scaling_aws;
 pub mod smoke;
+pub mod table;
 pub mod traffic;
 pub mod traffic_settings;
 pub mod variant;

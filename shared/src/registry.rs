@@ -34,39 +34,14 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::aws_errors::{class_of, describe, ErrorClass};
 use crate::manifest::{Manifest, Serving};
 use crate::operator::{OperatorAction, OperatorControl, Refusal};
 pub use crate::rollout_lock::{LockHolder, QueuedVersion, RolloutLock};
+use crate::table::{dynamodb_error, from_item, is_condition_failure, json_attr, s, TableError};
 
-/// Why a registry operation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum RegistryError {
-    /// Transient: throttling, a server error, a timeout.
-    #[error("registry unavailable: {0}")]
-    Unavailable(String),
-    #[error("corrupt registry item {0}")]
-    Corrupt(String),
-    /// DynamoDB refused the request as given (a validation error, an item over its size
-    /// limit): the same write fails every time.
-    #[error("registry write refused: {0}")]
-    Rejected(String),
-}
-
-/// A DynamoDB error, named by whether retrying can help.
-fn dynamodb_error<E>(
-    context: &str,
-    error: aws_sdk_dynamodb::error::SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
-) -> RegistryError
-where
-    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    let message = describe(context, &error);
-    match class_of(&error) {
-        ErrorClass::Retryable => RegistryError::Unavailable(message),
-        ErrorClass::Rejected => RegistryError::Rejected(message),
-    }
-}
+/// Why a registry operation failed: the registry is items of the table, and fails as the
+/// table does.
+pub type RegistryError = TableError;
 
 /// DynamoDB's item size limit: the UTF-8 lengths of attribute names and values together.
 pub const MAX_ITEM_BYTES: usize = 400 * 1024;
@@ -77,10 +52,6 @@ fn item_bytes(attributes: &[(&str, &str)]) -> usize {
         .iter()
         .map(|(name, value)| name.len() + value.len())
         .sum()
-}
-
-fn s(value: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(value.into())
 }
 
 pub fn model_key(model: &str) -> String {
@@ -220,35 +191,6 @@ pub struct Readiness {
 pub struct Registry {
     pub client: aws_sdk_dynamodb::Client,
     pub table: String,
-}
-
-fn json_attr<T: Serialize>(value: &T) -> Result<AttributeValue, RegistryError> {
-    serde_json::to_string(value)
-        .map(AttributeValue::S)
-        .map_err(|e| RegistryError::Corrupt(e.to_string()))
-}
-
-fn from_item<T: for<'de> Deserialize<'de>>(
-    item: &HashMap<String, AttributeValue>,
-    what: &str,
-) -> Result<T, RegistryError> {
-    let body = item
-        .get("body")
-        .and_then(|v| v.as_s().ok())
-        .ok_or_else(|| RegistryError::Corrupt(format!("{what}: no body")))?;
-    serde_json::from_str(body).map_err(|e| RegistryError::Corrupt(format!("{what}: {e}")))
-}
-
-fn is_condition_failure<E>(error: &aws_sdk_dynamodb::error::SdkError<E>) -> bool
-where
-    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::fmt::Debug,
-{
-    error
-        .as_service_error()
-        .and_then(|e| e.code())
-        .is_some_and(|c| {
-            c == "ConditionalCheckFailedException" || c == "TransactionCanceledException"
-        })
 }
 
 impl Registry {

@@ -19,6 +19,7 @@ use meridian::drill::{
 use meridian::drill_store::DrillStore;
 use meridian::fleet::Fleet;
 use meridian::function::{Handler, InvalidEvent, Outcome};
+use meridian::table::TableError;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -49,6 +50,17 @@ impl meridian::NamedError for DrillError {
 impl From<InvalidEvent> for DrillError {
     fn from(InvalidEvent(message): InvalidEvent) -> Self {
         DrillError::Invalid(message)
+    }
+}
+
+impl From<TableError> for DrillError {
+    fn from(error: TableError) -> Self {
+        match error {
+            TableError::Unavailable(_) => DrillError::Retryable(error.to_string()),
+            TableError::Rejected(_) | TableError::Corrupt(_) => {
+                DrillError::Invalid(error.to_string())
+            }
+        }
     }
 }
 
@@ -131,16 +143,11 @@ impl<F: FleetReads> Handler for Drill<F> {
     }
 }
 
-fn retryable(error: String) -> DrillError {
-    DrillError::Retryable(error)
-}
-
 impl<F: FleetReads> Drill<F> {
     async fn record(&self, drill_id: &str) -> Result<(DrillRecord, Option<String>), DrillError> {
         self.store
             .record(drill_id)
-            .await
-            .map_err(retryable)?
+            .await?
             .ok_or_else(|| DrillError::Invalid(format!("no drill {drill_id}")))
     }
 
@@ -151,7 +158,7 @@ impl<F: FleetReads> Drill<F> {
         now: DateTime<Utc>,
     ) -> Result<Value, DrillError> {
         drill::validate(&self.fleet, &request)?;
-        let holder = self.store.lock_holder().await.map_err(retryable)?;
+        let holder = self.store.lock_holder().await?;
         if holder.as_deref() != Some(drill_id) {
             let activity = FleetActivity {
                 rollout: self.reads.rollout_holder().await?,
@@ -159,19 +166,13 @@ impl<F: FleetReads> Drill<F> {
                 drained: self.reads.drained().await?,
             };
             drill::may_start(&activity)?;
-            if let Err(holder) = self.store.take_lock(drill_id).await.map_err(retryable)? {
+            if let Err(holder) = self.store.take_lock(drill_id).await? {
                 return Err(DrillError::Refused(format!(
                     "drill refused: drill {holder} is running"
                 )));
             }
         }
-        if self
-            .store
-            .record(drill_id)
-            .await
-            .map_err(retryable)?
-            .is_none()
-        {
+        if self.store.record(drill_id).await?.is_none() {
             let record = DrillRecord {
                 id: drill_id.to_owned(),
                 request,
@@ -181,7 +182,7 @@ impl<F: FleetReads> Drill<F> {
                 ended: None,
                 steps: Vec::new(),
             };
-            self.store.save_record(&record).await.map_err(retryable)?;
+            self.store.save_record(&record).await?;
         }
         tracing::info!(drill_id, "drill started");
         Ok(json!({ "drill_id": drill_id, "step": 0 }))
@@ -206,9 +207,9 @@ impl<F: FleetReads> Drill<F> {
                 ended: None,
                 counts: Default::default(),
             });
-            self.store.save_record(&record).await.map_err(retryable)?;
+            self.store.save_record(&record).await?;
         }
-        self.store.put_shift(&shift).await.map_err(retryable)?;
+        self.store.put_shift(&shift).await?;
         tracing::info!(drill_id, step, percent = shift.percent, "shifted");
         Ok(json!({ "drill_id": drill_id, "step": step, "percent": shift.percent }))
     }
@@ -220,11 +221,7 @@ impl<F: FleetReads> Drill<F> {
         now: DateTime<Utc>,
     ) -> Result<Value, DrillError> {
         let (mut record, abort_requested) = self.record(drill_id).await?;
-        let counts = self
-            .store
-            .step_counts(drill_id, step)
-            .await
-            .map_err(retryable)?;
+        let counts = self.store.step_counts(drill_id, step).await?;
         let observation = Observation {
             alarms_firing: self.reads.alarms_firing().await?,
             drained: self.reads.drained().await?,
@@ -241,7 +238,7 @@ impl<F: FleetReads> Drill<F> {
         if let Some(result) = record.steps.get_mut(step) {
             result.counts = counts;
         }
-        self.store.save_record(&record).await.map_err(retryable)?;
+        self.store.save_record(&record).await?;
         let next_step = match next(&record.request, step) {
             Next::Step(i) if action == Action::Next => i,
             _ => step,
@@ -265,22 +262,17 @@ impl<F: FleetReads> Drill<F> {
         // The traffic first: whatever else fails, the source region serves its own.
         self.store
             .clear_shift(&self.fleet_source(drill_id).await?, drill_id)
-            .await
-            .map_err(retryable)?;
+            .await?;
         let (mut record, _) = self.record(drill_id).await?;
         if let Some(last) = record.steps.len().checked_sub(1) {
-            let counts = self
-                .store
-                .step_counts(drill_id, last)
-                .await
-                .map_err(retryable)?;
+            let counts = self.store.step_counts(drill_id, last).await?;
             if let Some(step) = record.steps.get_mut(last) {
                 step.counts = counts;
             }
         }
         record.end(reason, now);
-        self.store.save_record(&record).await.map_err(retryable)?;
-        self.store.release_lock(drill_id).await.map_err(retryable)?;
+        self.store.save_record(&record).await?;
+        self.store.release_lock(drill_id).await?;
         tracing::info!(drill_id, status = ?record.status, "drill restored");
         Ok(json!({ "drill_id": drill_id, "status": record.status, "reason": record.reason }))
     }

@@ -72,11 +72,17 @@ impl RegionRecord for DynamoRegionRecord {
     }
 
     async fn drill_shift(&self, region: &str) -> Result<Option<DrillShift>, ReadError> {
-        self.drills.shift(region).await.map_err(ReadError)
+        self.drills
+            .shift(region)
+            .await
+            .map_err(|error| ReadError(error.to_string()))
     }
 
     async fn count_drill_request(&self, count: DrillCount) -> Result<(), ReadError> {
-        self.drills.count(&count).await.map_err(ReadError)
+        self.drills
+            .count(&count)
+            .await
+            .map_err(|error| ReadError(error.to_string()))
     }
 }
 
