@@ -156,11 +156,7 @@ async fn start(target: Target, request: DrillRequest) -> Result<ExitCode> {
 
 async fn status(target: Target, drill_id: Option<String>) -> Result<ExitCode> {
     let (fleet, clients) = target.load()?;
-    let records = store(&fleet, &clients)
-        .await
-        .records()
-        .await
-        .map_err(anyhow::Error::msg)?;
+    let records = store(&fleet, &clients).await.records().await?;
     let record = match drill_id {
         Some(id) => records.into_iter().find(|r| r.id == id),
         None => records.into_iter().last(),
@@ -191,13 +187,10 @@ async fn status(target: Target, drill_id: Option<String>) -> Result<ExitCode> {
 async fn abort(target: Target, reason: &str) -> Result<ExitCode> {
     let (fleet, clients) = target.load()?;
     let store = store(&fleet, &clients).await;
-    let Some(drill_id) = store.lock_holder().await.map_err(anyhow::Error::msg)? else {
+    let Some(drill_id) = store.lock_holder().await? else {
         bail!("no drill is running");
     };
-    store
-        .request_abort(&drill_id, reason)
-        .await
-        .map_err(anyhow::Error::msg)?;
+    store.request_abort(&drill_id, reason).await?;
     println!("drill {drill_id}: abort requested; its next check restores the traffic");
     Ok(ExitCode::SUCCESS)
 }
@@ -233,11 +226,7 @@ pub fn steps_table(record: &DrillRecord) -> Table {
 
 /// Every drill, for `meridian history`.
 pub async fn drills_table(fleet: &Fleet, clients: &ClientFactory) -> Result<Option<Table>> {
-    let records = store(fleet, clients)
-        .await
-        .records()
-        .await
-        .map_err(anyhow::Error::msg)?;
+    let records = store(fleet, clients).await.records().await?;
     if records.is_empty() {
         return Ok(None);
     }
