@@ -4,16 +4,57 @@
 
 use meridian::adapters::{CloudWatchAlarms, DynamoHealthStore};
 use meridian::aws::ClientFactory;
+use meridian::drill::{DrillRecord, StepCounts};
 use meridian::drill_store::DrillStore;
 use meridian::failover::AlarmState;
 use meridian::fleet::Fleet;
 use meridian::health::{AlarmStates, HealthStore};
 use meridian::registry::Registry;
 
-use crate::{Drill, DrillError, FleetReads};
+use meridian::table::TableError;
+use meridian::traffic::DrillShift;
+
+use crate::{Drill, DrillError, DrillItems, FleetReads};
 
 /// The AWS-backed drill function.
-pub type DrillDeps = Drill<AwsFleetReads>;
+pub type DrillDeps = Drill<DrillStore, AwsFleetReads>;
+
+impl DrillItems for DrillStore {
+    async fn record(
+        &self,
+        drill_id: &str,
+    ) -> Result<Option<(DrillRecord, Option<String>)>, TableError> {
+        DrillStore::record(self, drill_id).await
+    }
+
+    async fn save_record(&self, record: &DrillRecord) -> Result<(), TableError> {
+        DrillStore::save_record(self, record).await
+    }
+
+    async fn lock_holder(&self) -> Result<Option<String>, TableError> {
+        DrillStore::lock_holder(self).await
+    }
+
+    async fn take_lock(&self, drill_id: &str) -> Result<Result<(), String>, TableError> {
+        DrillStore::take_lock(self, drill_id).await
+    }
+
+    async fn release_lock(&self, drill_id: &str) -> Result<(), TableError> {
+        DrillStore::release_lock(self, drill_id).await
+    }
+
+    async fn put_shift(&self, shift: &DrillShift) -> Result<(), TableError> {
+        DrillStore::put_shift(self, shift).await
+    }
+
+    async fn clear_shift(&self, region: &str, drill_id: &str) -> Result<(), TableError> {
+        DrillStore::clear_shift(self, region, drill_id).await
+    }
+
+    async fn step_counts(&self, drill_id: &str, step: usize) -> Result<StepCounts, TableError> {
+        DrillStore::step_counts(self, drill_id, step).await
+    }
+}
 
 impl DrillDeps {
     /// The drill tasks with the primary region's table replica and each region's

@@ -4,22 +4,24 @@
 //! front door reads), `check` (alarms, drains, the step's shifted-traffic counts, an
 //! operator's abort: bake on, next step, restore or abort) and `restore` (remove the
 //! shift, end the record, release the lock). Each is idempotent: Step Functions retries.
-//! The decisions are [`meridian::drill`]'s; the fleet-wide reads sit behind
-//! [`FleetReads`].
+//! The decisions are [`meridian::drill`]'s; the drills' items sit behind [`DrillItems`]
+//! and the fleet-wide reads behind [`FleetReads`].
 
 pub mod aws;
+#[cfg(test)]
+mod tests;
 
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
 use meridian::drill::{
     self, after_check, next, shift_for, Action, DrillRecord, DrillRequest, DrillStatus,
-    FleetActivity, Next, Observation, Refusal, StepResult,
+    FleetActivity, Next, Observation, Refusal, StepCounts, StepResult,
 };
-use meridian::drill_store::DrillStore;
 use meridian::fleet::Fleet;
 use meridian::function::{Handler, InvalidEvent, Outcome};
 use meridian::table::TableError;
+use meridian::traffic::DrillShift;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -73,6 +75,44 @@ impl From<Refusal> for DrillError {
     }
 }
 
+/// The drills' items in the primary region's table replica
+/// ([`meridian::drill_store::DrillStore`] on AWS).
+pub trait DrillItems: Send + Sync {
+    /// A drill's record and the operator's abort request, if any.
+    fn record(
+        &self,
+        drill_id: &str,
+    ) -> impl Future<Output = Result<Option<(DrillRecord, Option<String>)>, TableError>> + Send;
+    fn save_record(
+        &self,
+        record: &DrillRecord,
+    ) -> impl Future<Output = Result<(), TableError>> + Send;
+    /// The drill holding the one-drill lock, if any.
+    fn lock_holder(&self) -> impl Future<Output = Result<Option<String>, TableError>> + Send;
+    /// Takes the lock for `drill_id` (done if it holds it); `Ok(Err(holder))` when another
+    /// drill holds it.
+    fn take_lock(
+        &self,
+        drill_id: &str,
+    ) -> impl Future<Output = Result<Result<(), String>, TableError>> + Send;
+    /// Releases the lock if `drill_id` holds it.
+    fn release_lock(&self, drill_id: &str) -> impl Future<Output = Result<(), TableError>> + Send;
+    /// Writes (or renews) a drill's shift of its source region's traffic.
+    fn put_shift(&self, shift: &DrillShift) -> impl Future<Output = Result<(), TableError>> + Send;
+    /// Removes `drill_id`'s shift of `region` (another drill's is left alone).
+    fn clear_shift(
+        &self,
+        region: &str,
+        drill_id: &str,
+    ) -> impl Future<Output = Result<(), TableError>> + Send;
+    /// A step's counts of the shifted requests.
+    fn step_counts(
+        &self,
+        drill_id: &str,
+        step: usize,
+    ) -> impl Future<Output = Result<StepCounts, TableError>> + Send;
+}
+
 /// What a drill reads of the rest of the fleet, each where it lives.
 pub trait FleetReads: Send + Sync {
     /// The rollout holding a model's registry lock, as `model/version`, if any.
@@ -86,9 +126,9 @@ pub trait FleetReads: Send + Sync {
 
 /// The tasks' dependencies: the fleet, the drills' items in the primary's replica, and
 /// the fleet-wide reads.
-pub struct Drill<F> {
+pub struct Drill<S, F> {
     pub fleet: Fleet,
-    pub store: DrillStore,
+    pub store: S,
     pub reads: F,
 }
 
@@ -119,7 +159,7 @@ pub enum Task {
     },
 }
 
-impl<F: FleetReads> Handler for Drill<F> {
+impl<S: DrillItems, F: FleetReads> Handler for Drill<S, F> {
     type Event = Task;
     type Error = DrillError;
     const EVENT: &'static str = "a drill task input";
@@ -143,7 +183,7 @@ impl<F: FleetReads> Handler for Drill<F> {
     }
 }
 
-impl<F: FleetReads> Drill<F> {
+impl<S: DrillItems, F: FleetReads> Drill<S, F> {
     async fn record(&self, drill_id: &str) -> Result<(DrillRecord, Option<String>), DrillError> {
         self.store
             .record(drill_id)
