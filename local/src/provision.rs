@@ -82,7 +82,14 @@ pub async fn provision(
         endpoint(clients, fleet, region).await?;
         alarms(clients, fleet, region).await?;
         scalable_target(clients, fleet, region).await?;
-        failback_schedule(clients, fleet, &region.name).await?;
+        schedule(
+            clients,
+            fleet,
+            &region.name,
+            FunctionRole::Failback,
+            names::FAILBACK_SCHEDULE,
+        )
+        .await?;
     }
     let primary = fleet
         .region(&fleet.primary_region)
@@ -105,6 +112,14 @@ pub async fn provision(
     )
     .await?;
     provisioned.subscriptions.push(execution_ended);
+    schedule(
+        clients,
+        fleet,
+        &fleet.primary_region,
+        FunctionRole::Rollout,
+        names::ROLLOUT_RECONCILE_SCHEDULE,
+    )
+    .await?;
     rollout_state_machine(clients, fleet, poll_seconds, deploy_backstop_seconds).await?;
     drill_state_machine(clients, fleet, poll_seconds).await?;
     let (zone, checks) = dns(clients, fleet, front_doors).await?;
@@ -532,24 +547,31 @@ async fn scalable_target(
     Ok(())
 }
 
-/// The schedule that runs the failback function in a region.
-async fn failback_schedule(clients: &ClientFactory, fleet: &Fleet, region: &str) -> Result<()> {
+/// The schedule that runs `role`'s function in a region, as the template's `Schedule`
+/// event does.
+async fn schedule(
+    clients: &ClientFactory,
+    fleet: &Fleet,
+    region: &str,
+    role: FunctionRole,
+    expression: &str,
+) -> Result<()> {
     let events = aws_sdk_eventbridge::Client::new(&clients.config(region).await);
-    let rule = names::schedule_rule_name(&fleet.name, FunctionRole::Failback);
+    let rule = names::schedule_rule_name(&fleet.name, role);
     events
         .put_rule()
         .name(&rule)
-        .schedule_expression(names::FAILBACK_SCHEDULE)
+        .schedule_expression(expression)
         .send()
         .await
         .with_context(|| format!("creating rule {rule} in {region}"))?;
-    let function = names::function_name(&fleet.name, FunctionRole::Failback);
+    let function = names::function_name(&fleet.name, role);
     events
         .put_targets()
         .rule(&rule)
         .targets(
             aws_sdk_eventbridge::types::Target::builder()
-                .id("failback")
+                .id(role.binary())
                 .arn(format!(
                     "arn:aws:lambda:{region}:{LOCAL_ACCOUNT}:function:{function}"
                 ))

@@ -90,6 +90,11 @@ pub fn schedule_rule_name(fleet_name: &str, role: FunctionRole) -> String {
 /// How often failback is evaluated.
 pub const FAILBACK_SCHEDULE: &str = "rate(1 minute)";
 
+/// How often the rollout function looks for a lock whose execution ended without
+/// releasing it (a lost "Execution Status Change" event): the longest a lost event can hold
+/// every later rollout back.
+pub const ROLLOUT_RECONCILE_SCHEDULE: &str = "rate(5 minutes)";
+
 /// The health check caller reference for a region: stable, so provisioning is idempotent.
 pub fn health_check_reference(fleet_name: &str, region: &str) -> String {
     format!("{fleet_name}-{region}")

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use crate::fleet::Fleet;
 use crate::registry::{Registry, VersionRecord, VersionStatus};
 use crate::rollout::RolloutError;
+use crate::rollout_lock::RolloutLock;
 
 /// The `detail` of Step Functions' "Step Functions Execution Status Change" EventBridge
 /// event (fields Meridian reads; `input`/`output` may be left out by Step Functions when
@@ -214,6 +215,29 @@ pub async fn start(
         .record_lock_execution(&record.model, &record.version, &execution)
         .await?;
     Ok(execution)
+}
+
+/// Heals a lost "Execution Status Change" event: when the lock's holder has an execution
+/// that ended without releasing it, releases it (and starts the next queued version) as
+/// the event would have ([`release_ended`]). What was released, if anything. Run by the
+/// upload of a version that would queue behind the holder, and by the rollout function's
+/// schedule, so a lost event costs at most one period even when nothing is uploaded.
+pub async fn heal_ended_holder(
+    registry: &Registry,
+    sfn: &aws_sdk_sfn::Client,
+    state_machine_arn: &str,
+    fleet: &Fleet,
+    lock: &RolloutLock,
+) -> Result<Option<Value>, RolloutError> {
+    let Some(execution) = lock.holder.as_ref().and_then(|h| h.execution.as_deref()) else {
+        return Ok(None);
+    };
+    let Some(ended) = ended_status(sfn, state_machine_arn, execution).await? else {
+        return Ok(None);
+    };
+    let released = release_ended(registry, sfn, state_machine_arn, fleet, &ended).await?;
+    tracing::warn!(%released, "healed a lock whose execution ended without releasing it");
+    Ok(Some(released))
 }
 
 /// The holder's execution status if it has ended (Step Functions' `DescribeExecution`):

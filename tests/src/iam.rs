@@ -68,6 +68,7 @@ pub fn calls(role: FunctionRole) -> &'static [(&'static str, &'static str)] {
             ("application-autoscaling", "DeregisterScalableTarget"),
             ("sagemaker", "InvokeEndpoint"), // the smoke test (SageMaker Runtime)
             ("states", "StartExecution"),    // the next queued version
+            ("states", "DescribeExecution"), // the lock holder's, on the schedule
             ("states", "SendTaskSuccess"),
             ("states", "SendTaskFailure"),
         ],

@@ -252,18 +252,8 @@ async fn a_lost_status_event_is_healed_by_the_next_upload() {
     let cloud = start(Duration::from_secs(3600), Duration::from_secs(1)).await;
     upload(&cloud, "llama", "1", 1).await;
     let baking = reached(&cloud, "llama", "1", "baking").await;
-    // The status-change rule loses its target: the event of the stop reaches nothing.
-    let fleet = cloud.fleet();
-    aws_sdk_eventbridge::Client::new(&cloud.clients().config(&fleet.primary_region).await)
-        .remove_targets()
-        .rule(meridian::names::event_rule_name(
-            &fleet.name,
-            meridian::names::FunctionRole::Rollout,
-        ))
-        .ids("deliver")
-        .send()
-        .await
-        .expect("remove the rule's target");
+    lose_status_events(&cloud).await;
+    stop_reconcile_schedule(&cloud).await;
     stop_execution(&cloud, &baking.execution.clone().expect("execution")).await;
     let registry = registry(&cloud).await;
     let still = registry
@@ -278,6 +268,65 @@ async fn a_lost_status_event_is_healed_by_the_next_upload() {
     );
 
     upload(&cloud, "mistral", "1", 2).await;
+    let stopped = settled(&cloud, "llama", "1").await;
+    assert_eq!(stopped.status, VersionStatus::Failed, "{stopped:?}");
+    eventually("mistral/1 to take the lock and start", WITHIN, || async {
+        let (lock, _) = registry.lock().await.ok()?;
+        let holder = lock.holder?;
+        (holder.model == "mistral" && holder.execution.is_some()).then_some(())
+    })
+    .await;
+    cloud.shutdown().await.expect("shutdown");
+}
+
+/// Removes the target of the rule that delivers "Execution Status Change" to the rollout
+/// function: the next such event reaches nothing, as one lost after every retry.
+async fn lose_status_events(cloud: &LocalCloud) {
+    let fleet = cloud.fleet();
+    aws_sdk_eventbridge::Client::new(&cloud.clients().config(&fleet.primary_region).await)
+        .remove_targets()
+        .rule(meridian::names::event_rule_name(
+            &fleet.name,
+            meridian::names::FunctionRole::Rollout,
+        ))
+        .ids("deliver")
+        .send()
+        .await
+        .expect("remove the rule's target");
+}
+
+/// Stops the rollout function's schedule (its rule loses its target), so only an upload
+/// can heal a lost status event.
+async fn stop_reconcile_schedule(cloud: &LocalCloud) {
+    let fleet = cloud.fleet();
+    aws_sdk_eventbridge::Client::new(&cloud.clients().config(&fleet.primary_region).await)
+        .remove_targets()
+        .rule(meridian::names::schedule_rule_name(
+            &fleet.name,
+            meridian::names::FunctionRole::Rollout,
+        ))
+        .ids(meridian::names::FunctionRole::Rollout.binary())
+        .send()
+        .await
+        .expect("remove the schedule's target");
+}
+
+/// With no upload to notice it, the rollout function's schedule finds the lock held by an
+/// execution that ended, releases it and starts the version queued behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_status_event_is_healed_by_the_schedule_without_an_upload() {
+    let cloud = start(Duration::from_secs(3600), Duration::from_secs(1)).await;
+    upload(&cloud, "llama", "1", 1).await;
+    let baking = reached(&cloud, "llama", "1", "baking").await;
+    upload(&cloud, "mistral", "1", 2).await;
+    let registry = registry(&cloud).await;
+    eventually("mistral/1 to queue behind llama/1", WITHIN, || async {
+        let (lock, _) = registry.lock().await.ok()?;
+        (lock.queue.len() == 1).then_some(())
+    })
+    .await;
+    lose_status_events(&cloud).await;
+    stop_execution(&cloud, &baking.execution.clone().expect("execution")).await;
     let stopped = settled(&cloud, "llama", "1").await;
     assert_eq!(stopped.status, VersionStatus::Failed, "{stopped:?}");
     eventually("mistral/1 to take the lock and start", WITHIN, || async {

@@ -489,80 +489,106 @@ fn each_event_source_delivers_the_event_type_its_handler_parses() {
             );
             continue;
         }
-        assert_eq!(events.len(), 1, "{}: one event source", function.logical_id);
-        let (name, event) = &events[0];
-        let kind = event
-            .get("Type")
-            .and_then(|t| t.as_str())
-            .unwrap_or_default();
-        let properties = event.get("Properties").cloned().unwrap_or_default();
-        let context = format!("{}.Events.{name}", function.logical_id);
-        match kind {
-            "EventBridgeRule" => {
-                assert_eq!(
-                    name_of(properties.get("RuleName"), &fleet),
-                    names::event_rule_name(&fleet.name, role),
-                    "{context}: RuleName"
-                );
-                let pattern = to_json(
-                    properties
-                        .get("Pattern")
-                        .unwrap_or_else(|| panic!("{context}: no Pattern")),
-                    &|name| parameter(&fleet, &region, name),
-                );
-                let local = meridian_local::provision::event_pattern(&fleet, &region, role);
-                assert_eq!(
-                    pattern, local,
-                    "{context}: the local cloud must route as AWS does"
-                );
-                let (delivered, missed) = samples(&fleet, &region, role);
-                assert!(!delivered.is_empty(), "{context}: no sample events");
-                for event in &delivered {
-                    assert!(
-                        matches(&pattern, event),
-                        "{context}: pattern {pattern} misses {event}"
-                    );
-                    if let Err(error) = parse_as_handler_type(role, event) {
-                        panic!("{context}: the handler cannot parse a matching event: {error}\n{event}");
-                    }
-                }
-                for event in &missed {
-                    assert!(
-                        !matches(&pattern, event),
-                        "{context}: pattern {pattern} matches {event}"
-                    );
-                }
-            }
-            "Schedule" => {
-                assert_eq!(
-                    role,
-                    FunctionRole::Failback,
-                    "{context}: only failback is scheduled"
-                );
-                assert_eq!(
-                    name_of(properties.get("Name"), &fleet),
-                    names::schedule_rule_name(&fleet.name, role),
-                    "{context}: Name"
-                );
-                let expression = properties
-                    .get("Schedule")
-                    .and_then(|s| s.as_str())
-                    .unwrap_or_default();
-                assert_eq!(
-                    expression,
-                    names::FAILBACK_SCHEDULE,
-                    "{context}: as in the local cloud"
-                );
-                if let Err(error) = meridian_local::schedules::parse_schedule(expression) {
-                    panic!("{context}: {expression:?} is not a schedule expression: {error}");
-                }
-                let tick = sample("scheduled-event.json");
-                if let Err(error) = parse_as_handler_type(role, &tick) {
-                    panic!("{context}: the handler cannot parse a scheduled event: {error}");
-                }
-            }
-            other => panic!("{context}: event source type {other} is not tested"),
+        assert!(
+            !events.is_empty(),
+            "{}: no event source",
+            function.logical_id
+        );
+        let kinds: BTreeSet<&str> = events
+            .iter()
+            .map(|(_, e)| e.get("Type").and_then(|t| t.as_str()).unwrap_or_default())
+            .collect();
+        assert_eq!(
+            kinds.len(),
+            events.len(),
+            "{}: at most one event source of each type (their names derive from the function)",
+            function.logical_id
+        );
+        for (name, event) in &events {
+            check_event_source(&fleet, &region, role, &function.logical_id, name, event);
         }
+    }
+}
+
+/// One event source of a function: its rule or schedule named as the local cloud names it,
+/// routing as the local cloud routes, and delivering what the handler parses.
+fn check_event_source(
+    fleet: &Fleet,
+    region: &RegionSpec,
+    role: FunctionRole,
+    logical_id: &str,
+    name: &str,
+    event: &serde_yaml_ng::Value,
+) {
+    let kind = event
+        .get("Type")
+        .and_then(|t| t.as_str())
+        .unwrap_or_default();
+    let properties = event.get("Properties").cloned().unwrap_or_default();
+    let context = format!("{logical_id}.Events.{name}");
+    match kind {
+        "EventBridgeRule" => {
+            assert_eq!(
+                name_of(properties.get("RuleName"), fleet),
+                names::event_rule_name(&fleet.name, role),
+                "{context}: RuleName"
+            );
+            let pattern = to_json(
+                properties
+                    .get("Pattern")
+                    .unwrap_or_else(|| panic!("{context}: no Pattern")),
+                &|name| parameter(fleet, region, name),
+            );
+            let local = meridian_local::provision::event_pattern(fleet, region, role);
+            assert_eq!(
+                pattern, local,
+                "{context}: the local cloud must route as AWS does"
+            );
+            let (delivered, missed) = samples(fleet, region, role);
+            assert!(!delivered.is_empty(), "{context}: no sample events");
+            for event in &delivered {
+                assert!(
+                    matches(&pattern, event),
+                    "{context}: pattern {pattern} misses {event}"
+                );
+                if let Err(error) = parse_as_handler_type(role, event) {
+                    panic!(
+                        "{context}: the handler cannot parse a matching event: {error}\n{event}"
+                    );
+                }
+            }
+            for event in &missed {
+                assert!(
+                    !matches(&pattern, event),
+                    "{context}: pattern {pattern} matches {event}"
+                );
+            }
+        }
+        "Schedule" => {
+            let schedule = match role {
+                FunctionRole::Failback => names::FAILBACK_SCHEDULE,
+                FunctionRole::Rollout => names::ROLLOUT_RECONCILE_SCHEDULE,
+                other => panic!("{context}: {other:?} is not scheduled"),
+            };
+            assert_eq!(
+                name_of(properties.get("Name"), fleet),
+                names::schedule_rule_name(&fleet.name, role),
+                "{context}: Name"
+            );
+            let expression = properties
+                .get("Schedule")
+                .and_then(|s| s.as_str())
+                .unwrap_or_default();
+            assert_eq!(expression, schedule, "{context}: as in the local cloud");
+            if let Err(error) = meridian_local::schedules::parse_schedule(expression) {
+                panic!("{context}: {expression:?} is not a schedule expression: {error}");
+            }
+            let tick = sample("scheduled-event.json");
+            if let Err(error) = parse_as_handler_type(role, &tick) {
+                panic!("{context}: the handler cannot parse a scheduled event: {error}");
+            }
+        }
+        other => panic!("{context}: event source type {other} is not tested"),
     }
 }
 

@@ -4,28 +4,41 @@
 //! history limit, failed outside the `Catch`) never released the fleet's lock: release
 //! it, mark the version failed and start the next queued version
 //! ([`meridian::rollout_end::release_ended`]). Idempotent; late or repeated events and
-//! events of executions that released the lock themselves change nothing.
+//! events of executions that released the lock themselves change nothing. EventBridge
+//! delivers that event at least once but may still lose one (a target failing every
+//! retry), so the function's schedule (`names::ROLLOUT_RECONCILE_SCHEDULE`) looks at the
+//! lock's holder too and heals what a lost event left
+//! ([`meridian::rollout_end::heal_ended_holder`]).
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use meridian::rollout::RolloutError;
 use meridian::rollout_end::{self, ExecutionStatusChange};
 use serde::{Deserialize, Deserializer};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::{RolloutDeps, TaskInput};
 
-/// What the rollout function is invoked with: a state machine task, or the EventBridge
-/// event of an execution's end (told apart by EventBridge's `detail-type`).
+/// What the rollout function is invoked with: a state machine task, the EventBridge event
+/// of an execution's end, or its schedule's tick (told apart by EventBridge's
+/// `detail-type`).
 #[derive(Debug)]
 pub enum RolloutEvent {
     Task(TaskInput),
     ExecutionEnded(EventBridgeEvent<ExecutionStatusChange>),
+    Scheduled(EventBridgeEvent<Value>),
 }
+
+/// EventBridge's `detail-type` of a scheduled rule's event.
+const SCHEDULED_EVENT: &str = "Scheduled Event";
 
 impl<'de> Deserialize<'de> for RolloutEvent {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let value = Value::deserialize(deserializer)?;
-        if value.get("detail-type").is_some() {
+        if value.get("detail-type").and_then(Value::as_str) == Some(SCHEDULED_EVENT) {
+            serde_json::from_value(value)
+                .map(RolloutEvent::Scheduled)
+                .map_err(serde::de::Error::custom)
+        } else if value.get("detail-type").is_some() {
             serde_json::from_value(value)
                 .map(RolloutEvent::ExecutionEnded)
                 .map_err(serde::de::Error::custom)
@@ -49,13 +62,39 @@ pub async fn handle(
             ended.state_machine_arn, deps.state_machine_arn
         )));
     }
+    let (registry, sfn) = control_clients(deps).await;
+    rollout_end::release_ended(&registry, &sfn, &deps.state_machine_arn, &deps.fleet, ended).await
+}
+
+/// The schedule's tick: releases the lock of a holder whose execution has ended, as its
+/// lost status event would have. A running holder, or none, is left alone.
+pub async fn reconcile(deps: &RolloutDeps) -> Result<Value, RolloutError> {
+    let (registry, sfn) = control_clients(deps).await;
+    let (lock, _) = registry.lock().await?;
+    let healed = rollout_end::heal_ended_holder(
+        &registry,
+        &sfn,
+        &deps.state_machine_arn,
+        &deps.fleet,
+        &lock,
+    )
+    .await?;
+    Ok(match healed {
+        Some(released) => released,
+        None => json!({ "lock": "nothing to heal" }),
+    })
+}
+
+/// The registry and Step Functions in the control (primary) region.
+async fn control_clients(
+    deps: &RolloutDeps,
+) -> (meridian::registry::Registry, aws_sdk_sfn::Client) {
     let config = deps.clients.config(&deps.fleet.primary_region).await;
     let registry = meridian::registry::Registry {
         client: aws_sdk_dynamodb::Client::new(&config),
         table: deps.fleet.registry_table.clone(),
     };
-    let sfn = aws_sdk_sfn::Client::new(&config);
-    rollout_end::release_ended(&registry, &sfn, &deps.state_machine_arn, &deps.fleet, ended).await
+    (registry, aws_sdk_sfn::Client::new(&config))
 }
 
 #[cfg(test)]
@@ -104,6 +143,14 @@ mod tests {
         assert!(matches!(
             serde_json::from_value::<RolloutEvent>(task),
             Ok(RolloutEvent::Task(_))
+        ));
+        let tick: Value = serde_json::from_str(include_str!(
+            "../../../tests/fixtures/events/scheduled-event.json"
+        ))
+        .expect("fixture");
+        assert!(matches!(
+            serde_json::from_value::<RolloutEvent>(tick),
+            Ok(RolloutEvent::Scheduled(_))
         ));
         let broken =
             json!({ "detail-type": "Step Functions Execution Status Change", "detail": {} });

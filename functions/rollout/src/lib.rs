@@ -2,7 +2,8 @@
 //! (task token), fast copy, prepare, deploy, status, commit, roll back, mark failed, and
 //! the gate at phase boundaries ([`gate`]). The same handler takes Step Functions'
 //! "Execution Status Change" of an execution that ended without releasing the fleet's
-//! lock ([`execution_end`]). Each is idempotent: Step Functions retries and redelivers.
+//! lock, and its schedule's tick, which heals such a lock when that event was lost
+//! ([`execution_end`]). Each is idempotent: Step Functions retries and redelivers.
 //!
 //! The task that ends a rollout (commit, mark failed) also returns the rollout's timings
 //! as EMF metric lines ([`timings`]); the caller prints them (Lambda) or logs them (the
@@ -101,13 +102,16 @@ impl Handler for RolloutDeps {
     type Event = execution_end::RolloutEvent;
     type Error = RolloutError;
     const EVENT: &'static str =
-        "a rollout task input or a Step Functions Execution Status Change event";
+        "a rollout task input, a Step Functions Execution Status Change event or a Scheduled Event";
 
     async fn handle(&self, event: execution_end::RolloutEvent) -> Outcome<RolloutError> {
         let input = match event {
             execution_end::RolloutEvent::Task(input) => input,
             execution_end::RolloutEvent::ExecutionEnded(event) => {
                 return execution_end::handle(self, &event).await.into();
+            }
+            execution_end::RolloutEvent::Scheduled(_) => {
+                return execution_end::reconcile(self).await.into();
             }
         };
         let mut metrics = Vec::new();

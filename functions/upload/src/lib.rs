@@ -11,7 +11,7 @@ use meridian::events::ObjectCreated;
 use meridian::fleet::Fleet;
 use meridian::function::{Handler, Outcome};
 use meridian::manifest::{self, Manifest};
-use meridian::registry::{RegisteredManifest, Registration, Registry, RolloutLock, VersionStatus};
+use meridian::registry::{RegisteredManifest, Registration, Registry, VersionStatus};
 use meridian::rollout::{aws_error, retryable, RolloutError};
 use meridian::rollout_end;
 use serde_json::{json, Value};
@@ -135,7 +135,15 @@ async fn handle(deps: &UploadDeps, event: Event) -> Result<Value, RolloutError> 
         .acquire_or_queue(&model, &version, Utc::now())
         .await?;
     if !lock.held_by(&model, &version) {
-        if heal_ended_holder(deps, &lock).await? {
+        let healed = rollout_end::heal_ended_holder(
+            &deps.registry,
+            &deps.sfn,
+            &deps.state_machine_arn,
+            &deps.fleet,
+            &lock,
+        )
+        .await?;
+        if healed.is_some() {
             lock = deps.registry.lock().await?.0;
         }
         if lock.held_by(&model, &version) {
@@ -168,30 +176,6 @@ async fn handle(deps: &UploadDeps, event: Event) -> Result<Value, RolloutError> 
     Ok(
         json!({ "model": model, "version": version, "status": "rolling_out", "execution": execution }),
     )
-}
-
-/// Heals a lost "Execution Status Change" event: when the lock's holder has an execution
-/// that has ended without releasing it, releases it (and starts the next queued version)
-/// as the rollout function does on the event. True when it released.
-async fn heal_ended_holder(deps: &UploadDeps, lock: &RolloutLock) -> Result<bool, RolloutError> {
-    let Some(execution) = lock.holder.as_ref().and_then(|h| h.execution.as_deref()) else {
-        return Ok(false);
-    };
-    let Some(ended) =
-        rollout_end::ended_status(&deps.sfn, &deps.state_machine_arn, execution).await?
-    else {
-        return Ok(false);
-    };
-    let released = rollout_end::release_ended(
-        &deps.registry,
-        &deps.sfn,
-        &deps.state_machine_arn,
-        &deps.fleet,
-        &ended,
-    )
-    .await?;
-    tracing::warn!(%released, "healed a lock whose execution ended without releasing it");
-    Ok(true)
 }
 
 /// The manifest's bytes and its S3 version id (what the registry records as its location).
