@@ -61,16 +61,19 @@ fn repair(since: DateTime<Utc>, status: RepairStatus) -> Repair {
     }
 }
 
+/// One combination of the facts, named.
+struct Case {
+    name: String,
+    allowed: bool,
+    health: Option<RegionHealth>,
+    active: Option<ActiveVersion>,
+    lock: RolloutLock,
+    last: Option<Repair>,
+    drill: Option<&'static str>,
+}
+
 /// Every combination of the facts, with a name for each choice.
-fn combinations() -> Vec<(
-    String,
-    bool,
-    Option<RegionHealth>,
-    Option<ActiveVersion>,
-    RolloutLock,
-    Option<Repair>,
-    Option<&'static str>,
-)> {
+fn combinations() -> Vec<Case> {
     let ours = execution_name(REGION, at(10));
     let healths: Vec<(&str, Option<RegionHealth>)> = vec![
         ("no record", None),
@@ -149,15 +152,15 @@ fn combinations() -> Vec<(
                     for (r, last) in &lasts {
                         for drill in [None, Some("drill-1")] {
                             let name = format!("allowed={allowed} {h}, active={}, lock={l}, last={r}, drill={drill:?}", active.is_some());
-                            all.push((
+                            all.push(Case {
                                 name,
                                 allowed,
-                                health.clone(),
-                                active.clone(),
-                                lock.clone(),
-                                last.clone(),
+                                health: health.clone(),
+                                active: active.clone(),
+                                lock: lock.clone(),
+                                last: last.clone(),
                                 drill,
-                            ));
+                            });
                         }
                     }
                 }
@@ -170,7 +173,16 @@ fn combinations() -> Vec<(
 #[test]
 fn a_repair_starts_only_when_every_condition_holds_and_resumes_only_its_own_lock() {
     let ours = execution_name(REGION, at(10));
-    for (name, allowed, health, active, lock, last, drill) in combinations() {
+    for Case {
+        name,
+        allowed,
+        health,
+        active,
+        lock,
+        last,
+        drill,
+    } in combinations()
+    {
         let facts = Facts {
             allowed,
             region: REGION,

@@ -64,14 +64,11 @@ fn rollout_error(error: RolloutError) -> HealthError {
 impl RepairControl for AwsRepairControl {
     async fn facts(&self) -> Result<ControlFacts, HealthError> {
         let view = self.registry.heads().await.map_err(registry_error)?;
-        let active = match view.latest_active() {
-            Some((model, pointer)) => Some(ActiveVersion {
-                model: model.to_owned(),
-                version: pointer.version.clone(),
-                digest: pointer.digest.clone(),
-            }),
-            None => None,
-        };
+        let active = view.latest_active().map(|(model, pointer)| ActiveVersion {
+            model: model.to_owned(),
+            version: pointer.version.clone(),
+            digest: pointer.digest.clone(),
+        });
         let repairs = self
             .registry
             .repairs()
