@@ -469,34 +469,7 @@ async fn a_repair_waits_while_a_rollout_holds_the_fleets_lock() {
     let committed = roll_out(&cloud, dir.path()).await;
     let registry = registry(&cloud).await;
 
-    // A rollout takes the lock just after the touched region recorded its drift: the
-    // drift is written as that region's check would have written it (while the lock is
-    // held its check judges nothing), then the endpoint is changed.
-    let lock = registry
-        .acquire_or_queue("mistral", "9", Utc::now())
-        .await
-        .expect("lock");
-    assert!(lock.held_by("mistral", "9"));
-    update_by_hand(&cloud, TOUCHED).await;
-    let deps = HealthDeps::new(&cloud.clients(), cloud.fleet(), TOUCHED).await;
-    let stored = deps.store.load(TOUCHED).await.expect("read");
-    let mut record = stored.as_ref().map_or_else(
-        || meridian::failover::RegionHealth::new(TOUCHED, Utc::now()),
-        |s| s.value.clone(),
-    );
-    record.drift = Some(Drift {
-        since: Utc::now(),
-        expected: "llama/1".into(),
-        differences: vec![meridian::failover::Difference {
-            field: "config".into(),
-            expected: committed.clone(),
-            actual: HAND_MADE.into(),
-        }],
-    });
-    deps.store
-        .save(&record, stored.map(|s| s.version))
-        .await
-        .expect("write drift");
+    drift_under_a_held_lock(&cloud, &registry, &committed).await;
     let primary = cloud.fleet().primary_region.clone();
     eventually("the primary to see the drift and wait", WITHIN, || async {
         let answer = tick_answer(&cloud, &primary, &Utc::now().to_rfc3339()).await;
@@ -530,5 +503,99 @@ async fn a_repair_waits_while_a_rollout_holds_the_fleets_lock() {
     assert_eq!(repair.status, RepairStatus::Succeeded, "{repair:?}");
     back_in_sync(&cloud, TOUCHED, &committed).await;
     assert_eq!(repair_executions(&cloud).await.len(), 1);
+    cloud.shutdown().await.expect("shutdown");
+}
+
+/// A rollout (`mistral/9`, held by hand) takes the lock just after the touched region
+/// recorded its drift: the endpoint is changed, and the drift written as that region's
+/// check would have written it (while the lock is held its check judges nothing).
+async fn drift_under_a_held_lock(cloud: &LocalCloud, registry: &Registry, committed: &str) {
+    let lock = registry
+        .acquire_or_queue("mistral", "9", Utc::now())
+        .await
+        .expect("lock");
+    assert!(lock.held_by("mistral", "9"));
+    update_by_hand(cloud, TOUCHED).await;
+    let deps = HealthDeps::new(&cloud.clients(), cloud.fleet(), TOUCHED).await;
+    let stored = deps.store.load(TOUCHED).await.expect("read");
+    let mut record = stored.as_ref().map_or_else(
+        || meridian::failover::RegionHealth::new(TOUCHED, Utc::now()),
+        |s| s.value.clone(),
+    );
+    record.drift = Some(Drift {
+        since: Utc::now(),
+        expected: "llama/1".into(),
+        differences: vec![meridian::failover::Difference {
+            field: "config".into(),
+            expected: committed.to_owned(),
+            actual: HAND_MADE.into(),
+        }],
+    });
+    deps.store
+        .save(&record, stored.map(|s| s.version))
+        .await
+        .expect("write drift");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_repair_is_recorded_leaves_the_version_alone_and_is_not_retried() {
+    let cloud = start_cloud_for(repairing_fleet(), Functions::new(), true).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("weights.safetensors"), vec![7u8; 64 * 1024]).expect("write");
+    let committed = roll_out(&cloud, dir.path()).await;
+    let registry = registry(&cloud).await;
+    let active_before = registry
+        .active("llama")
+        .await
+        .expect("read")
+        .expect("active");
+    drift_under_a_held_lock(&cloud, &registry, &committed).await;
+    // The repair's UpdateEndpoint will end Failed (its rollback succeeds).
+    cloud.faults().fail_endpoint_updates_in(TOUCHED);
+    assert_eq!(
+        registry.release("mistral", "9").await.expect("release"),
+        None
+    );
+
+    let repair = repair_ended(&registry, TOUCHED).await;
+    assert_eq!(repair.status, RepairStatus::Failed, "{repair:?}");
+    let reason = repair.reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("every region is on its previous version"),
+        "{reason}"
+    );
+    assert!(repair.progress.rolled_back.is_some(), "{repair:?}");
+    // Back on what it served before the repair; the drift stays reported; the version,
+    // its active pointer and the lock are as before.
+    eventually("the drift to be judged again", WITHIN, || async {
+        let drift = tick(&cloud, TOUCHED, &Utc::now().to_rfc3339()).await;
+        (drift["drift"]["since"].as_str().is_some()
+            && registry.lock().await.ok()?.0.holder.is_none())
+        .then_some(())
+    })
+    .await;
+    assert_eq!(serving(&cloud, TOUCHED).await, HAND_MADE);
+    assert!(recorded(&cloud, TOUCHED).await.0.is_some());
+    assert_eq!(
+        registry.active("llama").await.expect("read"),
+        Some(active_before)
+    );
+    let version = registry
+        .version("llama", "1")
+        .await
+        .expect("read")
+        .expect("registered");
+    assert_eq!(version.status, VersionStatus::Active);
+    // Later ticks of the primary report the failure and start nothing.
+    let primary = cloud.fleet().primary_region.clone();
+    let answer = tick_answer(&cloud, &primary, "after-the-failure").await;
+    let why = answer["repair"][TOUCHED]["nothing"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(why.contains("not retried"), "{answer}");
+    assert_eq!(
+        repair_executions(&cloud).await,
+        vec![repair.execution.clone()]
+    );
     cloud.shutdown().await.expect("shutdown");
 }
