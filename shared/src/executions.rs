@@ -1,10 +1,9 @@
 //! The Step Functions calls that several functions make about one rollout execution:
 //! starting it (the upload function, and the rollout function for the next queued
-//! version; a drift repair, the primary's failback tick) and resuming its wait for a region's replicas (the replica function, and the
-//! rollout function when the verdict was there before the task token) or its wait for a
-//! region's endpoint update (the deploy-watch function, the wait task itself, and
-//! `meridian rollout abort`).
-
+//! version; the primary's failback tick for a drift repair) and resuming its wait for a
+//! region's replicas (the replica function, and the rollout function when the verdict was
+//! there before the task token) or its wait for a region's endpoint update (the
+//! deploy-watch function, the wait task itself, and `meridian rollout abort`).
 use aws_sdk_sfn::error::ProvideErrorMetadata;
 use serde_json::{json, Value};
 
