@@ -4,6 +4,7 @@
 //! region's replicas (the replica function, and the rollout function when the verdict was
 //! there before the task token) or its wait for a region's endpoint update (the
 //! deploy-watch function, the wait task itself, and `meridian rollout abort`).
+
 use aws_sdk_sfn::error::ProvideErrorMetadata;
 use serde_json::{json, Value};
 
