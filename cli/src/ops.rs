@@ -13,6 +13,8 @@ use meridian::drift::Drift;
 use meridian::failover::{Action, Input, RegionHealth};
 use meridian::fleet::Fleet;
 use meridian::health::{apply, FailoverEvent, FrontDoorProbe, HealthStore, SystemClock, Trigger};
+use meridian::registry::Registry;
+use meridian::repair::Repair;
 use meridian::routing::Resolution;
 use serde::Serialize;
 
@@ -38,6 +40,9 @@ pub struct RegionStatus {
     /// What the region's endpoint serves that the registry's active version does not, as
     /// its drift check recorded it (also in `health`); `null` when in sync or not checked.
     pub drift: Option<Drift>,
+    /// The region's latest drift repair (README, "Drift repair"): running, succeeded or
+    /// failed, with why; `null` when none was ever started or the records could not be read.
+    pub repair: Option<Repair>,
 }
 
 /// The regions whose replicas a read may use, the requested one first.
@@ -91,6 +96,7 @@ pub async fn region_statuses(
     replica: Option<&str>,
 ) -> Result<Vec<RegionStatus>> {
     let probe = HttpFrontDoorProbe::default();
+    let mut repairs = latest_repairs(fleet, clients, replica).await;
     let mut fallback = None;
     let mut statuses = Vec::new();
     for region in &fleet.regions {
@@ -114,6 +120,7 @@ pub async fn region_statuses(
         };
         let serving = serving_config(clients, region).await;
         let drift = health.drift.clone();
+        let repair = repairs.remove(&region.name);
         statuses.push(RegionStatus {
             region: region.name.clone(),
             health,
@@ -122,9 +129,51 @@ pub async fn region_statuses(
             front_door_health,
             serving,
             drift,
+            repair,
         });
     }
     Ok(statuses)
+}
+
+/// Every region's latest drift repair, read in the requested replica or the primary's
+/// (where they are written). Best effort: status still shows the regions' health when
+/// they cannot be read.
+async fn latest_repairs(
+    fleet: &Fleet,
+    clients: &ClientFactory,
+    replica: Option<&str>,
+) -> BTreeMap<String, Repair> {
+    let region = replica.unwrap_or(&fleet.primary_region);
+    let registry = Registry {
+        client: aws_sdk_dynamodb::Client::new(&clients.config(region).await),
+        table: fleet.registry_table.clone(),
+    };
+    match registry.repairs().await {
+        Ok(repairs) => repairs.into_iter().map(|r| (r.region.clone(), r)).collect(),
+        Err(error) => {
+            eprintln!("drift repairs not shown: {error}");
+            BTreeMap::new()
+        }
+    }
+}
+
+/// A repair as the status table shows it.
+fn describe_repair(repair: &Repair) -> String {
+    let status = serde_json::to_value(repair.status)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let mut text = format!(
+        "{status} ({}/{}, {})",
+        repair.model, repair.version, repair.execution
+    );
+    if repair.status == meridian::repair::RepairStatus::Failed {
+        text += &format!(
+            ": {}",
+            repair.reason.as_deref().unwrap_or("no reason recorded")
+        );
+    }
+    text
 }
 
 pub async fn status(target: Target) -> Result<ExitCode> {
@@ -148,6 +197,7 @@ pub fn status_table(statuses: &[RegionStatus]) -> Table {
         "front door /health",
         "serving",
         "drift",
+        "repair",
     ]);
     for status in statuses {
         table.add_row([
@@ -178,6 +228,10 @@ pub fn status_table(statuses: &[RegionStatus]) -> Table {
                     )
                 },
             ),
+            status
+                .repair
+                .as_ref()
+                .map_or_else(|| "-".into(), describe_repair),
         ]);
     }
     table

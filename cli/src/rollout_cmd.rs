@@ -46,6 +46,9 @@ pub enum RolloutCommand {
 pub struct LockReport {
     /// `model/version` holding the lock.
     pub holder: Option<String>,
+    /// The region, when the holder is a drift repair of that region (README, "Drift
+    /// repair") rather than a rollout.
+    pub repair: Option<String>,
     pub execution: Option<String>,
     /// The execution's status in Step Functions (`RUNNING`, `ABORTED`, ...), if read.
     pub execution_status: Option<String>,
@@ -226,6 +229,7 @@ async fn lock_report(
     };
     Ok(LockReport {
         holder: holder.map(|h| format!("{}/{}", h.model, h.version)),
+        repair: holder.and_then(|h| h.repair.clone()),
         execution,
         execution_status,
         since: holder.map(|h| h.since),
@@ -265,7 +269,10 @@ async fn execution_status(fleet: &Fleet, clients: &ClientFactory, name: &str) ->
 fn print_lock(lock: &LockReport) {
     match &lock.holder {
         Some(holder) => println!(
-            "rollout lock: held by {holder} for {} s (execution {} {})",
+            "rollout lock: held by {holder}{} for {} s (execution {} {})",
+            lock.repair
+                .as_ref()
+                .map_or_else(String::new, |region| format!(" (drift repair of {region})")),
             lock.age_seconds.unwrap_or_default(),
             lock.execution.as_deref().unwrap_or("not started yet"),
             lock.execution_status.as_deref().unwrap_or("")

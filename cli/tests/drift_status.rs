@@ -1,5 +1,6 @@
-//! `meridian status` shows each region's drift, as its record holds it: a column in the
-//! table and a `drift` field in the JSON (null for a region in sync). The check that
+//! `meridian status` shows each region's drift, as its record holds it, and its latest
+//! drift repair: columns in the table and `drift` / `repair` fields in the JSON (null for
+//! a region in sync, never repaired). The check that
 //! records drift runs end to end in `tests/tests/drift.rs`; here the record is written
 //! directly, and the built binary reads it through the standard AWS environment.
 
@@ -11,6 +12,8 @@ use meridian::drift::{Difference, Drift};
 use meridian::failover::RegionHealth;
 use meridian::fleet::Fleet;
 use meridian::health::{HealthStore, Write};
+use meridian::registry::Registry;
+use meridian::repair::{Repair, RepairStatus};
 use meridian_local::{Functions, LocalCloud, LocalCloudConfig};
 use tokio::process::Command;
 
@@ -49,6 +52,31 @@ async fn status_shows_each_regions_drift_in_the_table_and_the_json() {
     let mut record = RegionHealth::new("eu-west-1", since);
     record.drift = Some(drift.clone());
     assert_eq!(store.save(&record, None).await.expect("write"), Write::Done);
+    let registry = Registry {
+        client: aws_sdk_dynamodb::Client::new(&cloud.clients().config(&fleet.primary_region).await),
+        table: fleet.registry_table.clone(),
+    };
+    let repair = Repair {
+        region: "eu-west-1".into(),
+        drift_since: since,
+        model: "llama".into(),
+        version: "1".into(),
+        digest: "abcdef01".into(),
+        execution: meridian::repair::execution_name("eu-west-1", since),
+        status: RepairStatus::Running,
+        started: since,
+        ended: None,
+        reason: None,
+        progress: Default::default(),
+    };
+    registry.begin_repair(&repair).await.expect("write repair");
+    registry
+        .update_repair(&repair.task(), |r| {
+            r.status = RepairStatus::Failed;
+            r.reason = Some("Meridian.SmokeTestFailed: no answer".into());
+        })
+        .await
+        .expect("fail repair");
 
     let endpoint = cloud.endpoint_url();
     let json = meridian(&endpoint, &["status", "--json"]).await;
@@ -66,6 +94,8 @@ async fn status_shows_each_regions_drift_in_the_table_and_the_json() {
         serde_json::to_value(&drift).expect("json")
     );
     assert_eq!(by_region("us-east-1")["drift"], serde_json::Value::Null);
+    assert_eq!(by_region("eu-west-1")["repair"]["status"], "failed");
+    assert_eq!(by_region("us-east-1")["repair"], serde_json::Value::Null);
 
     let table = meridian(&endpoint, &["status"]).await;
     assert!(table.status.success(), "{}", text(&table));
@@ -77,6 +107,10 @@ async fn status_shows_each_regions_drift_in_the_table_and_the_json() {
         .unwrap_or_else(|| panic!("an eu-west-1 row in {table}"));
     assert!(
         eu_row.contains("since 2026-12-01 10:00:00 UTC: config: expected"),
+        "{table}"
+    );
+    assert!(
+        eu_row.contains("failed (llama/1, repair-eu-west-1-") && eu_row.contains("no answer"),
         "{table}"
     );
     cloud.shutdown().await.expect("shutdown");

@@ -18,6 +18,7 @@ use meridian::names::{self, function_name, FunctionRole};
 use meridian::scaling_aws::AasAutoScaling;
 use meridian::NamedError;
 use meridian_failback::drift::aws::AwsDriftSources;
+use meridian_failback::repair::aws::AwsRepairControl;
 use meridian_front_door::aws::AwsFrontDoor;
 use tokio::sync::{Mutex, OnceCell};
 
@@ -169,6 +170,9 @@ pub fn register(
             let alarms = CloudWatchAlarms::new(&clients, &region).await;
             let drift = AwsDriftSources::new(&clients, &fleet, &region).await;
             let autoscaling = AasAutoScaling::new(&clients, &region, &fleet.variant_name).await;
+            let repair =
+                AwsRepairControl::new(&clients, &fleet, &region, Some(state_machine_arn(&fleet)))
+                    .await;
             meridian_failback::Failback {
                 fleet: (*fleet).clone(),
                 front_door: urls.get(&region).cloned(),
@@ -180,6 +184,7 @@ pub fn register(
                 clock: SystemClock,
                 drift,
                 autoscaling,
+                repair,
             }
         }
     });

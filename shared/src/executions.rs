@@ -1,9 +1,9 @@
 //! The Step Functions calls that several functions make about one rollout execution:
 //! starting it (the upload function, and the rollout function for the next queued
-//! version) and resuming its wait for a region's replicas (the replica function, and the
-//! rollout function when the verdict was there before the task token) or its wait for a
-//! region's endpoint update (the deploy-watch function, the wait task itself, and
-//! `meridian rollout abort`).
+//! version; the primary's failback tick for a drift repair) and resuming its wait for a
+//! region's replicas (the replica function, and the rollout function when the verdict was
+//! there before the task token) or its wait for a region's endpoint update (the
+//! deploy-watch function, the wait task itself, and `meridian rollout abort`).
 
 use aws_sdk_sfn::error::ProvideErrorMetadata;
 use serde_json::{json, Value};
@@ -11,9 +11,11 @@ use serde_json::{json, Value};
 use crate::aws::ClientFactory;
 use crate::fleet::Fleet;
 use crate::registry::{Readiness, Registry};
+use crate::repair::{Repair, RepairTask};
 use crate::rollout::{execution_name, retryable, RolloutError};
 
-/// Starts (idempotently) the rollout execution of a version.
+/// Starts (idempotently) the rollout execution of a version. Its input's `repair` is
+/// `null` (the state machine passes it to every task; a repair sets it).
 pub async fn start_rollout(
     sfn: &aws_sdk_sfn::Client,
     state_machine_arn: &str,
@@ -23,30 +25,88 @@ pub async fn start_rollout(
     digest: &str,
 ) -> Result<String, RolloutError> {
     let name = execution_name(model, version, digest);
-    let input = json!({
+    let regions: Vec<&str> = fleet.regions.iter().map(|r| r.name.as_str()).collect();
+    let input = rollout_input(model, version, digest, &regions, None);
+    start(
+        sfn,
+        state_machine_arn,
+        &name,
+        &input,
+        "starting the rollout",
+    )
+    .await?;
+    Ok(name)
+}
+
+/// Starts (idempotently) the execution of a drift repair: the rollout state machine for
+/// the repair's region alone, with its `repair` input ([`crate::repair`]).
+pub async fn start_repair(
+    sfn: &aws_sdk_sfn::Client,
+    state_machine_arn: &str,
+    repair: &Repair,
+) -> Result<(), RolloutError> {
+    let input = rollout_input(
+        &repair.model,
+        &repair.version,
+        &repair.digest,
+        &[repair.region.as_str()],
+        Some(&repair.task()),
+    );
+    start(
+        sfn,
+        state_machine_arn,
+        &repair.execution,
+        &input,
+        "starting the repair",
+    )
+    .await
+}
+
+/// The rollout state machine's input: the version, the `regions` its Maps iterate over
+/// (each item carrying what the region's tasks are given), and `repair`.
+pub fn rollout_input(
+    model: &str,
+    version: &str,
+    digest: &str,
+    regions: &[&str],
+    repair: Option<&RepairTask>,
+) -> Value {
+    json!({
         "model": model,
         "version": version,
         "digest": digest,
-        "regions": fleet.regions.iter().map(|r| json!({ "model": model, "version": version, "digest": digest, "region": r.name })).collect::<Vec<_>>(),
-    });
+        "repair": repair,
+        "regions": regions.iter().map(|region| json!({ "model": model, "version": version, "digest": digest, "region": region, "repair": repair })).collect::<Vec<_>>(),
+    })
+}
+
+/// `StartExecution`; an execution of that name already there is the same start repeated
+/// (the names are derived from what they run).
+async fn start(
+    sfn: &aws_sdk_sfn::Client,
+    state_machine_arn: &str,
+    name: &str,
+    input: &Value,
+    context: &str,
+) -> Result<(), RolloutError> {
     match sfn
         .start_execution()
         .state_machine_arn(state_machine_arn)
-        .name(&name)
+        .name(name)
         .input(input.to_string())
         .send()
         .await
     {
-        Ok(_) => Ok(name),
+        Ok(_) => Ok(()),
         Err(error)
             if error
                 .as_service_error()
                 .is_some_and(|e| e.is_execution_already_exists()) =>
         {
-            Ok(name)
+            Ok(())
         }
         Err(error) => Err(retryable(
-            "starting the rollout",
+            context,
             aws_sdk_sfn::error::DisplayErrorContext(error),
         )),
     }

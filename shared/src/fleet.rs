@@ -57,6 +57,8 @@ pub struct Fleet {
     /// The `[traffic]` section: warm traffic to standbys and the drills' abort rule
     /// (defaults when absent).
     pub traffic: crate::traffic_settings::TrafficSettings,
+    /// The `[drift]` section: whether drift is repaired as well as reported (default off).
+    pub drift: crate::drift_settings::DriftSettings,
 }
 
 /// Bounds of the `[failover]` durations, in seconds.
@@ -349,6 +351,7 @@ struct RawFleet {
     rollout: Option<RawRollout>,
     cost: Option<crate::prices::RawCost>,
     traffic: Option<crate::traffic_settings::RawTraffic>,
+    drift: Option<crate::drift_settings::RawDrift>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -551,6 +554,7 @@ impl RawFleet {
         let rollout = validate_rollout(self.rollout, &mut p);
         let cost = crate::prices::validate(self.cost, &mut p.0);
         let traffic = crate::traffic_settings::validate(self.traffic, &mut p.0);
+        let drift = crate::drift_settings::validate(self.drift, &mut p.0);
 
         match (
             name,
@@ -586,6 +590,7 @@ impl RawFleet {
                 rollout,
                 cost,
                 traffic,
+                drift,
             }),
             _ => Err(FleetError::Invalid(p.0)),
         }

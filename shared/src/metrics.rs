@@ -111,6 +111,28 @@ pub const DRIFT: Metric<1> = Metric {
     dimensions: [REGION],
 };
 
+/// Failback function of the primary region: a drift repair of the region started
+/// ([`crate::repair`]), once per repair.
+pub const REPAIR_STARTED: Metric<1> = Metric {
+    name: "RepairStarted",
+    unit: "Count",
+    dimensions: [REGION],
+};
+
+/// Rollout function: a drift repair of the region put the active version back.
+pub const REPAIR_SUCCEEDED: Metric<1> = Metric {
+    name: "RepairSucceeded",
+    unit: "Count",
+    dimensions: [REGION],
+};
+
+/// Rollout function: a drift repair of the region failed (the drift stays reported).
+pub const REPAIR_FAILED: Metric<1> = Metric {
+    name: "RepairFailed",
+    unit: "Count",
+    dimensions: [REGION],
+};
+
 /// Every metric Meridian emits.
 pub fn all() -> Vec<MetricSpec> {
     vec![
@@ -120,6 +142,9 @@ pub fn all() -> Vec<MetricSpec> {
         ROLLOUT_PHASE_DURATION.spec(),
         ROLLOUT_DURATION.spec(),
         DRIFT.spec(),
+        REPAIR_STARTED.spec(),
+        REPAIR_SUCCEEDED.spec(),
+        REPAIR_FAILED.spec(),
     ]
 }
 

@@ -6,6 +6,7 @@
 //! | rejected manifest | `model#<m>` | `rejected#<v>#<digest>` | control region |
 //! | active pointer | `model#<m>` | `active` | control region (commit only) |
 //! | rollout lock + queue of the fleet's endpoints (every model) | `endpoints` | `lock` | control region |
+//! | a region's latest drift repair ([`crate::repair`]) | `endpoints` | `repair#<region>` | control region (primary's failback tick, rollout tasks) |
 //! | operator control of a rollout | `rollout#<m>#<v>` | `control` | control region (CLI) |
 //! | replica check of a file | `rollout#<m>#<v>` | `file#<region>#<path>` | that region (replica function) |
 //! | files verified so far | `rollout#<m>#<v>` | `verified#<region>` | that region (replica function) |
@@ -36,6 +37,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::manifest::{Manifest, Serving};
 use crate::operator::{OperatorAction, OperatorControl, Refusal};
+use crate::repair::{Repair, RepairTask};
 pub use crate::rollout_lock::{LockHolder, QueuedVersion, RolloutLock};
 use crate::table::{dynamodb_error, from_item, is_condition_failure, json_attr, s, TableError};
 
@@ -56,6 +58,11 @@ fn item_bytes(attributes: &[(&str, &str)]) -> usize {
 
 pub fn model_key(model: &str) -> String {
     format!("model#{model}")
+}
+
+/// The sort key of a region's repair record (partition [`LOCK_PK`]).
+pub fn repair_key(region: &str) -> String {
+    format!("repair#{region}")
 }
 
 pub fn rollout_key(model: &str, version: &str) -> String {
@@ -607,6 +614,121 @@ impl Registry {
         Err(RegistryError::Unavailable(
             "the rollout lock: too many concurrent updates".into(),
         ))
+    }
+
+    /// Takes the fleet's lock for a drift repair if it is free ([`RolloutLock::acquire_for_repair`]).
+    /// Returns the lock as it now stands.
+    pub async fn acquire_for_repair(
+        &self,
+        repair: &Repair,
+        now: DateTime<Utc>,
+    ) -> Result<RolloutLock, RegistryError> {
+        self.change_lock(|lock| {
+            lock.acquire_for_repair(
+                &repair.model,
+                &repair.version,
+                &repair.region,
+                &repair.execution,
+                now,
+            )
+        })
+        .await
+    }
+
+    /// A region's latest drift repair.
+    pub async fn repair(&self, region: &str) -> Result<Option<Repair>, RegistryError> {
+        self.get(LOCK_PK.into(), repair_key(region))
+            .await?
+            .map(|i| from_item(&i, "repair"))
+            .transpose()
+    }
+
+    /// Every region's latest drift repair (what `meridian status` shows).
+    pub async fn repairs(&self) -> Result<Vec<Repair>, RegistryError> {
+        let items = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(LOCK_PK))
+            .expression_attribute_values(":prefix", s("repair#"))
+            .send()
+            .await
+            .map_err(|e| dynamodb_error("reading the repairs", e))?;
+        items
+            .items()
+            .iter()
+            .map(|i| from_item(i, "repair"))
+            .collect()
+    }
+
+    /// Records a repair as its region's latest, unless that record already is this
+    /// repair (same drift): a repeated start keeps the progress made. Returns the record.
+    pub async fn begin_repair(&self, repair: &Repair) -> Result<Repair, RegistryError> {
+        for _ in 0..10 {
+            let item = self.get(LOCK_PK.into(), repair_key(&repair.region)).await?;
+            let old = item.as_ref().and_then(|i| i.get("body").cloned());
+            let current: Option<Repair> = item.map(|i| from_item(&i, "repair")).transpose()?;
+            if let Some(current) = current.filter(|r| r.drift_since == repair.drift_since) {
+                return Ok(current);
+            }
+            let expect = old.map_or(Expect::Absent, Expect::Body);
+            if self
+                .put(
+                    LOCK_PK.into(),
+                    repair_key(&repair.region),
+                    json_attr(repair)?,
+                    expect,
+                )
+                .await?
+            {
+                return Ok(repair.clone());
+            }
+        }
+        Err(RegistryError::Unavailable(format!(
+            "the repair of {}: too many concurrent updates",
+            repair.region
+        )))
+    }
+
+    /// Applies `change` to the repair of `task`'s region and drift with optimistic
+    /// concurrency. `None` when the region's latest repair is not that one (a task of a
+    /// repair superseded by a newer drift's changes nothing).
+    pub async fn update_repair(
+        &self,
+        task: &RepairTask,
+        change: impl Fn(&mut Repair),
+    ) -> Result<Option<Repair>, RegistryError> {
+        for _ in 0..10 {
+            let Some(item) = self.get(LOCK_PK.into(), repair_key(&task.region)).await? else {
+                return Ok(None);
+            };
+            let old = item
+                .get("body")
+                .cloned()
+                .ok_or_else(|| RegistryError::Corrupt("repair: no body".into()))?;
+            let mut repair: Repair = from_item(&item, "repair")?;
+            if repair.drift_since != task.drift_since {
+                return Ok(None);
+            }
+            change(&mut repair);
+            if self
+                .put(
+                    LOCK_PK.into(),
+                    repair_key(&task.region),
+                    json_attr(&repair)?,
+                    Expect::Body(old),
+                )
+                .await?
+            {
+                return Ok(Some(repair));
+            }
+        }
+        Err(RegistryError::Unavailable(format!(
+            "the repair of {}: too many concurrent updates",
+            task.region
+        )))
     }
 
     /// The operator control of a version's rollout (none given yet: the default).

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 
 use crate::fleet::Fleet;
 use crate::registry::{Registry, VersionRecord, VersionStatus};
+use crate::repair::RepairStatus;
 use crate::rollout::RolloutError;
 use crate::rollout_lock::RolloutLock;
 
@@ -152,14 +153,50 @@ pub async fn release_ended(
             })
             .await?;
     }
+    let repair_region = lock.holder.as_ref().and_then(|h| h.repair.clone());
+    if let Some(region) = &repair_region {
+        fail_repair(registry, region, ended).await?;
+    }
     let next = start_next(registry, sfn, state_machine_arn, fleet, &record).await?;
     tracing::warn!(execution = %ended.name, status = %ended.status, model = %record.model, version = %record.version, "released the lock of an execution that ended without releasing it");
     Ok(json!({
         "execution": ended.name,
         "released": format!("{}/{}", record.model, record.version),
         "failed": mark_failed,
+        "repair": repair_region,
         "next": next.map(|(m, v)| format!("{m}/{v}")),
     }))
+}
+
+/// Records the repair of `region` run by the ended execution as failed (the version and
+/// its active pointer are not the repair's to change); the drift stays reported.
+async fn fail_repair(
+    registry: &Registry,
+    region: &str,
+    ended: &ExecutionStatusChange,
+) -> Result<(), RolloutError> {
+    let Some(repair) = registry
+        .repair(region)
+        .await?
+        .filter(|r| r.execution == ended.name && r.status == RepairStatus::Running)
+    else {
+        return Ok(());
+    };
+    let reason = format!(
+        "execution {} ended {} without finishing the repair",
+        ended.name, ended.status
+    );
+    let now = Utc::now();
+    registry
+        .update_repair(&repair.task(), |r| {
+            if r.status == RepairStatus::Running {
+                r.status = RepairStatus::Failed;
+                r.reason = Some(reason.clone());
+                r.ended = Some(now);
+            }
+        })
+        .await?;
+    Ok(())
 }
 
 /// Releases the lock `record` holds and starts the rollout of the version it passes to,

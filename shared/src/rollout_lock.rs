@@ -18,6 +18,10 @@ pub struct LockHolder {
     /// event is matched with.
     #[serde(default)]
     pub execution: Option<String>,
+    /// The region, when the holder is a drift repair of that region alone (of the active
+    /// version `model`/`version`, [`crate::repair`]) rather than a rollout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repair: Option<String>,
 }
 
 /// A version waiting for the lock.
@@ -63,6 +67,7 @@ impl RolloutLock {
                 version: version.to_owned(),
                 since: now,
                 execution: None,
+                repair: None,
             });
             return true;
         }
@@ -99,8 +104,34 @@ impl RolloutLock {
             version: next.version.clone(),
             since: now,
             execution: None,
+            repair: None,
         });
         Some((next.model, next.version))
+    }
+
+    /// Takes the lock for the repair of `region` (putting back the active `model`/`version`)
+    /// with its execution named up front, only if nothing holds it and nothing is queued:
+    /// a repair never jumps the queue. Returns whether it took it (false when held by
+    /// anyone, this repair included).
+    pub fn acquire_for_repair(
+        &mut self,
+        model: &str,
+        version: &str,
+        region: &str,
+        execution: &str,
+        now: DateTime<Utc>,
+    ) -> bool {
+        if self.holder.is_some() || !self.queue.is_empty() {
+            return false;
+        }
+        self.holder = Some(LockHolder {
+            model: model.to_owned(),
+            version: version.to_owned(),
+            since: now,
+            execution: Some(execution.to_owned()),
+            repair: Some(region.to_owned()),
+        });
+        true
     }
 
     /// Records the holder's execution name; false when `model`/`version` no longer holds
@@ -165,22 +196,60 @@ mod tests {
         assert_eq!(lock.holder.and_then(|h| h.execution).as_deref(), Some("e1"));
     }
 
+    #[test]
+    fn a_repair_takes_only_a_free_lock_and_releases_like_a_rollout() {
+        let mut lock = RolloutLock::default();
+        assert!(lock.acquire_for_repair("llama", "v1", "eu-west-1", "r1", at(0)));
+        assert!(
+            !lock.acquire_for_repair("llama", "v1", "eu-west-1", "r1", at(1)),
+            "held, by itself"
+        );
+        assert!(!lock.acquire_for_repair("llama", "v1", "us-west-2", "r2", at(1)));
+        assert!(
+            lock.acquire_or_queue("llama", "v2", at(2)),
+            "queued behind it"
+        );
+        assert_eq!(
+            lock.release("llama", "v1", at(3)),
+            Some(("llama".into(), "v2".into()))
+        );
+        assert_eq!(lock.holder.as_ref().and_then(|h| h.repair.clone()), None);
+        assert!(
+            !lock.acquire_for_repair("llama", "v1", "eu-west-1", "r1", at(4)),
+            "a rollout holds it"
+        );
+        lock.release("llama", "v2", at(5));
+        lock.acquire_or_queue("llama", "v3", at(6));
+        lock.queue.push(QueuedVersion {
+            model: "llama".into(),
+            version: "v4".into(),
+            queued: at(7),
+        });
+        lock.holder = None;
+        assert!(
+            !lock.acquire_for_repair("llama", "v3", "eu-west-1", "r1", at(8)),
+            "never ahead of a queued version"
+        );
+    }
+
     #[derive(Debug, Clone)]
     enum Step {
         Upload(u8, u8),
         Release(u8, u8),
+        Repair(u8, u8),
     }
 
     fn step() -> impl Strategy<Value = Step> {
         prop_oneof![
             (0u8..3, 0u8..3).prop_map(|(m, v)| Step::Upload(m, v)),
             (0u8..3, 0u8..3).prop_map(|(m, v)| Step::Release(m, v)),
+            (0u8..3, 0u8..3).prop_map(|(m, r)| Step::Repair(m, r)),
         ]
     }
 
     proptest! {
         /// At most one version holds the lock, whatever model; no version is both holder
-        /// and queued or queued twice; the queue keeps upload order; a release by anyone
+        /// and queued or queued twice; a repair takes only a free lock with an empty queue; the queue keeps upload order; a release by anyone
         /// but the holder changes nothing.
         #[test]
         fn one_holder_and_a_fifo_queue(steps in proptest::collection::vec(step(), 0..40)) {
@@ -191,6 +260,14 @@ mod tests {
                 match step {
                     Step::Upload(m, v) => {
                         lock.acquire_or_queue(&format!("m{m}"), &format!("v{v}"), now);
+                    }
+                    Step::Repair(m, r) => {
+                        let region = format!("r{r}");
+                        let took = lock.acquire_for_repair(&format!("m{m}"), "active", &region, &region, now);
+                        prop_assert_eq!(took, before.holder.is_none() && before.queue.is_empty());
+                        if !took {
+                            prop_assert_eq!(&lock, &before);
+                        }
                     }
                     Step::Release(m, v) => {
                         let (model, version) = (format!("m{m}"), format!("v{v}"));

@@ -307,6 +307,7 @@ fn the_registry_says_what_each_region_should_serve() {
                 version: "v9".into(),
                 since: chrono::Utc::now(),
                 execution: None,
+                repair: None,
             }),
             queue: vec![],
         },

@@ -115,8 +115,10 @@ const HEALTH_CALLS: [(&str, &str); 11] = [
 
 /// The failback function's calls: [`HEALTH_CALLS`], then the drift check's reads, all in
 /// its own region (the registry's active pointers and locks in one scan of its replica,
-/// the endpoint, its configuration and each variant's model).
-const FAILBACK_CALLS: [(&str, &str); 15] = [
+/// the endpoint, its configuration and each variant's model), then the primary's drift
+/// repair (the regions' repair records, a query of its replica, and the repair's
+/// execution started in its own region, where the rollout state machine is).
+const FAILBACK_CALLS: [(&str, &str); 17] = [
     HEALTH_CALLS[0],
     HEALTH_CALLS[1],
     HEALTH_CALLS[2],
@@ -132,6 +134,8 @@ const FAILBACK_CALLS: [(&str, &str); 15] = [
     ("sagemaker", "DescribeEndpoint"),
     ("sagemaker", "DescribeEndpointConfig"),
     ("sagemaker", "DescribeModel"),
+    ("dynamodb", "Query"),
+    ("states", "StartExecution"),
 ];
 
 /// The IAM actions one call needs from the caller's role.

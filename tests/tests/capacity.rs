@@ -16,6 +16,7 @@ use meridian::names::{sdk_app_name, FunctionRole};
 use meridian::scaling::{desired, AutoScaling, ScalingState};
 use meridian::scaling_aws::AasAutoScaling;
 use meridian_failback::drift::aws::AwsDriftSources;
+use meridian_failback::repair::aws::AwsRepairControl;
 use meridian_local::{Functions, LocalCloud};
 use meridian_tests::{eventually, example_fleet, start_cloud_for};
 use serde_json::Value;
@@ -39,6 +40,7 @@ async fn tick(cloud: &LocalCloud, fleet: &Fleet, region: &str) -> Value {
         clock: SystemClock,
         drift: AwsDriftSources::new(&clients, fleet, region).await,
         autoscaling: AasAutoScaling::new(&clients, region, &fleet.variant_name).await,
+        repair: AwsRepairControl::new(&clients, fleet, region, None).await,
     };
     let event = meridian_local::schedules::scheduled_event(
         region,

@@ -561,6 +561,9 @@ fn each_meridian_metric_is_read_in_the_region_that_emits_it() {
     let control_only = [
         metrics::ROLLOUT_PHASE_DURATION.name,
         metrics::ROLLOUT_DURATION.name,
+        metrics::REPAIR_STARTED.name,
+        metrics::REPAIR_SUCCEEDED.name,
+        metrics::REPAIR_FAILED.name,
     ];
     for (line, widget_region) in widget_lines(&rendered(&template(), SLOTS)) {
         if line.namespace != NAMESPACE {

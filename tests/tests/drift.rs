@@ -2,7 +2,10 @@
 //! behind Meridian's back (`UpdateEndpoint` straight to a hand-made configuration in one
 //! region) is reported by that region's next tick with what differs, recorded once in its
 //! record and history whatever the number of ticks, and cleared when the endpoint serves
-//! the active version again; the regions that were not touched report nothing.
+//! the active version again; the regions that were not touched report nothing. Where the
+//! fleet file does not allow repairs the endpoint is left as it is; where it does, one
+//! repair (one execution, however many ticks see the drift) puts the active version back,
+//! and a repair waits while a rollout holds the fleet's lock.
 
 use std::path::Path;
 use std::time::Duration;
@@ -19,6 +22,7 @@ use meridian::health::{FailoverEvent, HealthStore};
 use meridian::manifest::{describe_dir, manifest_key, Serving};
 use meridian::names::{function_name, FunctionRole};
 use meridian::registry::{Registry, VersionStatus};
+use meridian::repair::{Repair, RepairStatus};
 use meridian::rollout::deployment_name;
 use meridian_local::{Functions, Invocation, LocalCloud};
 use meridian_tests::{eventually, example_fleet, start_cloud_for};
@@ -160,13 +164,18 @@ async fn update_endpoint(cloud: &LocalCloud, region: &str, config: &str) {
 /// One failback tick in `region`, as its schedule delivers it; returns the drift part of
 /// its answer. The id is fixed so that a second call is the same event delivered again.
 async fn tick(cloud: &LocalCloud, region: &str, id: &str) -> Value {
+    tick_answer(cloud, region, id).await["drift"].clone()
+}
+
+/// [`tick`]'s whole answer.
+async fn tick_answer(cloud: &LocalCloud, region: &str, id: &str) -> Value {
     let mut event = meridian_local::schedules::scheduled_event(
         region,
         &format!("arn:aws:events:{region}:123456789012:rule/meridian-demo-failback-schedule"),
         Utc::now(),
     );
     event["id"] = Value::from(id);
-    let answer = cloud
+    cloud
         .functions()
         .invoke(Invocation {
             function_name: function_name(&cloud.fleet().name, FunctionRole::Failback),
@@ -174,8 +183,7 @@ async fn tick(cloud: &LocalCloud, region: &str, id: &str) -> Value {
             payload: event,
         })
         .await
-        .expect("the tick succeeds");
-    answer["drift"].clone()
+        .expect("the tick succeeds")
 }
 
 /// The region's record as its own replica has it: (drift, record version).
@@ -273,6 +281,22 @@ async fn an_endpoint_changed_behind_meridians_back_is_reported_within_one_tick_a
         "{}",
         history[0].reason
     );
+    // The fleet file does not allow repairs: the primary's ticks leave the endpoint as it is.
+    assert!(!cloud.fleet().drift.repair);
+    let primary = cloud.fleet().primary_region.clone();
+    for id in ["primary-1", "primary-2"] {
+        assert_eq!(
+            tick_answer(&cloud, &primary, id).await["repair"],
+            Value::Null
+        );
+    }
+    assert_eq!(serving(&cloud, TOUCHED).await, HAND_MADE);
+    assert_eq!(
+        registry(&cloud).await.repair(TOUCHED).await.expect("read"),
+        None
+    );
+    assert!(repair_executions(&cloud).await.is_empty());
+
     // The regions nobody touched still report nothing.
     for region in cloud
         .fleet()
@@ -298,5 +322,280 @@ async fn an_endpoint_changed_behind_meridians_back_is_reported_within_one_tick_a
         .collect();
     assert_eq!(kinds.len(), 2, "{kinds:?}");
     assert!(kinds.contains(&"drift-healed".to_owned()), "{kinds:?}");
+    cloud.shutdown().await.expect("shutdown");
+}
+
+/// The primary region's registry.
+async fn registry(cloud: &LocalCloud) -> Registry {
+    let fleet = cloud.fleet();
+    Registry {
+        client: aws_sdk_dynamodb::Client::new(&cloud.clients().config(&fleet.primary_region).await),
+        table: fleet.registry_table.clone(),
+    }
+}
+
+/// The configuration `region`'s endpoint serves.
+async fn serving(cloud: &LocalCloud, region: &str) -> String {
+    let endpoint = &cloud.fleet().region(region).expect("region").endpoint;
+    sagemaker(cloud, region)
+        .await
+        .describe_endpoint()
+        .endpoint_name(endpoint)
+        .send()
+        .await
+        .expect("describe endpoint")
+        .endpoint_config_name()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The names of the rollout state machine's repair executions.
+async fn repair_executions(cloud: &LocalCloud) -> Vec<String> {
+    let fleet = cloud.fleet();
+    let sfn = aws_sdk_sfn::Client::new(&cloud.clients().config(&fleet.primary_region).await);
+    let listed = sfn
+        .list_executions()
+        .state_machine_arn(meridian_local::hosted::state_machine_arn(fleet))
+        .send()
+        .await
+        .expect("list executions");
+    listed
+        .executions()
+        .iter()
+        .map(|e| e.name().to_owned())
+        .filter(|name| name.starts_with("repair-"))
+        .collect()
+}
+
+fn repairing_fleet() -> Fleet {
+    let mut fleet = fleet();
+    fleet.drift.repair = true;
+    fleet
+}
+
+/// Waits for `region`'s repair to end and returns it.
+async fn repair_ended(registry: &Registry, region: &str) -> Repair {
+    eventually(
+        &format!("the repair of {region} to end"),
+        WITHIN,
+        || async {
+            registry
+                .repair(region)
+                .await
+                .ok()?
+                .filter(|r| r.status != RepairStatus::Running)
+        },
+    )
+    .await
+}
+
+/// The region serves `config` and its own record no longer holds a drift.
+async fn back_in_sync(cloud: &LocalCloud, region: &str, config: &str) {
+    assert_eq!(serving(cloud, region).await, config);
+    eventually(&format!("{region}'s drift to clear"), WITHIN, || async {
+        recorded(cloud, region).await.0.is_none().then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drifted_region_is_repaired_once_when_the_fleet_file_allows_it() {
+    let cloud = start_cloud_for(repairing_fleet(), Functions::new(), true).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("weights.safetensors"), vec![7u8; 64 * 1024]).expect("write");
+    let committed = roll_out(&cloud, dir.path()).await;
+    let registry = registry(&cloud).await;
+    let active_before = registry
+        .active("llama")
+        .await
+        .expect("read")
+        .expect("active");
+
+    update_by_hand(&cloud, TOUCHED).await;
+    // Every region ticks every second here: the drift is seen by many ticks, in the
+    // touched region (which records it) and in the primary (which repairs it).
+    let repair = repair_ended(&registry, TOUCHED).await;
+    assert_eq!(repair.status, RepairStatus::Succeeded, "{repair:?}");
+    // The drift was reported first, and the repair is that drift's.
+    let reported: Vec<String> = drift_history(&cloud, TOUCHED)
+        .await
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    let drift_id = format!("drift@{}", repair.drift_since.timestamp_millis());
+    assert!(reported.contains(&drift_id), "{reported:?}");
+    assert_eq!(
+        (repair.model.as_str(), repair.version.as_str()),
+        ("llama", "1")
+    );
+    assert_eq!(repair.progress.previous_config.as_deref(), Some(HAND_MADE));
+    assert!(repair.progress.deploy_started.is_some() && repair.progress.verified.is_some());
+    back_in_sync(&cloud, TOUCHED, &committed).await;
+
+    // The same drift seen again (a late tick of the primary) starts nothing new.
+    let primary = cloud.fleet().primary_region.clone();
+    tick_answer(&cloud, &primary, "late").await;
+    tick_answer(&cloud, &primary, "late").await;
+    assert_eq!(
+        repair_executions(&cloud).await,
+        vec![repair.execution.clone()]
+    );
+    // The repair changed neither the active pointer nor the version, and let go of the lock.
+    assert_eq!(
+        registry.active("llama").await.expect("read"),
+        Some(active_before)
+    );
+    let version = registry
+        .version("llama", "1")
+        .await
+        .expect("read")
+        .expect("registered");
+    assert_eq!(version.status, VersionStatus::Active);
+    assert_eq!(registry.lock().await.expect("read").0.holder, None);
+    let kinds: Vec<String> = drift_history(&cloud, TOUCHED)
+        .await
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert!(kinds.contains(&"drift-healed".to_owned()), "{kinds:?}");
+    cloud.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repair_waits_while_a_rollout_holds_the_fleets_lock() {
+    let cloud = start_cloud_for(repairing_fleet(), Functions::new(), true).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("weights.safetensors"), vec![7u8; 64 * 1024]).expect("write");
+    let committed = roll_out(&cloud, dir.path()).await;
+    let registry = registry(&cloud).await;
+
+    drift_under_a_held_lock(&cloud, &registry, &committed).await;
+    let primary = cloud.fleet().primary_region.clone();
+    eventually("the primary to see the drift and wait", WITHIN, || async {
+        let answer = tick_answer(&cloud, &primary, &Utc::now().to_rfc3339()).await;
+        answer["repair"][TOUCHED]["waiting"]
+            .as_str()
+            .is_some_and(|why| why.contains("mistral/9 holds the fleet's lock"))
+            .then_some(())
+    })
+    .await;
+    tick_answer(&cloud, &primary, "while-held").await;
+    assert_eq!(
+        registry.repair(TOUCHED).await.expect("read"),
+        None,
+        "no repair while the lock is held"
+    );
+    assert!(repair_executions(&cloud).await.is_empty());
+    assert_eq!(serving(&cloud, TOUCHED).await, HAND_MADE);
+    assert!(registry
+        .lock()
+        .await
+        .expect("read")
+        .0
+        .held_by("mistral", "9"));
+
+    // The rollout ends: the next tick repairs, alone.
+    assert_eq!(
+        registry.release("mistral", "9").await.expect("release"),
+        None
+    );
+    let repair = repair_ended(&registry, TOUCHED).await;
+    assert_eq!(repair.status, RepairStatus::Succeeded, "{repair:?}");
+    back_in_sync(&cloud, TOUCHED, &committed).await;
+    assert_eq!(repair_executions(&cloud).await.len(), 1);
+    cloud.shutdown().await.expect("shutdown");
+}
+
+/// A rollout (`mistral/9`, held by hand) takes the lock just after the touched region
+/// recorded its drift: the endpoint is changed, and the drift written as that region's
+/// check would have written it (while the lock is held its check judges nothing).
+async fn drift_under_a_held_lock(cloud: &LocalCloud, registry: &Registry, committed: &str) {
+    let lock = registry
+        .acquire_or_queue("mistral", "9", Utc::now())
+        .await
+        .expect("lock");
+    assert!(lock.held_by("mistral", "9"));
+    update_by_hand(cloud, TOUCHED).await;
+    let deps = HealthDeps::new(&cloud.clients(), cloud.fleet(), TOUCHED).await;
+    let stored = deps.store.load(TOUCHED).await.expect("read");
+    let mut record = stored.as_ref().map_or_else(
+        || meridian::failover::RegionHealth::new(TOUCHED, Utc::now()),
+        |s| s.value.clone(),
+    );
+    record.drift = Some(Drift {
+        since: Utc::now(),
+        expected: "llama/1".into(),
+        differences: vec![meridian::failover::Difference {
+            field: "config".into(),
+            expected: committed.to_owned(),
+            actual: HAND_MADE.into(),
+        }],
+    });
+    deps.store
+        .save(&record, stored.map(|s| s.version))
+        .await
+        .expect("write drift");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_repair_is_recorded_leaves_the_version_alone_and_is_not_retried() {
+    let cloud = start_cloud_for(repairing_fleet(), Functions::new(), true).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("weights.safetensors"), vec![7u8; 64 * 1024]).expect("write");
+    let committed = roll_out(&cloud, dir.path()).await;
+    let registry = registry(&cloud).await;
+    let active_before = registry
+        .active("llama")
+        .await
+        .expect("read")
+        .expect("active");
+    drift_under_a_held_lock(&cloud, &registry, &committed).await;
+    // The repair's UpdateEndpoint will end Failed (its rollback succeeds).
+    cloud.faults().fail_endpoint_updates_in(TOUCHED);
+    assert_eq!(
+        registry.release("mistral", "9").await.expect("release"),
+        None
+    );
+
+    let repair = repair_ended(&registry, TOUCHED).await;
+    assert_eq!(repair.status, RepairStatus::Failed, "{repair:?}");
+    let reason = repair.reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("every region is on its previous version"),
+        "{reason}"
+    );
+    assert!(repair.progress.rolled_back.is_some(), "{repair:?}");
+    // Back on what it served before the repair; the drift stays reported; the version,
+    // its active pointer and the lock are as before.
+    eventually("the drift to be judged again", WITHIN, || async {
+        let drift = tick(&cloud, TOUCHED, &Utc::now().to_rfc3339()).await;
+        (drift["drift"]["since"].as_str().is_some()
+            && registry.lock().await.ok()?.0.holder.is_none())
+        .then_some(())
+    })
+    .await;
+    assert_eq!(serving(&cloud, TOUCHED).await, HAND_MADE);
+    assert!(recorded(&cloud, TOUCHED).await.0.is_some());
+    assert_eq!(
+        registry.active("llama").await.expect("read"),
+        Some(active_before)
+    );
+    let version = registry
+        .version("llama", "1")
+        .await
+        .expect("read")
+        .expect("registered");
+    assert_eq!(version.status, VersionStatus::Active);
+    // Later ticks of the primary report the failure and start nothing.
+    let primary = cloud.fleet().primary_region.clone();
+    let answer = tick_answer(&cloud, &primary, "after-the-failure").await;
+    let why = answer["repair"][TOUCHED]["nothing"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(why.contains("not retried"), "{answer}");
+    assert_eq!(
+        repair_executions(&cloud).await,
+        vec![repair.execution.clone()]
+    );
     cloud.shutdown().await.expect("shutdown");
 }

@@ -5,13 +5,15 @@
 //! handling failed every retry, is healed within one tick — then restores the region once
 //! it has been OK for the hysteresis (and applies drains held back earlier). In
 //! active-passive, a standby raises its own capacity while it sees the primary out. Last,
-//! it checks that the region's endpoint serves the registry's active version ([`drift`])
-//! and reconciles the region's Application Auto Scaling with its declared capacity
+//! it checks that the region's endpoint serves the registry's active version ([`drift`]),
+//! in the primary region starts a drift repair where the fleet file allows it
+//! ([`repair`]), and reconciles the region's Application Auto Scaling with its declared capacity
 //! ([`capacity`]).
 
 mod capacity;
 pub mod drift;
 mod probes;
+pub mod repair;
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::Utc;
@@ -31,7 +33,7 @@ use serde_json::{json, Value};
 pub type TickEvent = EventBridgeEvent<Value>;
 
 /// The failback function of one region: its dependencies.
-pub struct Failback<S, A, C, P, K, D, Z> {
+pub struct Failback<S, A, C, P, K, D, Z, R> {
     pub fleet: Fleet,
     /// The region this function runs in.
     pub region: String,
@@ -46,9 +48,11 @@ pub struct Failback<S, A, C, P, K, D, Z> {
     pub drift: D,
     /// This region's Application Auto Scaling, for the capacity reconcile.
     pub autoscaling: Z,
+    /// The registry and Step Functions as the drift repair uses them (primary only).
+    pub repair: R,
 }
 
-impl<S, A, C, P, K, D, Z> Handler for Failback<S, A, C, P, K, D, Z>
+impl<S, A, C, P, K, D, Z, R> Handler for Failback<S, A, C, P, K, D, Z, R>
 where
     S: HealthStore,
     A: StandbyScaler,
@@ -57,6 +61,7 @@ where
     K: Clock,
     D: drift::DriftSources,
     Z: AutoScaling,
+    R: repair::RepairControl,
 {
     type Event = TickEvent;
     type Error = HealthError;
@@ -69,8 +74,8 @@ where
 
 /// Handles one scheduled event for the function's region. Every tick evaluates the same
 /// thing, so a duplicate or late tick is harmless.
-async fn handle<S, A, C, P, K, D, Z>(
-    function: &Failback<S, A, C, P, K, D, Z>,
+async fn handle<S, A, C, P, K, D, Z, R>(
+    function: &Failback<S, A, C, P, K, D, Z, R>,
     event: TickEvent,
 ) -> Result<(Value, Vec<String>), HealthError>
 where
@@ -81,6 +86,7 @@ where
     K: Clock,
     D: drift::DriftSources,
     Z: AutoScaling,
+    R: repair::RepairControl,
 {
     let Failback {
         fleet,
@@ -93,6 +99,7 @@ where
         clock,
         drift: drift_sources,
         autoscaling,
+        repair: repair_control,
     } = function;
     let region = region.as_str();
     let received = clock.now();
@@ -181,6 +188,8 @@ where
     let (drift, drift_metric) =
         drift::check(spec, &fleet.variant_name, drift_sources, store, clock).await;
     let mut metrics: Vec<String> = drift_metric.into_iter().collect();
+    let (repair, repair_metrics) = repair::run(fleet, region, store, repair_control, clock).await;
+    metrics.extend(repair_metrics);
     if applied.action == Action::Restore {
         let recovered_for = applied
             .event
@@ -200,6 +209,7 @@ where
             "peers": seen.peers,
             "standby": standby,
             "drift": drift,
+            "repair": repair,
             "capacity": capacity,
         }),
         metrics,

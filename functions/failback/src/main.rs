@@ -8,6 +8,7 @@ use meridian::lambda;
 use meridian::names::FunctionRole;
 use meridian::scaling_aws::AasAutoScaling;
 use meridian_failback::drift::aws::AwsDriftSources;
+use meridian_failback::repair::aws::AwsRepairControl;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -19,6 +20,13 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let alarms = CloudWatchAlarms::new(&clients, &region).await;
     let drift = AwsDriftSources::new(&clients, &fleet, &region).await;
     let autoscaling = AasAutoScaling::new(&clients, &region, &fleet.variant_name).await;
+    let repair = AwsRepairControl::new(
+        &clients,
+        &fleet,
+        &region,
+        std::env::var("STATE_MACHINE_ARN").ok(),
+    )
+    .await;
     lambda::run(meridian_failback::Failback {
         fleet,
         region,
@@ -30,6 +38,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         clock: SystemClock,
         drift,
         autoscaling,
+        repair,
     })
     .await
 }

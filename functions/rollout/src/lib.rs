@@ -14,6 +14,7 @@ pub mod deploy_wait;
 pub mod execution_end;
 pub mod gate;
 pub mod images;
+pub mod repair;
 pub mod timings;
 
 use std::collections::BTreeMap;
@@ -28,6 +29,7 @@ use meridian::fleet::{Fleet, RegionSpec};
 use meridian::function::{Handler, Outcome};
 use meridian::manifest_store::{self, Stored};
 use meridian::registry::{RegionProgress, Registry, VersionRecord, VersionStatus};
+use meridian::repair::RepairTask;
 use meridian::rollout::{
     aws_error, deploy_state, deployment_name, DeployState, RolloutError, TrafficStrategy,
 };
@@ -62,6 +64,9 @@ pub struct TaskInput {
     /// poll interval).
     #[serde(default)]
     poll_seconds: Option<u64>,
+    /// Set in a drift repair's execution ([`repair`]); `null` in a rollout's.
+    #[serde(default)]
+    pub(crate) repair: Option<RepairTask>,
 }
 
 /// How long the commit waits for one region's replica verdict, read for the metrics
@@ -135,8 +140,21 @@ async fn run(
                 input.model, input.version
             ))
         })?;
+    let record = match &input.repair {
+        Some(task) => repair::as_repaired(record, &repair::load(&control, task, &input).await?),
+        None => record,
+    };
     if matches!(input.task.as_str(), "status" | "smoke_test") {
         gate::refuse_if_aborted(&control, &record).await?;
+    }
+    match (input.task.as_str(), &input.repair) {
+        ("commit", Some(task)) => {
+            return repair::succeed(deps, &control, &record, task, metrics).await
+        }
+        ("mark_failed", Some(task)) => {
+            return repair::fail(deps, &control, &record, task, &input, metrics).await
+        }
+        _ => {}
     }
     match input.task.as_str() {
         "gate" => gate::gate(deps, &control, &record, input.boundary, input.poll_seconds).await,
@@ -265,7 +283,7 @@ async fn fast_copy(
         .send()
         .await
         .map_err(|e| aws_error("copying the manifest", e))?;
-    stamp(control, record, &region.name, |p| &mut p.fast_copied).await?;
+    stamp(control, record, input, &region.name, |p| &mut p.fast_copied).await?;
     tracing::info!(region = %region.name, copied, "fast copy done");
     Ok(json!({ "region": region.name, "copied": copied }))
 }
@@ -402,14 +420,39 @@ async fn source_checksum_algorithm(
 async fn stamp(
     control: &Registry,
     record: &VersionRecord,
+    input: &TaskInput,
     region: &str,
     stage: fn(&mut RegionProgress) -> &mut Option<DateTime<Utc>>,
 ) -> Result<(), RolloutError> {
-    control
-        .update_version(&record.model, &record.version, |r| {
-            stage(r.regions.entry(region.to_owned()).or_default()).get_or_insert_with(Utc::now);
-        })
-        .await?;
+    record_progress(control, record, input, region, |p| {
+        stage(p).get_or_insert_with(Utc::now);
+    })
+    .await
+}
+
+/// Changes the region's progress where this execution keeps it: the version's record in
+/// a rollout, the repair's own in a drift repair.
+async fn record_progress(
+    control: &Registry,
+    record: &VersionRecord,
+    input: &TaskInput,
+    region: &str,
+    change: impl Fn(&mut RegionProgress),
+) -> Result<(), RolloutError> {
+    match &input.repair {
+        Some(task) => {
+            control
+                .update_repair(task, |r| change(&mut r.progress))
+                .await?;
+        }
+        None => {
+            control
+                .update_version(&record.model, &record.version, |r| {
+                    change(r.regions.entry(region.to_owned()).or_default());
+                })
+                .await?;
+        }
+    }
     Ok(())
 }
 
@@ -523,16 +566,27 @@ async fn prepare(
     } else {
         Some(current.clone())
     };
-    control
-        .update_version(&model, &version, |r| {
-            let progress = r.regions.entry(region_name.clone()).or_default();
-            if progress.previous_config.is_none() {
-                progress.previous_config = previous.clone();
-            }
-            progress.config = Some(name.clone());
-            r.phases.entry("replicated".into()).or_insert_with(Utc::now);
-        })
-        .await?;
+    let prepared = |progress: &mut RegionProgress| {
+        if progress.previous_config.is_none() {
+            progress.previous_config = previous.clone();
+        }
+        progress.config = Some(name.clone());
+    };
+    match &input.repair {
+        Some(task) => {
+            control
+                .update_repair(task, |r| prepared(&mut r.progress))
+                .await?;
+        }
+        None => {
+            control
+                .update_version(&model, &version, |r| {
+                    prepared(r.regions.entry(region_name.clone()).or_default());
+                    r.phases.entry("replicated".into()).or_insert_with(Utc::now);
+                })
+                .await?;
+        }
+    }
     Ok(json!({
         "region": region.name,
         "config": name,
@@ -657,7 +711,10 @@ async fn deploy(
             autoscaled::after_refusal(&guard, &region.endpoint, variant, &cleared, error).await,
         );
     }
-    stamp(control, record, &region.name, |p| &mut p.deploy_started).await?;
+    stamp(control, record, input, &region.name, |p| {
+        &mut p.deploy_started
+    })
+    .await?;
     Ok(json!({ "region": region.name, "config": name }))
 }
 
@@ -701,7 +758,7 @@ async fn status(
             Ok(json!({ "region": region.name, "done": false }))
         }
         DeployState::Done => {
-            stamp(control, record, &region.name, |p| &mut p.deployed).await?;
+            stamp(control, record, input, &region.name, |p| &mut p.deployed).await?;
             Ok(json!({ "region": region.name, "done": true }))
         }
         DeployState::RolledBack { serving } => Err(RolloutError::SilentRollback(format!(
@@ -771,7 +828,7 @@ async fn smoke_test(
             region.endpoint, region.name
         )));
     }
-    stamp(control, record, &region.name, |p| &mut p.verified).await?;
+    stamp(control, record, input, &region.name, |p| &mut p.verified).await?;
     Ok(json!({ "region": region.name, "answer_bytes": body.len() }))
 }
 
@@ -910,7 +967,7 @@ async fn rollback(
         )));
     }
     if serving == previous && status == "InService" {
-        stamp(control, record, &region.name, |p| &mut p.rolled_back).await?;
+        stamp(control, record, input, &region.name, |p| &mut p.rolled_back).await?;
         return Ok(json!({ "region": region.name, "serving": previous }));
     }
     let guard = autoscaled::AwsUpdateGuard::new(&deps.clients, &region.name).await;
@@ -986,7 +1043,7 @@ async fn mark_failed(
 }
 
 /// A readable reason from a Step Functions error object (`Error`, `Cause`).
-fn failure_reason(error: Option<&Value>) -> String {
+pub(crate) fn failure_reason(error: Option<&Value>) -> String {
     let Some(error) = error else {
         return "rollout failed".into();
     };
@@ -1000,7 +1057,7 @@ fn failure_reason(error: Option<&Value>) -> String {
 }
 
 /// Releases the fleet's lock and starts the next queued version (of any model).
-async fn start_next(
+pub(crate) async fn start_next(
     deps: &RolloutDeps,
     control: &Registry,
     record: &VersionRecord,

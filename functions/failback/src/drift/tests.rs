@@ -304,6 +304,7 @@ async fn during_a_rollout_sagemaker_is_not_asked_and_a_recorded_drift_stays() {
             version: "v3".into(),
             since: time(0),
             execution: None,
+            repair: None,
         }),
         queue: vec![],
     };
