@@ -7,7 +7,7 @@ use meridian::aws::ClientFactory;
 use meridian::drift::{Endpoint, RegistryView, Variant};
 use meridian::fleet::Fleet;
 use meridian::health::HealthError;
-use meridian::registry::{Registry, RegistryError, VersionRecord};
+use meridian::registry::{Registry, VersionRecord};
 
 use super::DriftSources;
 
@@ -35,13 +35,6 @@ impl AwsDriftSources {
                 .map(|r| r.endpoint.clone())
                 .unwrap_or_default(),
         }
-    }
-}
-
-fn registry_error(error: RegistryError) -> HealthError {
-    match error {
-        RegistryError::Unavailable(m) => HealthError::Retryable(m),
-        RegistryError::Corrupt(m) | RegistryError::Rejected(m) => HealthError::Invalid(m),
     }
 }
 
@@ -112,13 +105,9 @@ impl AwsDriftSources {
 
 impl DriftSources for AwsDriftSources {
     async fn registry(&self) -> Result<(RegistryView, Option<VersionRecord>), HealthError> {
-        let view = self.registry.heads().await.map_err(registry_error)?;
+        let view = self.registry.heads().await?;
         let active = match view.latest_active() {
-            Some((model, pointer)) => self
-                .registry
-                .version(model, &pointer.version)
-                .await
-                .map_err(registry_error)?,
+            Some((model, pointer)) => self.registry.version(model, &pointer.version).await?,
             None => None,
         };
         Ok((view, active))

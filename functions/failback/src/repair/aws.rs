@@ -6,7 +6,7 @@ use meridian::aws::ClientFactory;
 use meridian::drill_store::DrillStore;
 use meridian::fleet::Fleet;
 use meridian::health::HealthError;
-use meridian::registry::{Registry, RegistryError};
+use meridian::registry::Registry;
 use meridian::repair::{ActiveVersion, Repair};
 use meridian::rollout::RolloutError;
 use meridian::rollout_lock::RolloutLock;
@@ -47,13 +47,6 @@ impl AwsRepairControl {
     }
 }
 
-fn registry_error(error: RegistryError) -> HealthError {
-    match error {
-        RegistryError::Unavailable(m) => HealthError::Retryable(m),
-        RegistryError::Corrupt(m) | RegistryError::Rejected(m) => HealthError::Invalid(m),
-    }
-}
-
 fn rollout_error(error: RolloutError) -> HealthError {
     match error {
         RolloutError::Retryable(m) => HealthError::Retryable(m),
@@ -63,7 +56,7 @@ fn rollout_error(error: RolloutError) -> HealthError {
 
 impl RepairControl for AwsRepairControl {
     async fn facts(&self) -> Result<ControlFacts, HealthError> {
-        let view = self.registry.heads().await.map_err(registry_error)?;
+        let view = self.registry.heads().await?;
         let active = view.latest_active().map(|(model, pointer)| ActiveVersion {
             model: model.to_owned(),
             version: pointer.version.clone(),
@@ -72,16 +65,11 @@ impl RepairControl for AwsRepairControl {
         let repairs = self
             .registry
             .repairs()
-            .await
-            .map_err(registry_error)?
+            .await?
             .into_iter()
             .map(|r| (r.region.clone(), r))
             .collect();
-        let drill = self
-            .drills
-            .lock_holder()
-            .await
-            .map_err(HealthError::Retryable)?;
+        let drill = self.drills.lock_holder().await?;
         Ok(ControlFacts {
             active,
             lock: view.lock,
@@ -94,7 +82,7 @@ impl RepairControl for AwsRepairControl {
         self.registry
             .acquire_for_repair(repair, chrono::Utc::now())
             .await
-            .map_err(registry_error)
+            .map_err(HealthError::from)
     }
 
     async fn begin(&self, repair: &Repair) -> Result<(), HealthError> {
@@ -102,7 +90,7 @@ impl RepairControl for AwsRepairControl {
             .begin_repair(repair)
             .await
             .map(drop)
-            .map_err(registry_error)
+            .map_err(HealthError::from)
     }
 
     async fn start(&self, repair: &Repair) -> Result<(), HealthError> {
