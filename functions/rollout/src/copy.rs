@@ -115,11 +115,7 @@ pub(crate) async fn copy_files(
         to: &region.bucket,
         settings: deps.fleet.rollout.copy,
     };
-    let mut budget = Budget {
-        bytes_left: copier.settings.invocation_bytes,
-        deadline: Instant::now() + TIME_BUDGET,
-        started: false,
-    };
+    let mut budget = Budget::new(copier.settings);
     let mut next = lane.next;
     while let Some(&index) = files.get(next) {
         if budget.spent() {
@@ -193,6 +189,31 @@ async fn registered_manifest(
     }
 }
 
+/// Copies one file from bucket `from` to bucket `to` as a lane of `copy_files`
+/// invocations would, one budget after another (the fast-copy benchmark,
+/// `./scripts/bench copy`); returns how many invocations it took.
+pub async fn copy_file(
+    s3: aws_sdk_s3::Client,
+    from: &str,
+    to: &str,
+    manifest: &Manifest,
+    file: &FileEntry,
+    settings: CopySettings,
+) -> Result<usize, RolloutError> {
+    let copier = Copier {
+        s3,
+        from,
+        to,
+        settings,
+    };
+    let key = manifest.object_key(file);
+    let mut invocations = 1;
+    while !copier.copy(&key, file, &mut Budget::new(settings)).await? {
+        invocations += 1;
+    }
+    Ok(invocations)
+}
+
 /// What one invocation may still start.
 struct Budget {
     bytes_left: u64,
@@ -202,6 +223,14 @@ struct Budget {
 }
 
 impl Budget {
+    fn new(settings: CopySettings) -> Self {
+        Self {
+            bytes_left: settings.invocation_bytes,
+            deadline: Instant::now() + TIME_BUDGET,
+            started: false,
+        }
+    }
+
     fn spent(&self) -> bool {
         self.started && (self.bytes_left == 0 || Instant::now() >= self.deadline)
     }
