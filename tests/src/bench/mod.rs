@@ -6,7 +6,9 @@
 use std::future::Future;
 use std::pin::Pin;
 
+pub mod cold_start;
 pub mod copy;
+pub mod regional_failover;
 pub mod verification;
 
 /// A benchmark's entry point: its command-line arguments after its name.
@@ -25,6 +27,19 @@ pub const BENCHMARKS: &[(&str, &str, Run)] = &[
         "[RUNS] [MIB]: one multipart file (default 1024 MiB) copied between two regions' \
          buckets by Meridian's fast copy vs aws s3 cp",
         |args| Box::pin(copy::run(args)),
+    ),
+    (
+        "regional-failover",
+        "[ALARMS] [OUTAGES] [REQUESTS] [COLD_RUNS]: alarm -> /health 503, region down -> no \
+         client resolved there, front-door overhead, front-door cold start (defaults 20 10 \
+         200 20)",
+        |args| Box::pin(regional_failover::run(args)),
+    ),
+    (
+        "cold-start",
+        "[RUNS] [INVOCATION_RUNS]: every function's cold start vs hello world, then first and \
+         warm invocations (defaults 40 20; builds release binaries)",
+        |args| Box::pin(cold_start::run(args)),
     ),
 ];
 
