@@ -181,7 +181,7 @@ mod tests {
         assert_eq!(part_bytes(640_000 * MIB + 1, preferred), Ok(65 * MIB));
         // 5 TiB: 10,000 parts of 525 MiB hold it (524 MiB would not).
         assert_eq!(part_bytes(MAX_OBJECT_BYTES, preferred), Ok(525 * MIB));
-        assert!(10_000 * 524 * MIB < MAX_OBJECT_BYTES);
+        const { assert!(10_000 * 524 * MIB < MAX_OBJECT_BYTES) };
         assert_eq!(
             part_bytes(MAX_OBJECT_BYTES + 1, preferred),
             Err(TooLarge(MAX_OBJECT_BYTES + 1))

@@ -23,13 +23,13 @@
 //! init it asks the Runtime API for nothing but the first `next`, like `lambda_runtime`;
 //! the stub reads the streamed body whole and reports the prelude's status.
 
-use anyhow::Context;
-use meridian_local::Functions;
 use crate::lambda_bench::{
     build, certificate_bundle, cold_start, invocations, outcome_text, stats, subjects, target_dir,
     Subject, HELLO,
 };
 use crate::start_cloud;
+use anyhow::Context;
+use meridian_local::Functions;
 
 /// `./scripts/bench cold-start [ARGS...]`.
 pub async fn run(args: Vec<String>) -> anyhow::Result<()> {

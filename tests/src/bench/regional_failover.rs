@@ -19,13 +19,13 @@
 
 use std::time::{Duration, Instant};
 
+use crate::lambda_bench::{build, certificate_bundle, cold_start, subjects, target_dir};
+use crate::{example_fleet, start_cloud_for, test_config};
 use aws_sdk_cloudwatch::types::StateValue;
 use meridian::adapters::HealthDeps;
 use meridian::failover::{FailoverSettings, HealthState};
 use meridian::health::HealthStore;
 use meridian_local::{Functions, LocalCloud};
-use crate::lambda_bench::{build, certificate_bundle, cold_start, subjects, target_dir};
-use crate::{example_fleet, start_cloud_for, test_config};
 
 const ALARM: &str = "meridian-demo-llm-5xx";
 const REGIONS: [&str; 2] = ["eu-west-1", "ap-southeast-1"];
