@@ -287,10 +287,10 @@ mod tests {
         assert_eq!(lane_count(0), 1);
         assert_eq!(lane_count(3), 3);
         assert_eq!(lane_count(100), MAX_LANES);
-        // Largest first to the lightest lane: 10 | 7 | 5+3+1.
+        // Largest first to the lightest lane: 10 | 7+1 | 5+3.
         assert_eq!(
             lanes(&[5, 10, 3, 7, 1], 3),
-            [vec![1], vec![3], vec![0, 2, 4]]
+            [vec![1], vec![3, 4], vec![0, 2]]
         );
         assert_eq!(lanes(&[], 2), [Vec::<usize>::new(), Vec::new()]);
     }
