@@ -155,6 +155,7 @@ fn s3_operation(request: &GatewayRequest) -> Option<&'static str> {
     let copies = request.headers.contains_key("x-amz-copy-source");
     let operation = match (&request.method, is_object) {
         (&Method::GET, true) if has("tagging") => "GetObjectTagging",
+        (&Method::GET, true) if has("uploadId") => "ListParts",
         (&Method::GET, true) => "GetObject",
         (&Method::HEAD, true) => "HeadObject",
         (&Method::PUT, true) if has("partNumber") && copies => "UploadPartCopy",
@@ -254,6 +255,7 @@ mod tests {
             s3(Method::DELETE, "/b/k?uploadId=u", &[]),
             "AbortMultipartUpload"
         );
+        assert_eq!(s3(Method::GET, "/b/k?uploadId=u", &[]), "ListParts");
         assert_eq!(
             s3(Method::GET, "/b?list-type=2&prefix=models/", &[]),
             "ListObjectsV2"

@@ -142,7 +142,7 @@ impl Gateway {
             "route53" => route53::handle(ctx, &self.checkers, &request).await,
             "s3" => {
                 let mut response = forward(ctx, &request).await?;
-                correct_versioning_root(&request, &mut response);
+                correct_s3_roots(&request, &mut response);
                 checksums::overlay(ctx, &request, &mut response).await;
                 if response.is_success() {
                     replication::after_s3_write(ctx, &request);
@@ -168,25 +168,31 @@ impl Gateway {
     }
 }
 
-/// moto 5.2.5 names the root element of a GetBucketVersioning reply
-/// `GetBucketVersioningResponse`; S3 (and the Rust SDK's parser) use `VersioningConfiguration`.
-fn correct_versioning_root(request: &GatewayRequest, response: &mut GatewayResponse) {
-    let is_get_versioning = request.method == http::Method::GET
-        && request
-            .query()
-            .split('&')
-            .any(|p| p == "versioning" || p == "versioning=");
-    if !is_get_versioning || !response.is_success() {
+/// moto 5.2.5 names the root element of two S3 replies after the operation, where S3 (and
+/// the Rust SDK's parser) use `GetBucketVersioning`'s `VersioningConfiguration` and
+/// `ListParts`'s `ListPartsResult`: the gateway renames it.
+fn correct_s3_roots(request: &GatewayRequest, response: &mut GatewayResponse) {
+    if request.method != http::Method::GET || !response.is_success() {
         return;
     }
+    let has = |name: &str| {
+        request
+            .query()
+            .split('&')
+            .any(|p| p == name || p.starts_with(&format!("{name}=")))
+    };
+    let (wrong, right) = if has("versioning") {
+        ("GetBucketVersioningResponse", "VersioningConfiguration")
+    } else if has("uploadId") {
+        ("ListPartsResponse", "ListPartsResult")
+    } else {
+        return;
+    };
     let body = String::from_utf8_lossy(&response.body);
-    if body.contains("<GetBucketVersioningResponse") {
+    if body.contains(&format!("<{wrong}")) {
         let corrected = body
-            .replace("<GetBucketVersioningResponse", "<VersioningConfiguration")
-            .replace(
-                "</GetBucketVersioningResponse>",
-                "</VersioningConfiguration>",
-            );
+            .replace(&format!("<{wrong}"), &format!("<{right}"))
+            .replace(&format!("</{wrong}>"), &format!("</{right}>"));
         response.body = corrected.into_bytes().into();
     }
 }

@@ -7,7 +7,7 @@
 //!
 //! It is also where a function's cold start is decided: building configuration and
 //! clients here does no TLS work and loads the configuration once
-//! (`cargo run -p meridian-tests --example cold_start` measures it).
+//! (`./scripts/bench cold-start` measures it).
 
 use std::sync::Arc;
 

@@ -80,6 +80,9 @@ const MAX_ROLLOUT_TIMEOUT_SECONDS: u64 = 86_400;
 /// Meridian's own bake polls the operator's control every `StatusPollSeconds` (9 history
 /// events a look): 6 hours at the default 30 s cost 6,480 of an execution's 25,000.
 const MAX_COMMIT_BAKE_SECONDS: u64 = 21_600;
+/// The largest fast-copy budget of one invocation, in MiB (1 TiB).
+const MAX_COPY_INVOCATION_MIB: u64 = 1024 * 1024;
+const MIB: u64 = 1024 * 1024;
 
 /// Multi-region traffic pattern; decides how DNS and rollouts treat non-primary regions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -320,6 +323,8 @@ fn serialize_rollout<S: Serializer>(
         replica_timeout_seconds: u64,
         deploy_timeout_seconds: u64,
         commit_bake_seconds: u64,
+        copy_part_mib: u64,
+        copy_invocation_mib: u64,
     }
     FileShape {
         strategy: settings.strategy,
@@ -328,6 +333,8 @@ fn serialize_rollout<S: Serializer>(
         replica_timeout_seconds: settings.replica_timeout.as_secs(),
         deploy_timeout_seconds: settings.deploy_timeout.as_secs(),
         commit_bake_seconds: settings.commit_bake.as_secs(),
+        copy_part_mib: settings.copy.part_bytes / MIB,
+        copy_invocation_mib: settings.copy.invocation_bytes / MIB,
     }
     .serialize(serializer)
 }
@@ -387,6 +394,8 @@ struct RawRollout {
     replica_timeout_seconds: Option<i64>,
     deploy_timeout_seconds: Option<i64>,
     commit_bake_seconds: Option<i64>,
+    copy_part_mib: Option<i64>,
+    copy_invocation_mib: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -831,6 +840,38 @@ fn validate_rollout(raw: Option<RawRollout>, p: &mut Problems) -> Option<Rollout
         "six hours, to bound the execution's history",
     );
 
+    let mut mib = |field: &str, value: Option<i64>, default: u64, min: u64, max: u64, what| {
+        let Some(value) = value else {
+            return Some(default);
+        };
+        let valid = u64::try_from(value)
+            .ok()
+            .filter(|m| (min..=max).contains(m));
+        if valid.is_none() {
+            p.add(
+                format!("rollout.{field}"),
+                format!("must be between {min} and {max} ({what}), not {value}"),
+            );
+        }
+        valid.map(|m| m * MIB)
+    };
+    let copy_part = mib(
+        "copy_part_mib",
+        raw.copy_part_mib,
+        defaults.copy.part_bytes,
+        crate::copy_plan::MIN_PART_BYTES / MIB,
+        crate::copy_plan::MAX_PART_BYTES / MIB,
+        "S3's part sizes",
+    );
+    let copy_invocation = mib(
+        "copy_invocation_mib",
+        raw.copy_invocation_mib,
+        defaults.copy.invocation_bytes,
+        1,
+        MAX_COPY_INVOCATION_MIB,
+        "1 TiB",
+    );
+
     let settings = RolloutSettings {
         strategy,
         traffic_percent: traffic_percent?,
@@ -838,6 +879,10 @@ fn validate_rollout(raw: Option<RawRollout>, p: &mut Problems) -> Option<Rollout
         replica_timeout: replica_timeout?,
         deploy_timeout: deploy_timeout?,
         commit_bake: commit_bake?,
+        copy: crate::copy_plan::CopySettings {
+            part_bytes: copy_part?,
+            invocation_bytes: copy_invocation?,
+        },
     };
     if settings.deploy_timeout <= settings.total_bake() {
         p.add(
@@ -1770,7 +1815,8 @@ time_zone = "Asia/Singapore"
 
         let text = format!(
             "{VALID}\n[rollout]\nstrategy = \"linear\"\ntraffic_percent = 25\nbake_seconds = 0\n\
-             replica_timeout_seconds = 86400\ndeploy_timeout_seconds = 1\ncommit_bake_seconds = 21600\n"
+             replica_timeout_seconds = 86400\ndeploy_timeout_seconds = 1\ncommit_bake_seconds = 21600\n\
+             copy_part_mib = 5\ncopy_invocation_mib = 20\n"
         );
         let fleet = Fleet::from_toml_str(&text).expect("valid");
         assert_eq!(
@@ -1782,6 +1828,10 @@ time_zone = "Asia/Singapore"
                 replica_timeout: Duration::from_secs(86_400),
                 deploy_timeout: Duration::from_secs(1),
                 commit_bake: Duration::from_secs(21_600),
+                copy: crate::copy_plan::CopySettings {
+                    part_bytes: 5 * MIB,
+                    invocation_bytes: 20 * MIB,
+                },
             }
         );
 
@@ -1972,7 +2022,9 @@ time_zone = "Asia/Singapore"
                 "bake_seconds": 45,
                 "replica_timeout_seconds": 600,
                 "deploy_timeout_seconds": 7200,
-                "commit_bake_seconds": 0
+                "commit_bake_seconds": 0,
+                "copy_part_mib": 64,
+                "copy_invocation_mib": 16384
             })
         );
 

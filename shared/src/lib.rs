@@ -7,6 +7,7 @@ pub mod aws_errors;
 pub mod bounded;
 pub mod capacity;
 pub mod checksum;
+pub mod copy_plan;
 pub mod cost;
 pub mod drift;
 pub mod drift_settings;

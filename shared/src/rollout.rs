@@ -36,6 +36,9 @@ pub struct RolloutSettings {
     /// commit, while operators may pause, promote (skip the rest) or abort (0–21,600 s).
     #[serde(with = "seconds", default)]
     pub commit_bake: Duration,
+    /// The fast copy's part size and per-invocation budget.
+    #[serde(default)]
+    pub copy: crate::copy_plan::CopySettings,
 }
 
 impl Default for RolloutSettings {
@@ -47,6 +50,7 @@ impl Default for RolloutSettings {
             replica_timeout: Duration::from_secs(1800),
             deploy_timeout: Duration::from_secs(3600),
             commit_bake: Duration::ZERO,
+            copy: crate::copy_plan::CopySettings::default(),
         }
     }
 }

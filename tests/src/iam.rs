@@ -43,13 +43,16 @@ pub fn calls(role: FunctionRole) -> &'static [(&'static str, &'static str)] {
             ("dynamodb", "PutItem"),
             ("dynamodb", "DeleteItem"),
             ("dynamodb", "Query"),
-            // the fast copy: the registered manifest read from the primary bucket, files by
-            // server-side copy (a single-part copy reads the source's checksum algorithm
-            // first), the manifest written last
+            // the fast copy (functions/rollout/src/copy.rs): the registered manifest read
+            // from the primary bucket, a copy already there found by its metadata, files by
+            // server-side copy, a multipart copy resumed from its upload's parts (an upload
+            // of another part size aborted), the manifest written last
             ("s3", "GetObject"),
             ("s3", "HeadObject"),
             ("s3", "CopyObject"),
             ("s3", "CreateMultipartUpload"),
+            ("s3", "ListMultipartUploads"),
+            ("s3", "ListParts"),
             ("s3", "UploadPartCopy"),
             ("s3", "CompleteMultipartUpload"),
             ("s3", "AbortMultipartUpload"),
@@ -150,6 +153,8 @@ fn call_actions(service: &str, operation: &str) -> Vec<String> {
         // A copy reads its source and writes its destination.
         ("s3", "CopyObject" | "UploadPartCopy") => s3(&["GetObject", "PutObject"]),
         ("s3", "ListObjectsV2") => s3(&["ListBucket"]),
+        ("s3", "ListMultipartUploads") => s3(&["ListBucketMultipartUploads"]),
+        ("s3", "ListParts") => s3(&["ListMultipartUploadParts"]),
         ("s3", other) => s3(&[other]),
         ("monitoring", operation) => vec![format!("cloudwatch:{operation}")],
         // "your IAM permissions must allow the sagemaker:InvokeEndpoint action" (the
@@ -176,6 +181,9 @@ fn dependent_actions(
         }
         // The fast copy reads the registered manifest at its recorded S3 version.
         (FunctionRole::Rollout, "s3", "GetObject") => &["s3:GetObjectVersion"],
+        // The fast copy's look for a copy already there: a missing one is a 404 only with
+        // s3:ListBucket.
+        (FunctionRole::Rollout, "s3", "HeadObject") => &["s3:ListBucket"],
         // CopyObject copies the source's tags by default: reading and writing them.
         (_, "s3", "CopyObject") => &["s3:GetObjectTagging", "s3:PutObjectTagging"],
         // CreateModel passes the SageMaker execution role.

@@ -1,5 +1,5 @@
 //! Lambda cold-start and invocation measurement, shared by the benchmarks
-//! (`examples/cold_start.rs`, `examples/regional_failover.rs`): release binaries spawned
+//! (`./scripts/bench cold-start`, `./scripts/bench regional-failover`): release binaries spawned
 //! against a stub of the Lambda Runtime API, as Lambda would spawn them.
 
 use std::collections::VecDeque;

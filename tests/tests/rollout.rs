@@ -534,6 +534,117 @@ async fn a_replication_failure_falls_back_to_the_fast_copy() {
     cloud.shutdown().await.expect("shutdown");
 }
 
+/// A file above the fast copy's part size (5 MiB here: the setting, not gigabytes) is
+/// copied in parts by bounded invocations that each resume where the last stopped: an
+/// upload an earlier invocation left part-way (as one stopped by Lambda's timeout would)
+/// is finished, its parts never copied again; the copy carries S3's full-object CRC64NVME,
+/// so the replica check verifies it without reading it, and the version rolls out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multipart_fast_copy_resumes_part_way_and_is_verified_by_its_checksum() {
+    const MIB: u64 = 1024 * 1024;
+    let mut fleet = fleet();
+    fleet.rollout.replica_timeout = Duration::from_secs(10);
+    // 23 MiB in 5 parts of 5 MiB; two parts (10 MiB) started per invocation.
+    fleet.rollout.copy = meridian::copy_plan::CopySettings {
+        part_bytes: 5 * MIB,
+        invocation_bytes: 10 * MIB,
+    };
+    let cloud = start_cloud_for(fleet, Functions::new(), true).await;
+    cloud.faults().fail_replication_to("eu-west-1");
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir_all(dir.path().join("weights")).expect("mkdir");
+    let large: Vec<u8> = (0..23 * MIB)
+        .map(|i| (i as u8).wrapping_mul(7).wrapping_add((i >> 20) as u8))
+        .collect();
+    std::fs::write(dir.path().join("weights/large.safetensors"), &large).expect("write");
+    std::fs::write(dir.path().join("config.json"), "{}").expect("write config");
+    let described = describe_dir(dir.path(), "llama", "1", serving()).expect("manifest");
+    let key = described.object_key(
+        described
+            .files
+            .iter()
+            .find(|f| f.path == "weights/large.safetensors")
+            .expect("the large file"),
+    );
+
+    // What an invocation stopped part-way leaves: an upload with parts 1 and 2.
+    let fleet = cloud.fleet().clone();
+    let eu = fleet.region("eu-west-1").expect("eu-west-1").clone();
+    let s3 = cloud.clients().s3(&eu.name).await;
+    let stopped = s3
+        .create_multipart_upload()
+        .bucket(&eu.bucket)
+        .key(&key)
+        .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Crc64Nvme)
+        .checksum_type(aws_sdk_s3::types::ChecksumType::FullObject)
+        .send()
+        .await
+        .expect("create multipart upload");
+    for (number, part) in large.chunks(5 * MIB as usize).take(2).enumerate() {
+        s3.upload_part()
+            .bucket(&eu.bucket)
+            .key(&key)
+            .upload_id(stopped.upload_id().expect("an upload id"))
+            .part_number(number as i32 + 1)
+            .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Crc64Nvme)
+            .body(part.to_vec().into())
+            .send()
+            .await
+            .expect("upload part");
+    }
+
+    let manifest = upload(&cloud, dir.path(), "llama", "1").await;
+    let record = settled_within(&cloud, "llama", "1", Duration::from_secs(180)).await;
+    assert_eq!(record.status, VersionStatus::Active, "{record:?}");
+    assert!(record.regions["eu-west-1"].fast_copied.is_some());
+    let rollout_calls = |operation: &str| {
+        cloud.api_call_count(&meridian_local::calls::ApiCall {
+            caller: Some("meridian-rollout".into()),
+            region: eu.name.clone(),
+            service: "s3".into(),
+            operation: operation.into(),
+            refused: false,
+        })
+    };
+    assert_eq!(
+        rollout_calls("UploadPartCopy"),
+        3,
+        "parts 3 to 5 copied, once each; parts 1 and 2 kept"
+    );
+    assert_eq!(
+        rollout_calls("CreateMultipartUpload"),
+        0,
+        "the upload resumed"
+    );
+    assert_eq!(rollout_calls("CompleteMultipartUpload"), 1);
+    assert!(
+        rollout_calls("ListParts") >= 2,
+        "two invocations (the budget is two parts) each looked at the upload's parts"
+    );
+    let regional = Registry {
+        client: aws_sdk_dynamodb::Client::new(&cloud.clients().config(&eu.name).await),
+        table: fleet.registry_table.clone(),
+    };
+    let checks = regional
+        .file_checks("llama", "1", &eu.name)
+        .await
+        .expect("file checks");
+    let check = checks
+        .iter()
+        .find(|c| c.path == "weights/large.safetensors")
+        .expect("the large file was checked");
+    assert!(check.ok && check.detail.contains("CRC64NVME"), "{check:?}");
+    assert_eq!(
+        read_validated(&s3, &eu.bucket, &key)
+            .await
+            .map(|b| hex::encode(Sha256::digest(b))),
+        Ok(hex::encode(Sha256::digest(&large))),
+        "the copy reads back with checksum validation"
+    );
+    assert_all_serve(&cloud, &manifest).await;
+    cloud.shutdown().await.expect("shutdown");
+}
+
 /// Files uploaded in 5 MiB parts with CRC32 part checksums, as boto3 does by default, one
 /// above the fast copy's 64 MiB part size (its `UploadPartCopy` path) and one
 /// below it (its `CopyObject` path), each read back in every region with checksum

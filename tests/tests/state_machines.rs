@@ -10,6 +10,8 @@ use serde_json::Value;
 const TASKS: &[&str] = &[
     "await_replicas",
     "fast_copy",
+    "copy_files",
+    "fast_copy_done",
     "prepare",
     "deploy",
     "await_update",
@@ -289,6 +291,80 @@ fn no_region_is_rolled_back_while_another_regions_deploy_call_is_in_flight() {
                 );
             }
         }
+    }
+}
+
+/// The copy tasks (`functions/rollout/src/copy.rs`).
+const COPY_TASKS: [&str; 3] = ["fast_copy", "copy_files", "fast_copy_done"];
+
+/// How a Lambda invocation that ran out of time fails its task: `Sandbox.Timedout` (or
+/// `Lambda.Unknown` from older runtimes) when the function hits its own timeout,
+/// `States.Timeout` when the task's `TimeoutSeconds` passes first.
+const TIMEOUT_ERRORS: [&str; 3] = ["Lambda.Unknown", "Sandbox.Timedout", "States.Timeout"];
+
+/// The copy tasks of a block (and nested Map iterators), each with whether an enclosing
+/// Map (or the task itself) catches every error.
+fn copy_tasks<'a>(block: &'a Value, caught: bool, found: &mut Vec<(String, &'a Value, bool)>) {
+    for (name, state) in block["States"].as_object().into_iter().flatten() {
+        let caught = caught || matches_error(&state["Catch"], "States.ALL");
+        match state["Type"].as_str() {
+            Some("Task")
+                if COPY_TASKS.contains(
+                    &state["Parameters"]["Payload"]["task"]
+                        .as_str()
+                        .unwrap_or_default(),
+                ) =>
+            {
+                found.push((name.clone(), state, caught));
+            }
+            Some("Map") => copy_tasks(&state["Iterator"], caught, found),
+            _ => {}
+        }
+    }
+}
+
+/// The copy tasks are idempotent and resumable, so an invocation that ran out of time is
+/// retried like a transient error (a bounded number of times), every task has a timeout
+/// (a lost invocation cannot hold the rollout), and whatever outlasts the retries is
+/// caught: the version is marked failed, never left with an execution failed uncaught.
+#[test]
+fn every_error_of_the_copy_tasks_is_retried_or_caught() {
+    let definition = rendered();
+    let mut found = Vec::new();
+    copy_tasks(&definition, false, &mut found);
+    let names: BTreeSet<&str> = found
+        .iter()
+        .filter_map(|(_, state, _)| state["Parameters"]["Payload"]["task"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        BTreeSet::from(COPY_TASKS),
+        "every copy task is in the definition"
+    );
+    for (name, state, caught) in found {
+        for error in TIMEOUT_ERRORS {
+            assert!(
+                state["Retry"].as_array().into_iter().flatten().any(|r| {
+                    r["ErrorEquals"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|e| e == error)
+                        && r["MaxAttempts"]
+                            .as_u64()
+                            .is_some_and(|n| (1..=10).contains(&n))
+                }),
+                "{name} does not retry {error} (a bounded number of times)"
+            );
+        }
+        assert!(
+            state["TimeoutSeconds"].as_u64().is_some_and(|t| t > 900),
+            "{name}: no TimeoutSeconds beyond Lambda's 900 s"
+        );
+        assert!(
+            caught,
+            "{name}: an error that outlasts the retries is not caught"
+        );
     }
 }
 

@@ -1,5 +1,5 @@
 //! The rollout state machine's tasks, one handler dispatched on `task`: wait for replicas
-//! (task token), fast copy, prepare, deploy, status, commit, roll back, mark failed, and
+//! (task token), fast copy ([`copy`]), prepare, deploy, status, commit, roll back, mark failed, and
 //! the gate at phase boundaries ([`gate`]). The same handler takes Step Functions'
 //! "Execution Status Change" of an execution that ended without releasing the fleet's
 //! lock, and its schedule's tick, which heals such a lock when that event was lost
@@ -10,6 +10,7 @@
 //! local cloud).
 
 pub mod autoscaled;
+pub mod copy;
 pub mod deploy_wait;
 pub mod execution_end;
 pub mod gate;
@@ -22,12 +23,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures::stream::{self, StreamExt, TryStreamExt};
 use meridian::aws::ClientFactory;
 use meridian::executions;
 use meridian::fleet::{Fleet, RegionSpec};
 use meridian::function::{Handler, Outcome};
-use meridian::manifest_store::{self, Stored};
 use meridian::registry::{RegionProgress, Registry, VersionRecord, VersionStatus};
 use meridian::repair::RepairTask;
 use meridian::rollout::{
@@ -67,15 +66,14 @@ pub struct TaskInput {
     /// Set in a drift repair's execution ([`repair`]); `null` in a rollout's.
     #[serde(default)]
     pub(crate) repair: Option<RepairTask>,
+    /// Where a `copy_files` task's lane stands.
+    #[serde(default)]
+    lane: Option<copy::Lane>,
 }
 
 /// How long the commit waits for one region's replica verdict, read for the metrics
 /// only: a slow or unreachable region costs its `replicate` value, never the commit.
 const REPLICA_TIME_READ_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Parts of a multipart server-side copy, and how many run at once.
-const COPY_PART_BYTES: u64 = 64 * 1024 * 1024;
-const COPY_CONCURRENCY: usize = 8;
 
 impl RolloutDeps {
     pub(crate) async fn registry(&self, region: &str) -> Registry {
@@ -159,7 +157,9 @@ async fn run(
     match input.task.as_str() {
         "gate" => gate::gate(deps, &control, &record, input.boundary, input.poll_seconds).await,
         "await_replicas" => await_replicas(deps, &record, &input).await,
-        "fast_copy" => fast_copy(deps, &control, &record, &input).await,
+        "fast_copy" => copy::start(deps, &record, &input).await,
+        "copy_files" => copy::copy_files(deps, &record, &input).await,
+        "fast_copy_done" => copy::finish(deps, &control, &record, &input).await,
         "prepare" => prepare(deps, &control, &record, &input).await,
         "deploy" => deploy(deps, &control, &record, &input).await,
         "await_update" => deploy_wait::await_update(deps, &control, &record, &input).await,
@@ -208,212 +208,6 @@ async fn await_replicas(
         executions::resume(&sfn, token, &region.name, &readiness).await?;
     }
     Ok(json!({ "region": region.name, "waiting": true }))
-}
-
-/// The fallback for late or failed replication: server-side parallel multipart copy of
-/// every file not yet verified in the region, from the primary bucket, whose registered
-/// manifest (read at its recorded S3 version) lists them; the manifest is written last.
-async fn fast_copy(
-    deps: &RolloutDeps,
-    control: &Registry,
-    record: &VersionRecord,
-    input: &TaskInput,
-) -> Result<Value, RolloutError> {
-    let region = deps.region(input.region.as_deref())?;
-    let regional = deps.registry(&region.name).await;
-    let checks = regional
-        .file_checks(&record.model, &record.version, &region.name)
-        .await?;
-    regional
-        .reset_readiness(&record.model, &record.version, &region.name)
-        .await?;
-    let primary = deps.clients.s3(&deps.fleet.primary_region).await;
-    let (manifest, manifest_bytes) = match manifest_store::read(
-        &primary,
-        &deps.fleet.primary_bucket,
-        &record.manifest,
-        &record.digest,
-        true,
-    )
-    .await?
-    {
-        Stored::Registered(manifest, bytes) => (manifest, bytes),
-        Stored::Missing => {
-            return Err(RolloutError::Invalid(format!(
-                "the registered manifest s3://{}/{} is gone",
-                deps.fleet.primary_bucket, record.manifest.key
-            )))
-        }
-        Stored::Other(what) => {
-            return Err(RolloutError::Invalid(format!(
-                "s3://{}/{} holds {what}",
-                deps.fleet.primary_bucket, record.manifest.key
-            )))
-        }
-    };
-    let verified: std::collections::HashSet<&str> = checks
-        .iter()
-        .filter(|c| c.ok)
-        .map(|c| c.path.as_str())
-        .collect();
-    let s3 = deps.clients.s3(&region.name).await;
-    let mut copied = 0;
-    for file in &manifest.files {
-        if verified.contains(file.path.as_str()) {
-            continue;
-        }
-        let key = manifest.object_key(file);
-        copy_object(
-            &s3,
-            &deps.fleet.primary_bucket,
-            &region.bucket,
-            &key,
-            file.size,
-        )
-        .await?;
-        copied += 1;
-    }
-    let manifest_key = meridian::manifest::manifest_key(&record.model, &record.version);
-    let body = manifest_bytes.to_vec();
-    s3.put_object()
-        .bucket(&region.bucket)
-        .key(&manifest_key)
-        .body(body.into())
-        .content_type("application/json")
-        .send()
-        .await
-        .map_err(|e| aws_error("copying the manifest", e))?;
-    stamp(control, record, input, &region.name, |p| &mut p.fast_copied).await?;
-    tracing::info!(region = %region.name, copied, "fast copy done");
-    Ok(json!({ "region": region.name, "copied": copied }))
-}
-
-/// Copies one object between buckets server-side: `CopyObject` for a single part, parallel
-/// `UploadPartCopy` ranges otherwise. The single-part copy asks S3 for a checksum of the
-/// source's algorithm computed over the copy: a source uploaded in parts may carry a
-/// composite (per-part) checksum, which does not describe a copy stored as one part (moto
-/// keeps it, and clients validating checksums then refuse the copy). The multipart copy
-/// gets the checksum S3 gives an upload that names none.
-async fn copy_object(
-    s3: &aws_sdk_s3::Client,
-    from_bucket: &str,
-    to_bucket: &str,
-    key: &str,
-    size: u64,
-) -> Result<(), RolloutError> {
-    let source = format!("{from_bucket}/{key}");
-    if size <= COPY_PART_BYTES {
-        let algorithm = source_checksum_algorithm(s3, from_bucket, key).await?;
-        s3.copy_object()
-            .bucket(to_bucket)
-            .key(key)
-            .copy_source(&source)
-            .set_checksum_algorithm(algorithm)
-            .send()
-            .await
-            .map_err(|e| aws_error("copying a file", e))?;
-        return Ok(());
-    }
-    let upload = s3
-        .create_multipart_upload()
-        .bucket(to_bucket)
-        .key(key)
-        .send()
-        .await
-        .map_err(|e| aws_error("starting a multipart copy", e))?;
-    let upload_id = upload.upload_id().unwrap_or_default().to_owned();
-    let ranges: Vec<(i32, u64, u64)> = (0..size.div_ceil(COPY_PART_BYTES))
-        .map(|i| {
-            (
-                i32::try_from(i + 1).unwrap_or(i32::MAX),
-                i * COPY_PART_BYTES,
-                ((i + 1) * COPY_PART_BYTES).min(size) - 1,
-            )
-        })
-        .collect();
-    let parts: Result<Vec<aws_sdk_s3::types::CompletedPart>, RolloutError> = stream::iter(ranges)
-        .map(|(number, first, last)| {
-            let (source, upload_id) = (source.clone(), upload_id.clone());
-            async move {
-                let part = s3
-                    .upload_part_copy()
-                    .bucket(to_bucket)
-                    .key(key)
-                    .upload_id(upload_id)
-                    .part_number(number)
-                    .copy_source(source)
-                    .copy_source_range(format!("bytes={first}-{last}"))
-                    .send()
-                    .await
-                    .map_err(|e| aws_error("copying a part", e))?;
-                let etag = part
-                    .copy_part_result()
-                    .and_then(|r| r.e_tag())
-                    .unwrap_or_default()
-                    .to_owned();
-                Ok(aws_sdk_s3::types::CompletedPart::builder()
-                    .part_number(number)
-                    .e_tag(etag)
-                    .build())
-            }
-        })
-        .buffer_unordered(COPY_CONCURRENCY)
-        .try_collect()
-        .await;
-    let mut parts = match parts {
-        Ok(parts) => parts,
-        Err(error) => {
-            let _ = s3
-                .abort_multipart_upload()
-                .bucket(to_bucket)
-                .key(key)
-                .upload_id(&upload_id)
-                .send()
-                .await;
-            return Err(error);
-        }
-    };
-    parts.sort_by_key(|p| p.part_number());
-    s3.complete_multipart_upload()
-        .bucket(to_bucket)
-        .key(key)
-        .upload_id(&upload_id)
-        .multipart_upload(
-            aws_sdk_s3::types::CompletedMultipartUpload::builder()
-                .set_parts(Some(parts))
-                .build(),
-        )
-        .send()
-        .await
-        .map_err(|e| aws_error("completing a multipart copy", e))?;
-    Ok(())
-}
-
-/// The algorithm of the object's stored checksum, if it has one (`HeadObject`).
-async fn source_checksum_algorithm(
-    s3: &aws_sdk_s3::Client,
-    bucket: &str,
-    key: &str,
-) -> Result<Option<aws_sdk_s3::types::ChecksumAlgorithm>, RolloutError> {
-    use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode};
-    let head = s3
-        .head_object()
-        .bucket(bucket)
-        .key(key)
-        .checksum_mode(ChecksumMode::Enabled)
-        .send()
-        .await
-        .map_err(|e| aws_error("reading a file's checksum", e))?;
-    let algorithm = [
-        (head.checksum_crc64_nvme(), ChecksumAlgorithm::Crc64Nvme),
-        (head.checksum_crc32(), ChecksumAlgorithm::Crc32),
-        (head.checksum_crc32_c(), ChecksumAlgorithm::Crc32C),
-        (head.checksum_sha1(), ChecksumAlgorithm::Sha1),
-        (head.checksum_sha256(), ChecksumAlgorithm::Sha256),
-    ]
-    .into_iter()
-    .find_map(|(value, algorithm)| value.map(|_| algorithm));
-    Ok(algorithm)
 }
 
 /// Records, once, when a region reached a stage of the rollout.

@@ -12,21 +12,20 @@
 //!    `InvokeEndpoint` on the same local cloud, `REQUESTS` each, alternating.
 //! 4. **cold start**: the front door's release binary against hello world's, process spawn
 //!    → first `GET /runtime/invocation/next` against a stub Runtime API, `COLD_RUNS` each,
-//!    alternating (the same measurement as `examples/cold_start.rs`).
+//!    alternating (the same measurement as the `cold-start` benchmark).
 //!
-//! Run: `cargo run -p meridian-tests --example regional_failover -- [ALARMS] [OUTAGES]
-//! [REQUESTS] [COLD_RUNS]` (defaults 20, 10, 200, 20). The settle time is set to 1 s, the
+//! Run: `./scripts/bench regional-failover [ALARMS] [OUTAGES] [REQUESTS] [COLD_RUNS]` (defaults 20, 10, 200, 20). The settle time is set to 1 s, the
 //! least the fleet file allows; the fleet file's default is 5 s.
 
 use std::time::{Duration, Instant};
 
+use crate::lambda_bench::{build, certificate_bundle, cold_start, subjects, target_dir};
+use crate::{example_fleet, start_cloud_for, test_config};
 use aws_sdk_cloudwatch::types::StateValue;
 use meridian::adapters::HealthDeps;
 use meridian::failover::{FailoverSettings, HealthState};
 use meridian::health::HealthStore;
 use meridian_local::{Functions, LocalCloud};
-use meridian_tests::lambda_bench::{build, certificate_bundle, cold_start, subjects, target_dir};
-use meridian_tests::{example_fleet, start_cloud_for, test_config};
 
 const ALARM: &str = "meridian-demo-llm-5xx";
 const REGIONS: [&str; 2] = ["eu-west-1", "ap-southeast-1"];
@@ -205,9 +204,9 @@ async fn overhead(cloud: &LocalCloud, requests: usize) -> anyhow::Result<(Vec<f6
     Ok((direct, front_door))
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> anyhow::Result<()> {
-    let mut args = std::env::args().skip(1);
+/// `./scripts/bench regional-failover [ARGS...]`.
+pub async fn run(args: Vec<String>) -> anyhow::Result<()> {
+    let mut args = args.into_iter();
     let mut next = |default: usize| -> anyhow::Result<usize> {
         Ok(args
             .next()

@@ -1,7 +1,7 @@
 //! Benchmark: each function's cold start against a hello-world Lambda built the same way,
 //! and what a first and a warm invocation then cost against the local cloud.
 //!
-//! Run: `cargo run -p meridian-tests --example cold_start -- [RUNS] [INVOCATION_RUNS]`
+//! Run: `./scripts/bench cold-start [RUNS] [INVOCATION_RUNS]`
 //! (defaults 40 and 20). It builds every function's `bootstrap` and `hello-lambda` with the
 //! release profile (`cargo build --release`, with cargo's progress), then:
 //!
@@ -23,17 +23,17 @@
 //! init it asks the Runtime API for nothing but the first `next`, like `lambda_runtime`;
 //! the stub reads the streamed body whole and reports the prelude's status.
 
-use anyhow::Context;
-use meridian_local::Functions;
-use meridian_tests::lambda_bench::{
+use crate::lambda_bench::{
     build, certificate_bundle, cold_start, invocations, outcome_text, stats, subjects, target_dir,
     Subject, HELLO,
 };
-use meridian_tests::start_cloud;
+use crate::start_cloud;
+use anyhow::Context;
+use meridian_local::Functions;
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> anyhow::Result<()> {
-    let mut args = std::env::args().skip(1);
+/// `./scripts/bench cold-start [ARGS...]`.
+pub async fn run(args: Vec<String>) -> anyhow::Result<()> {
+    let mut args = args.into_iter();
     let runs: usize = args.next().map(|n| n.parse()).transpose()?.unwrap_or(40);
     let invocation_runs: usize = args.next().map(|n| n.parse()).transpose()?.unwrap_or(20);
     let subjects = subjects();
