@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumType, ObjectAttributes};
 use http::Method;
-use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use percent_encoding::percent_decode_str;
 
 use crate::ctx::Ctx;
 use crate::faults::Corruption;
@@ -23,14 +23,6 @@ const NON_CREATING_SUBRESOURCES: &[&str] = &[
     "select",
     "attributes",
 ];
-
-/// Characters to escape in an `x-amz-copy-source` key (everything but unreserved and '/').
-const COPY_SOURCE: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'/')
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
 
 /// The (bucket, key) a successful path-style S3 request created, if it created an object:
 /// PutObject, CopyObject, or CompleteMultipartUpload.
@@ -207,7 +199,7 @@ async fn copy_object(
         .send()
         .await
         .context("reading the source's first part")?;
-    let mut copy_source = format!("{bucket}/{}", utf8_percent_encode(key, COPY_SOURCE));
+    let mut copy_source = meridian::s3_copy::copy_source(bucket, key);
     if let Some(version) = first.version_id().filter(|v| *v != "null") {
         copy_source = format!("{copy_source}?versionId={version}");
     }

@@ -39,6 +39,7 @@ pub mod rollout;
 pub mod rollout_end;
 pub mod rollout_lock;
 pub mod routing;
+pub mod s3_copy;
 pub mod scaling;
 pub mod scaling_aws;
 pub mod smoke;

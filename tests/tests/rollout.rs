@@ -522,6 +522,14 @@ async fn a_replication_failure_falls_back_to_the_fast_copy() {
     let cloud = start_cloud_for(fleet, Functions::new(), true).await;
     cloud.faults().fail_replication_to("eu-west-1");
     let dir = model_dir(4);
+    // A path with a space and a character outside ASCII: S3 takes a copy source only
+    // URL-encoded.
+    std::fs::create_dir_all(dir.path().join("tokenizer")).expect("mkdir");
+    std::fs::write(
+        dir.path().join("tokenizer/special tokens ü.json"),
+        b"{\"bos\": \"<s>\"}",
+    )
+    .expect("write tokenizer file");
     let manifest = upload(&cloud, dir.path(), "llama", "1").await;
     let record = settled(&cloud, "llama", "1").await;
     assert_eq!(record.status, VersionStatus::Active, "{record:?}");
