@@ -298,7 +298,7 @@ impl Copier<'_> {
                     .copy_object()
                     .bucket(self.to)
                     .key(key)
-                    .copy_source(meridian::s3_copy::copy_source(&self.from, &key))
+                    .copy_source(meridian::s3_copy::copy_source(self.from, key))
                     .checksum_algorithm(ChecksumAlgorithm::Crc64Nvme)
                     .send()
                     .await
@@ -462,7 +462,7 @@ impl Copier<'_> {
             .key(key)
             .upload_id(upload_id)
             .part_number(i32::try_from(range.number).unwrap_or(i32::MAX))
-            .copy_source(meridian::s3_copy::copy_source(&self.from, &key))
+            .copy_source(meridian::s3_copy::copy_source(self.from, key))
             .copy_source_range(format!("bytes={}-{}", range.first, range.last))
             .send()
             .await
