@@ -253,6 +253,61 @@ fn uncaught_tasks(block: &Value, error: &str, enclosing_catches: bool, uncaught:
     }
 }
 
+/// Every task state of a block and its nested Map iterators.
+fn task_states<'a>(block: &'a Value, path: &str, tasks: &mut Vec<(String, &'a Value)>) {
+    for (name, state) in block["States"].as_object().into_iter().flatten() {
+        let here = format!("{path}.{name}");
+        if state["Type"] == "Task" {
+            tasks.push((here.clone(), state));
+        }
+        if state["Type"] == "Map" {
+            task_states(&state["Iterator"], &here, tasks);
+        }
+    }
+}
+
+/// A task's `Payload` as the function receives it: each `key.$` path replaced by a value
+/// of the shape the execution's state holds there.
+fn sample_payload(payload: &Value) -> Value {
+    let sample = |path: &str| match path {
+        "$.model" => Value::from("llama"),
+        "$.version" => Value::from("2"),
+        "$.region" => Value::from("eu-west-1"),
+        "$$.Task.Token" => Value::from("AQCEAAAAKgAAAA"),
+        "$.boundary" => Value::from("deployed"),
+        "$.repair" => Value::Null,
+        "$.lane" => serde_json::json!({ "index": 0, "count": 1, "next": 0 }),
+        "$.error" => serde_json::json!({ "Error": "Meridian.Rejected", "Cause": "refused" }),
+        other => panic!("no sample for the path {other}: add one"),
+    };
+    let fields = payload
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(key, value)| match key.strip_suffix(".$") {
+            Some(key) => (key.to_owned(), sample(value.as_str().unwrap_or_default())),
+            None => (key.clone(), value.clone()),
+        })
+        .collect();
+    Value::Object(fields)
+}
+
+/// What each task state sends is what the rollout function's typed task input takes:
+/// a task name it knows, with the fields that task needs.
+#[test]
+fn every_rollout_task_payload_parses_as_the_functions_task_input() {
+    let definition = rendered();
+    let mut tasks = Vec::new();
+    task_states(&definition, "rollout", &mut tasks);
+    assert!(!tasks.is_empty());
+    for (name, state) in tasks {
+        let payload = sample_payload(&state["Parameters"]["Payload"]);
+        if let Err(error) = serde_json::from_value::<meridian_rollout::TaskInput>(payload.clone()) {
+            panic!("{name}: the function cannot parse {payload}: {error}");
+        }
+    }
+}
+
 /// The Maps of a block (and nested Map iterators) whose iterations call `task`.
 fn maps_calling<'a>(block: &'a Value, task: &str, maps: &mut Vec<(String, &'a Value)>) {
     for (name, state) in block["States"].as_object().into_iter().flatten() {

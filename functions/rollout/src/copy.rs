@@ -84,11 +84,9 @@ pub(crate) async fn copy_files(
     deps: &RolloutDeps,
     record: &VersionRecord,
     input: &TaskInput,
+    lane: Lane,
 ) -> Result<Value, RolloutError> {
     let region = deps.region(input.region.as_deref())?;
-    let lane = input
-        .lane
-        .ok_or_else(|| RolloutError::Invalid("copy_files needs the lane".into()))?;
     let (manifest, _) = registered_manifest(deps, record).await?;
     let sizes: Vec<u64> = manifest.files.iter().map(|f| f.size).collect();
     if lane.count != copy_plan::lane_count(sizes.len()) || lane.index >= lane.count {

@@ -26,12 +26,9 @@ pub async fn await_update(
     control: &Registry,
     record: &VersionRecord,
     input: &TaskInput,
+    token: &str,
 ) -> Result<Value, RolloutError> {
     let region = deps.region(input.region.as_deref())?;
-    let token = input
-        .token
-        .as_deref()
-        .ok_or_else(|| RolloutError::Invalid("await_update needs the task token".into()))?;
     deps.registry(&region.name)
         .await
         .store_deploy_wait(&region.endpoint, &region.name, token)

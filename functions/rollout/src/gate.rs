@@ -21,12 +21,10 @@ pub async fn gate(
     deps: &RolloutDeps,
     control: &Registry,
     record: &VersionRecord,
-    boundary: Option<Boundary>,
-    poll_seconds: Option<u64>,
+    boundary: Boundary,
+    poll_seconds: u64,
 ) -> Result<Value, RolloutError> {
-    let boundary =
-        boundary.ok_or_else(|| RolloutError::Invalid("a gate task needs its boundary".into()))?;
-    let poll = Duration::from_secs(poll_seconds.unwrap_or(30));
+    let poll = Duration::from_secs(poll_seconds);
     let operator = control
         .operator_control(&record.model, &record.version)
         .await?;

@@ -44,31 +44,57 @@ pub struct RolloutDeps {
     pub sagemaker_role_arn: String,
 }
 
-/// The task input: which task, for which version (and region).
+/// The task input: which task (with what only it needs), for which version (and region).
 #[derive(Debug, Deserialize)]
 pub struct TaskInput {
-    task: String,
+    #[serde(flatten)]
+    task: Task,
     model: String,
     version: String,
     #[serde(default)]
     pub(crate) region: Option<String>,
-    #[serde(default)]
-    pub(crate) token: Option<String>,
-    #[serde(default)]
-    error: Option<Value>,
-    /// The phase boundary of a `gate` task.
-    #[serde(default)]
-    boundary: Option<meridian::operator::Boundary>,
-    /// How long a `gate` task's hold may wait before asking again (the state machine's
-    /// poll interval).
-    #[serde(default)]
-    poll_seconds: Option<u64>,
     /// Set in a drift repair's execution ([`repair`]); `null` in a rollout's.
     #[serde(default)]
     pub(crate) repair: Option<RepairTask>,
-    /// Where a `copy_files` task's lane stands.
-    #[serde(default)]
-    lane: Option<copy::Lane>,
+}
+
+/// The state machine's tasks, by the `task` name its payloads carry.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "task", rename_all = "snake_case")]
+enum Task {
+    /// Waits for the region's replicas, resumed by the replica function with `token`.
+    AwaitReplicas {
+        token: String,
+    },
+    /// Starts the fast copy: the lanes.
+    FastCopy,
+    /// Copies some of one lane's files.
+    CopyFiles {
+        lane: copy::Lane,
+    },
+    /// Writes the manifest last.
+    FastCopyDone,
+    Prepare,
+    Deploy,
+    /// Waits for the endpoint's update, resumed by the deploy-watch function with `token`.
+    AwaitUpdate {
+        token: String,
+    },
+    Status,
+    SmokeTest,
+    /// Operators' control and Meridian's bake at a phase boundary; a hold waits at most
+    /// `poll_seconds` (the state machine's poll interval) before asking again.
+    Gate {
+        boundary: meridian::operator::Boundary,
+        poll_seconds: u64,
+    },
+    Commit,
+    Rollback,
+    /// Step Functions' error object (`Error`, `Cause`) of what stopped the rollout.
+    MarkFailed {
+        #[serde(default)]
+        error: Option<Value>,
+    },
 }
 
 /// How long the commit waits for one region's replica verdict, read for the metrics
@@ -142,33 +168,39 @@ async fn run(
         Some(task) => repair::as_repaired(record, &repair::load(&control, task, &input).await?),
         None => record,
     };
-    if matches!(input.task.as_str(), "status" | "smoke_test") {
+    if matches!(input.task, Task::Status | Task::SmokeTest) {
         gate::refuse_if_aborted(&control, &record).await?;
     }
-    match (input.task.as_str(), &input.repair) {
-        ("commit", Some(task)) => {
+    match (&input.task, &input.repair) {
+        (Task::Commit, Some(task)) => {
             return repair::succeed(deps, &control, &record, task, metrics).await
         }
-        ("mark_failed", Some(task)) => {
-            return repair::fail(deps, &control, &record, task, &input, metrics).await
+        (Task::MarkFailed { error }, Some(task)) => {
+            return repair::fail(deps, &control, &record, task, error.as_ref(), metrics).await
         }
         _ => {}
     }
-    match input.task.as_str() {
-        "gate" => gate::gate(deps, &control, &record, input.boundary, input.poll_seconds).await,
-        "await_replicas" => await_replicas(deps, &record, &input).await,
-        "fast_copy" => copy::start(deps, &record, &input).await,
-        "copy_files" => copy::copy_files(deps, &record, &input).await,
-        "fast_copy_done" => copy::finish(deps, &control, &record, &input).await,
-        "prepare" => prepare(deps, &control, &record, &input).await,
-        "deploy" => deploy(deps, &control, &record, &input).await,
-        "await_update" => deploy_wait::await_update(deps, &control, &record, &input).await,
-        "status" => status(deps, &control, &record, &input).await,
-        "smoke_test" => smoke_test(deps, &control, &record, &input).await,
-        "commit" => commit(deps, &control, &record, metrics).await,
-        "rollback" => rollback(deps, &control, &record, &input).await,
-        "mark_failed" => mark_failed(deps, &control, &record, &input, metrics).await,
-        other => Err(RolloutError::Invalid(format!("unknown task {other:?}"))),
+    match &input.task {
+        Task::Gate {
+            boundary,
+            poll_seconds,
+        } => gate::gate(deps, &control, &record, *boundary, *poll_seconds).await,
+        Task::AwaitReplicas { token } => await_replicas(deps, &record, &input, token).await,
+        Task::FastCopy => copy::start(deps, &record, &input).await,
+        Task::CopyFiles { lane } => copy::copy_files(deps, &record, &input, *lane).await,
+        Task::FastCopyDone => copy::finish(deps, &control, &record, &input).await,
+        Task::Prepare => prepare(deps, &control, &record, &input).await,
+        Task::Deploy => deploy(deps, &control, &record, &input).await,
+        Task::AwaitUpdate { token } => {
+            deploy_wait::await_update(deps, &control, &record, &input, token).await
+        }
+        Task::Status => status(deps, &control, &record, &input).await,
+        Task::SmokeTest => smoke_test(deps, &control, &record, &input).await,
+        Task::Commit => commit(deps, &control, &record, metrics).await,
+        Task::Rollback => rollback(deps, &control, &record, &input).await,
+        Task::MarkFailed { error } => {
+            mark_failed(deps, &control, &record, error.as_ref(), metrics).await
+        }
     }
 }
 
@@ -180,12 +212,9 @@ async fn await_replicas(
     deps: &RolloutDeps,
     record: &VersionRecord,
     input: &TaskInput,
+    token: &str,
 ) -> Result<Value, RolloutError> {
     let region = deps.region(input.region.as_deref())?;
-    let token = input
-        .token
-        .as_deref()
-        .ok_or_else(|| RolloutError::Invalid("await_replicas needs the task token".into()))?;
     let account = images::arn_account(&deps.sagemaker_role_arn).ok_or_else(|| {
         RolloutError::Invalid(format!(
             "the SageMaker role {:?} is not an IAM role ARN with an account",
@@ -794,10 +823,10 @@ async fn mark_failed(
     deps: &RolloutDeps,
     control: &Registry,
     record: &VersionRecord,
-    input: &TaskInput,
+    error: Option<&Value>,
     metrics: &mut Vec<String>,
 ) -> Result<Value, RolloutError> {
-    let mut reason = failure_reason(input.error.as_ref());
+    let mut reason = failure_reason(error);
     let mut replicated = BTreeMap::new();
     for region in &deps.fleet.regions {
         let regional = deps.registry(&region.name).await;
@@ -871,6 +900,38 @@ pub(crate) async fn start_next(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_task_carries_what_only_it_needs_and_a_wrong_one_is_refused_by_name() {
+        let parsed = |value: Value| serde_json::from_value::<TaskInput>(value);
+        let gate = parsed(json!({
+            "task": "gate", "model": "m", "version": "v",
+            "boundary": "deployed", "poll_seconds": 30
+        }))
+        .expect("a gate task");
+        assert!(matches!(
+            gate.task,
+            Task::Gate {
+                boundary: meridian::operator::Boundary::Deployed,
+                poll_seconds: 30
+            }
+        ));
+        let status = parsed(json!({
+            "task": "status", "model": "m", "version": "v", "region": "eu-west-1", "repair": null
+        }))
+        .expect("a status task");
+        assert!(matches!(status.task, Task::Status));
+        assert_eq!(status.region.as_deref(), Some("eu-west-1"));
+        let missing = parsed(json!({ "task": "gate", "model": "m", "version": "v" }))
+            .expect_err("a gate without its boundary");
+        assert!(missing.to_string().contains("boundary"), "{missing}");
+        let unknown = parsed(json!({ "task": "launch", "model": "m", "version": "v" }))
+            .expect_err("an unknown task");
+        assert!(unknown.to_string().contains("launch"), "{unknown}");
+        let no_token = parsed(json!({ "task": "await_update", "model": "m", "version": "v" }))
+            .expect_err("a wait without its token");
+        assert!(no_token.to_string().contains("token"), "{no_token}");
+    }
 
     #[test]
     fn failure_reasons_read_lambda_errors() {

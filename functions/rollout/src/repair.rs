@@ -89,12 +89,12 @@ pub async fn fail(
     control: &Registry,
     record: &VersionRecord,
     task: &RepairTask,
-    input: &TaskInput,
+    error: Option<&Value>,
     metrics: &mut Vec<String>,
 ) -> Result<Value, RolloutError> {
     let reason = format!(
         "{}; {}",
-        failure_reason(input.error.as_ref()),
+        failure_reason(error),
         meridian::rollout_end::regions_sentence(record)
     );
     let reason = meridian::bounded::text(&reason, meridian::bounded::MAX_REASON_BYTES);
