@@ -31,6 +31,7 @@ pub mod names;
 pub mod operator;
 pub mod peers;
 pub mod prices;
+pub mod region_progress;
 pub mod regions;
 pub mod registry;
 pub mod repair;

@@ -37,6 +37,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::manifest::{Manifest, Serving};
 use crate::operator::{OperatorAction, OperatorControl, Refusal};
+pub use crate::region_progress::RegionProgress;
 use crate::repair::{Repair, RepairTask};
 pub use crate::rollout_lock::{LockHolder, QueuedVersion, RolloutLock};
 use crate::table::{dynamodb_error, from_item, is_condition_failure, json_attr, s, TableError};
@@ -81,20 +82,6 @@ pub enum VersionStatus {
     Active,
     /// Its rollout failed; every region is back on the previous version.
     Failed,
-}
-
-/// Per-region progress of a rollout, as the control region records it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct RegionProgress {
-    pub replicated: Option<DateTime<Utc>>,
-    pub fast_copied: Option<DateTime<Utc>>,
-    pub deploy_started: Option<DateTime<Utc>>,
-    pub deployed: Option<DateTime<Utc>>,
-    pub verified: Option<DateTime<Utc>>,
-    pub rolled_back: Option<DateTime<Utc>>,
-    /// The endpoint configuration the region served before this rollout.
-    pub previous_config: Option<String>,
-    pub config: Option<String>,
 }
 
 /// What the registry keeps of a version's manifest: where it is and a bounded summary.

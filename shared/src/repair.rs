@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::failover::{HealthState, RegionHealth};
-use crate::registry::RegionProgress;
+use crate::region_progress::RegionProgress;
 use crate::rollout_lock::RolloutLock;
 
 /// Where a repair is in its life.

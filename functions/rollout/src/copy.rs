@@ -161,7 +161,7 @@ pub(crate) async fn finish(
         .send()
         .await
         .map_err(|e| aws_error("copying the manifest", e))?;
-    crate::stamp(control, record, input, &region.name, |p| &mut p.fast_copied).await?;
+    crate::bookkeeping::stamp(control, record, input, &region.name, |p| &mut p.fast_copied).await?;
     tracing::info!(region = %region.name, "fast copy done");
     Ok(json!({ "region": region.name }))
 }

@@ -14,7 +14,8 @@ use meridian::registry::{Registry, VersionRecord};
 use meridian::rollout::RolloutError;
 use serde_json::{json, Value};
 
-use crate::{describe_endpoint, RolloutDeps, TaskInput};
+use crate::endpoint::describe_endpoint;
+use crate::{RolloutDeps, TaskInput};
 
 /// Stores the wait's token, then looks at the operator record and the endpoint once, and
 /// resumes itself if the rollout was aborted or the update already settled: an abort

@@ -15,7 +15,8 @@ use meridian::repair::{Repair, RepairStatus, RepairTask};
 use meridian::rollout::RolloutError;
 use serde_json::{json, Value};
 
-use crate::{failure_reason, start_next, RolloutDeps, TaskInput};
+use crate::bookkeeping::{failure_reason, start_next};
+use crate::{RolloutDeps, TaskInput};
 
 /// The repair a task belongs to, checked against the task: its record must be the region's
 /// latest (a newer drift's repair supersedes it) and name the task's version and region.
