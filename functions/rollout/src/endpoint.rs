@@ -238,16 +238,6 @@ pub(crate) async fn deploy(
             )
             .build(),
     );
-    let guard = crate::autoscaled::AwsUpdateGuard::new(&deps.clients, &region.name).await;
-    let variant = &deps.fleet.variant_name;
-    let cleared = crate::autoscaled::clear_for_update(
-        &guard,
-        &region.endpoint,
-        variant,
-        endpoint.endpoint_config_name().unwrap_or_default(),
-        &name,
-    )
-    .await?;
     if !region.alarms.is_empty() {
         let mut rollback = AutoRollbackConfig::builder();
         for alarm in region.alarms.iter().take(10) {
@@ -255,24 +245,17 @@ pub(crate) async fn deploy(
         }
         deployment = deployment.auto_rollback_configuration(rollback.build());
     }
-    let updated = sagemaker
-        .update_endpoint()
-        .endpoint_name(&region.endpoint)
-        .endpoint_config_name(&name)
-        .deployment_config(deployment.build())
-        .send()
-        .await;
-    if let Err(error) = updated {
-        let error = aws_error("updating the endpoint", error);
-        return Err(crate::autoscaled::after_refusal(
-            &guard,
-            &region.endpoint,
-            variant,
-            &cleared,
-            error,
-        )
-        .await);
-    }
+    let from = endpoint.endpoint_config_name().unwrap_or_default();
+    let deployment = Some(deployment.build());
+    update_endpoint(
+        deps,
+        &sagemaker,
+        region,
+        (from, &name),
+        deployment,
+        "updating the endpoint",
+    )
+    .await?;
     stamp(control, record, input, &region.name, |p| {
         &mut p.deploy_started
     })
@@ -430,30 +413,53 @@ pub(crate) async fn rollback(
         stamp(control, record, input, &region.name, |p| &mut p.rolled_back).await?;
         return Ok(json!({ "region": region.name, "serving": previous }));
     }
-    let guard = crate::autoscaled::AwsUpdateGuard::new(&deps.clients, &region.name).await;
-    let variant = &deps.fleet.variant_name;
-    let cleared =
-        crate::autoscaled::clear_for_update(&guard, &region.endpoint, variant, &serving, &previous)
-            .await?;
-    let updated = sagemaker
-        .update_endpoint()
-        .endpoint_name(&region.endpoint)
-        .endpoint_config_name(&previous)
-        .send()
-        .await;
-    if let Err(error) = updated {
-        let error = aws_error("rolling the endpoint back", error);
-        return Err(crate::autoscaled::after_refusal(
-            &guard,
-            &region.endpoint,
-            variant,
-            &cleared,
-            error,
-        )
-        .await);
-    }
+    let change = (serving.as_str(), previous.as_str());
+    update_endpoint(
+        deps,
+        &sagemaker,
+        region,
+        change,
+        None,
+        "rolling the endpoint back",
+    )
+    .await?;
     Err(RolloutError::Retryable(format!(
         "{} in {} is rolling back to {previous}",
         region.endpoint, region.name
     )))
+}
+
+/// `UpdateEndpoint` from one config to another (`from`, `to`) the way an autoscaled
+/// variant requires: its scalable target deregistered first when the instance type changes,
+/// and SageMaker's refusal read in that light ([`crate::autoscaled`]).
+async fn update_endpoint(
+    deps: &RolloutDeps,
+    sagemaker: &aws_sdk_sagemaker::Client,
+    region: &RegionSpec,
+    (from, to): (&str, &str),
+    deployment: Option<aws_sdk_sagemaker::types::DeploymentConfig>,
+    context: &str,
+) -> Result<(), RolloutError> {
+    let guard = crate::autoscaled::AwsUpdateGuard::new(&deps.clients, &region.name).await;
+    let variant = &deps.fleet.variant_name;
+    let cleared =
+        crate::autoscaled::clear_for_update(&guard, &region.endpoint, variant, from, to).await?;
+    let updated = sagemaker
+        .update_endpoint()
+        .endpoint_name(&region.endpoint)
+        .endpoint_config_name(to)
+        .set_deployment_config(deployment)
+        .send()
+        .await;
+    match updated {
+        Ok(_) => Ok(()),
+        Err(error) => Err(crate::autoscaled::after_refusal(
+            &guard,
+            &region.endpoint,
+            variant,
+            &cleared,
+            aws_error(context, error),
+        )
+        .await),
+    }
 }
