@@ -394,21 +394,26 @@ async fn an_endpoint_update_sends_sagemakers_endpoint_events() {
     // Nobody describes the endpoint: its end is noticed and announced all the same.
     let seen = std::sync::Mutex::new(Vec::new());
     let (sqs, queue, next_name, seen_so_far) = (&sqs, &queue, next.as_str(), &seen);
+    // EventBridge delivers the two events independently, in any order: wait for both ends.
     eventually(
-        "the endpoint's in-service event",
+        "the endpoint's in-service event and the deployment's end",
         WITHIN,
         move || async move {
             let mut batch = Vec::new();
             drain(sqs, queue, &mut batch).await;
             let mut seen = seen_so_far.lock().expect("lock");
             seen.extend(batch);
-            seen.iter()
-                .any(|e| {
-                    e["detail-type"] == ENDPOINT_STATE_CHANGE
-                        && e["detail"]["EndpointStatus"] == "IN_SERVICE"
-                        && e["detail"]["EndpointConfigName"] == next_name
-                })
-                .then_some(())
+            let in_service = seen.iter().any(|e| {
+                e["detail-type"] == ENDPOINT_STATE_CHANGE
+                    && e["detail"]["EndpointStatus"] == "IN_SERVICE"
+                    && e["detail"]["EndpointConfigName"] == next_name
+            });
+            let deployment_ended = seen.iter().any(|e| {
+                e["detail-type"] == DEPLOYMENT_STATE_CHANGE
+                    && serde_json::from_value::<EndpointChange>(e["detail"].clone())
+                        .is_ok_and(|d| d.settled())
+            });
+            (in_service && deployment_ended).then_some(())
         },
     )
     .await;
