@@ -36,6 +36,7 @@ pub mod regions;
 pub mod registry;
 pub mod repair;
 pub mod replica_check;
+pub mod replica_record;
 pub mod rollout;
 pub mod rollout_end;
 pub mod rollout_lock;

@@ -8,8 +8,8 @@
 //! | rollout lock + queue of the fleet's endpoints (every model) | `endpoints` | `lock` | control region |
 //! | a region's latest drift repair ([`crate::repair`]) | `endpoints` | `repair#<region>` | control region (primary's failback tick, rollout tasks) |
 //! | operator control of a rollout | `rollout#<m>#<v>` | `control` | control region (CLI) |
-//! | replica check of a file | `rollout#<m>#<v>` | `file#<region>#<path>` | that region (replica function) |
-//! | files verified so far | `rollout#<m>#<v>` | `verified#<region>` | that region (replica function) |
+//! | files verified, a number set per 100 files ([`crate::replica_record`]) | `rollout#<m>#<v>` | `verified#<region>#<chunk>` | that region (replica function) |
+//! | failed replica check of a file | `rollout#<m>#<v>` | `file#<region>#<path>` | that region (replica function) |
 //! | region ready / failed | `rollout#<m>#<v>` | `ready#<region>` | that region (replica function) |
 //! | waiting task token | `rollout#<m>#<v>` | `token#<region>` | control, written into that region's replica |
 //!
@@ -770,94 +770,6 @@ impl Registry {
         Err(RegistryError::Unavailable(format!(
             "operator control of {model}/{version}: too many concurrent updates"
         )))
-    }
-
-    /// Records a replica check (written by the region's replica function). A file's first
-    /// passing check (or one that replaces a failed check) also counts it in the region's
-    /// `verified#<region>` item, so one file's event learns whether the region is complete
-    /// without reading every file's check; the new count is returned. A passing check of a
-    /// file already verified (a duplicate event) changes nothing and returns `None`.
-    pub async fn record_file(
-        &self,
-        model: &str,
-        version: &str,
-        region: &str,
-        check: &FileCheck,
-    ) -> Result<Option<u64>, RegistryError> {
-        let (pk, sk) = (
-            rollout_key(model, version),
-            format!("file#{region}#{}", check.path),
-        );
-        let body =
-            serde_json::to_string(check).map_err(|e| RegistryError::Corrupt(e.to_string()))?;
-        if item_bytes(&[("pk", &pk), ("sk", &sk), ("body", &body), ("ok", "")]) > MAX_ITEM_BYTES {
-            return Err(RegistryError::Rejected(format!(
-                "the check of {} is over DynamoDB's item limit",
-                check.path
-            )));
-        }
-        let mut put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .item("pk", s(pk.clone()))
-            .item("sk", s(sk))
-            .item("body", s(body))
-            .item("ok", AttributeValue::Bool(check.ok));
-        if check.ok {
-            put = put
-                .condition_expression("attribute_not_exists(pk) OR ok = :failed")
-                .expression_attribute_values(":failed", AttributeValue::Bool(false));
-        }
-        match put.send().await {
-            Ok(_) if check.ok => {}
-            Ok(_) => return Ok(None),
-            Err(error) if is_condition_failure(&error) => return Ok(None),
-            Err(error) => return Err(dynamodb_error("recording a replica check", error)),
-        }
-        let counted = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(pk))
-            .key("sk", s(format!("verified#{region}")))
-            .update_expression("ADD verified :one")
-            .expression_attribute_values(":one", AttributeValue::N("1".into()))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
-            .send()
-            .await
-            .map_err(|e| dynamodb_error("counting a verified replica", e))?;
-        counted
-            .attributes()
-            .and_then(|a| a.get("verified"))
-            .and_then(|v| v.as_n().ok())
-            .and_then(|n| n.parse().ok())
-            .map(Some)
-            .ok_or_else(|| RegistryError::Corrupt(format!("verified#{region}: no count")))
-    }
-
-    /// The replica checks of a region, strongly consistent in that region's replica.
-    pub async fn file_checks(
-        &self,
-        model: &str,
-        version: &str,
-        region: &str,
-    ) -> Result<Vec<FileCheck>, RegistryError> {
-        let pages = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .consistent_read(true)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-            .expression_attribute_values(":pk", s(rollout_key(model, version)))
-            .expression_attribute_values(":prefix", s(format!("file#{region}#")))
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<Vec<_>, _>>()
-            .await
-            .map_err(|e| dynamodb_error("reading replica checks", e))?;
-        pages.iter().map(|i| from_item(i, "file check")).collect()
     }
 
     /// Records a region ready (or failed) once; the first verdict stands.

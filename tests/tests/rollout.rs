@@ -634,14 +634,18 @@ async fn a_multipart_fast_copy_resumes_part_way_and_is_verified_by_its_checksum(
         table: fleet.registry_table.clone(),
     };
     let checks = regional
-        .file_checks("llama", "1", &eu.name)
+        .region_checks(("llama", "1"), &eu.name)
         .await
-        .expect("file checks");
-    let check = checks
+        .expect("replica checks");
+    let large_file = manifest
+        .files
         .iter()
-        .find(|c| c.path == "weights/large.safetensors")
-        .expect("the large file was checked");
-    assert!(check.ok && check.detail.contains("CRC64NVME"), "{check:?}");
+        .position(|f| f.path == "weights/large.safetensors")
+        .expect("the large file is in the manifest");
+    assert!(
+        checks.by_checksum.contains(&large_file),
+        "the large file verified by its CRC64NVME: {checks:?}"
+    );
     assert_eq!(
         read_validated(&s3, &eu.bucket, &key)
             .await

@@ -14,6 +14,7 @@ use meridian::function::invoke;
 use meridian::manifest::{describe_dir, manifest_key, Manifest, Serving};
 use meridian::names::{function_name, FunctionRole};
 use meridian::registry::{Registry, VersionRecord, VersionStatus};
+use meridian::replica_record::Verification;
 use meridian_local::calls::ApiCall;
 use meridian_local::{Functions, Invocation, LocalCloud};
 use meridian_replica::ReplicaDeps;
@@ -148,18 +149,22 @@ async fn settled(cloud: &LocalCloud, version: &str) -> VersionRecord {
     .await
 }
 
-/// The recorded check of every file in every region: (region, path, detail).
-async fn checks(cloud: &LocalCloud, version: &str) -> Vec<(String, String, String)> {
+/// How every file was verified in every region: (region, file index, how); no check
+/// failed.
+async fn checks(cloud: &LocalCloud, version: &str) -> Vec<(String, usize, Verification)> {
     let mut all = Vec::new();
     for region in &cloud.fleet().regions {
         let registry = registry(cloud, &region.name).await;
-        for check in registry
-            .file_checks("llama", version, &region.name)
+        let checks = registry
+            .region_checks(("llama", version), &region.name)
             .await
-            .expect("file checks")
-        {
-            assert!(check.ok, "{}: {check:?}", region.name);
-            all.push((region.name.clone(), check.path, check.detail));
+            .expect("replica checks");
+        assert!(checks.failed.is_empty(), "{}: {checks:?}", region.name);
+        for index in &checks.by_checksum {
+            all.push((region.name.clone(), *index, Verification::Checksum));
+        }
+        for index in &checks.by_hash {
+            all.push((region.name.clone(), *index, Verification::Hash));
         }
     }
     all
@@ -299,11 +304,8 @@ async fn replicas_with_the_manifests_checksum_are_verified_without_reading_a_byt
     assert_eq!(record.status, VersionStatus::Active, "{record:?}");
     let checks = checks(&cloud, "1").await;
     assert_eq!(checks.len(), 3 * manifest.files.len());
-    for (region, path, detail) in checks {
-        assert_eq!(
-            detail, "size and CRC64NVME match (S3's full-object checksum; not read)",
-            "{region} {path}"
-        );
+    for (region, file, how) in checks {
+        assert_eq!(how, Verification::Checksum, "{region} file {file}");
     }
     cloud.shutdown().await.expect("shutdown");
 }
@@ -323,8 +325,8 @@ async fn an_older_manifest_without_checksums_is_verified_by_reading_and_hashing(
     }
     let record = settled(&cloud, "1").await;
     assert_eq!(record.status, VersionStatus::Active, "{record:?}");
-    for (region, path, detail) in checks(&cloud, "1").await {
-        assert_eq!(detail, "size and SHA-256 match", "{region} {path}");
+    for (region, file, how) in checks(&cloud, "1").await {
+        assert_eq!(how, Verification::Hash, "{region} file {file}");
     }
     cloud.shutdown().await.expect("shutdown");
 }
@@ -371,8 +373,8 @@ async fn files_without_a_full_object_checksum_are_hashed_a_bounded_slice_per_inv
     }
     let record = settled(&cloud, "1").await;
     assert_eq!(record.status, VersionStatus::Active, "{record:?}");
-    for (region, path, detail) in checks(&cloud, "1").await {
-        assert_eq!(detail, "size and SHA-256 match", "{region} {path}");
+    for (region, file, how) in checks(&cloud, "1").await {
+        assert_eq!(how, Verification::Hash, "{region} file {file}");
     }
     cloud.shutdown().await.expect("shutdown");
 }

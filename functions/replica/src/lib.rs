@@ -2,12 +2,12 @@
 //! checked against the registered manifest — by `HeadObject` alone when the manifest
 //! records the file's CRC64NVME and S3 reports the replica's full-object CRC64NVME, else by
 //! size and a streamed SHA-256, at most [`ReplicaDeps::hash_budget`] bytes per invocation
-//! (`meridian::replica_check`) — the check is recorded, and once the region holds every
-//! file verified (or one file failed) the region's verdict is recorded and the waiting rollout task is resumed. The file list
+//! (`meridian::replica_check`) — the check is recorded (`meridian::replica_record`), and
+//! once the region holds every file verified (or one file failed) the region's verdict is
+//! recorded and the waiting rollout task is resumed. The file list
 //! comes from the version's `manifest.json` in this region's own bucket (the registry
 //! keeps only its digest and summary), used once its digest is the registered one.
 
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
@@ -22,6 +22,7 @@ use meridian::function::{Handler, Outcome};
 use meridian::manifest::{FileEntry, Manifest, MANIFEST_FILE};
 use meridian::manifest_store::{self, Stored};
 use meridian::registry::{FileCheck, Readiness, Registry, VersionRecord};
+use meridian::replica_record::Verification;
 use meridian::replica_check::{self, ByMetadata, ReplicaHead};
 use meridian::rollout::{aws_error, retryable, RolloutError};
 use serde_json::{json, Value};
@@ -202,13 +203,12 @@ pub fn split_key(key: &str) -> Option<(String, String, String)> {
         .then(|| (model.to_owned(), version.to_owned(), path.to_owned()))
 }
 
-/// Checks the files `trigger` calls for (one data file; every file for the manifest or
-/// `None`), records the checks, and settles the region when it can. One file's passing
-/// check settles the region by the count of verified files the registry keeps, without
-/// reading every file's check (a 10,000-file version would read 10,000 items per event);
-/// the manifest's arrival (and the fast copy, which writes it again) checks every file not
-/// yet verified and settles by reading every check, which also heals a count that missed
-/// a file (an invocation that ended between the check and the count).
+/// Checks the files `trigger` calls for (one data file; every file not yet verified for
+/// the manifest or `None`), records the checks, and settles the region when it can. One
+/// file's passing check reads the region's record only when it fills a chunk of the
+/// verified sets (`meridian::replica_record`): only then can the region be complete. The
+/// manifest's arrival (and the fast copy, which writes it again) sweeps every file not yet
+/// verified and always reads the record, which heals whatever a lost event left undone.
 pub async fn verify_region(
     deps: &ReplicaDeps,
     manifest: &Manifest,
@@ -216,138 +216,146 @@ pub async fn verify_region(
     trigger: Option<&str>,
 ) -> Result<Value, RolloutError> {
     let (model, version, region) = (&manifest.model, &manifest.version, &deps.region);
+    let rollout = (model.as_str(), version.as_str());
     if let Some(readiness) = deps.registry.readiness(model, version, region).await? {
         notify(deps, model, version, &readiness).await?;
         return Ok(json!({ "region": region, "settled": readiness }));
     }
+    let total = manifest.files.len();
     match trigger {
         Some(path) if path != MANIFEST_FILE => {
-            let Some(file) = manifest.files.iter().find(|f| f.path == path) else {
+            let Some(index) = manifest.files.iter().position(|f| f.path == path) else {
                 return Ok(json!({ "ignored": path, "why": "not a file of the manifest" }));
             };
-            let Some(check) = check_file(deps, manifest, bucket, file).await? else {
-                return Ok(json!({ "region": region, "waiting_for": path }));
-            };
-            let counted = deps
-                .registry
-                .record_file(model, version, region, &check)
-                .await?;
-            if check.ok {
-                let total = manifest.files.len();
-                return match counted {
-                    Some(verified) if verified as usize >= total => {
-                        let verdict = Readiness {
-                            ready: true,
-                            reason: format!("{total} files verified in {region}"),
-                            at: Utc::now(),
-                        };
-                        settle(deps, model, version, &verdict).await
+            let file = &manifest.files[index];
+            match check_file(deps, manifest, bucket, file).await? {
+                None => return Ok(json!({ "region": region, "waiting_for": path })),
+                Some(Found::Verified(how)) => {
+                    let filled = deps
+                        .registry
+                        .record_verified(rollout, region, &[index], how, total)
+                        .await?;
+                    if !filled {
+                        return Ok(json!({ "region": region, "verified": path }));
                     }
-                    _ => Ok(json!({ "region": region, "verified": counted, "of": total })),
-                };
+                }
+                Some(Found::Failed(check)) => {
+                    deps.registry
+                        .record_failed(rollout, region, index, &check)
+                        .await?;
+                }
             }
         }
-        _ => check_unverified(deps, manifest, bucket).await?,
+        _ => sweep(deps, manifest, bucket).await?,
     }
-    let checks = deps.registry.file_checks(model, version, region).await?;
+    let checks = deps.registry.region_checks(rollout, region).await?;
     let failed: Vec<String> = checks
+        .failures()
         .iter()
-        .filter(|c| !c.ok)
         .map(|c| format!("{}: {}", c.path, c.detail))
         .collect();
-    let ok = verified_paths(&checks);
-    let verified = manifest
-        .files
-        .iter()
-        .filter(|f| ok.contains(f.path.as_str()))
-        .count();
     let verdict = if !failed.is_empty() {
         Readiness {
             ready: false,
             reason: format!(
-                "replica check failed in {region} ({} of {} files): {}",
+                "replica check failed in {region} ({} of {total} files): {}",
                 failed.len(),
-                manifest.files.len(),
                 meridian::bounded::list(&failed, meridian::bounded::MAX_REASON_BYTES - 100)
             ),
             at: Utc::now(),
         }
-    } else if verified == manifest.files.len() {
+    } else if checks.complete(total) {
         Readiness {
             ready: true,
-            reason: format!("{verified} files verified in {region}"),
+            reason: format!("{total} files verified in {region}"),
             at: Utc::now(),
         }
     } else {
-        return Ok(json!({ "region": region, "verified": verified, "of": manifest.files.len() }));
+        let verified = checks.verified().len();
+        return Ok(json!({ "region": region, "verified": verified, "of": total }));
     };
     settle(deps, model, version, &verdict).await
 }
 
+/// Files a sweep looks at before recording what it found: an invocation that ends early
+/// keeps the batches recorded so far.
+const SWEEP_BATCH: usize = 1_000;
+
 /// Checks (and records) every file of the manifest not yet verified in the region: all of
-/// them by their metadata first (no byte read), then those their metadata cannot tell by
-/// hashing, at most `deps.hash_budget` bytes in this invocation. A file refused by its
-/// metadata ends the check (the region fails; nothing more is read). When files are left to
-/// hash, a retryable error says so: the event's retry (Lambda retries an asynchronous
-/// invocation twice) continues from the checks recorded so far, and the fast copy after
-/// the replica timeout re-drives whatever is left (each copied file's own event checks it).
-async fn check_unverified(
-    deps: &ReplicaDeps,
-    manifest: &Manifest,
-    bucket: &str,
-) -> Result<(), RolloutError> {
+/// them by their metadata first (no byte read), a batch at a time, then those their
+/// metadata cannot tell by hashing, at most `deps.hash_budget` bytes in this invocation.
+/// A file refused by its metadata ends the sweep (the region fails; nothing more is read).
+/// When files are left to hash, a retryable error says so: the event's retry (Lambda
+/// retries an asynchronous invocation twice) continues from the checks recorded so far,
+/// and the fast copy after the replica timeout re-drives whatever is left (each copied
+/// file's own event checks it).
+async fn sweep(deps: &ReplicaDeps, manifest: &Manifest, bucket: &str) -> Result<(), RolloutError> {
     let (model, version, region) = (&manifest.model, &manifest.version, &deps.region);
-    let checks = deps.registry.file_checks(model, version, region).await?;
-    let done = verified_paths(&checks);
-    let looks: Vec<_> = manifest
-        .files
-        .iter()
-        .filter(|f| !done.contains(f.path.as_str()))
-        .map(|file| async move {
-            let looked = look(deps, manifest, bucket, file).await?;
-            if let Looked::Decided(check) = &looked {
+    let rollout = (model.as_str(), version.as_str());
+    let total = manifest.files.len();
+    let recorded = deps.registry.region_checks(rollout, region).await?;
+    let unverified: Vec<usize> = (0..total).filter(|i| !recorded.is_verified(*i)).collect();
+    let mut to_hash = Vec::new();
+    for batch in unverified.chunks(SWEEP_BATCH) {
+        let looks = batch.iter().copied().map(|index| async move {
+            let looked = look(deps, manifest, bucket, &manifest.files[index]).await?;
+            Ok::<_, RolloutError>((index, looked))
+        });
+        let looked: Vec<(usize, Looked)> = stream::iter(looks)
+            .buffered(CHECK_CONCURRENCY)
+            .try_collect()
+            .await?;
+        let mut verified = Vec::new();
+        let mut refused = Vec::new();
+        for (index, looked) in looked {
+            match looked {
+                Looked::Missing => {}
+                Looked::Verified => verified.push(index),
+                Looked::Refused(check) => refused.push((index, check)),
+                Looked::NeedsHash => to_hash.push(index),
+            }
+        }
+        deps.registry
+            .record_verified(rollout, region, &verified, Verification::Checksum, total)
+            .await?;
+        if !refused.is_empty() {
+            for (index, check) in &refused {
                 deps.registry
-                    .record_file(model, version, region, check)
+                    .record_failed(rollout, region, *index, check)
                     .await?;
             }
-            Ok::<_, RolloutError>((file, looked))
-        })
-        .collect();
-    let looked: Vec<(&FileEntry, Looked)> = stream::iter(looks)
-        .buffered(CHECK_CONCURRENCY)
-        .try_collect()
-        .await?;
-    if looked
-        .iter()
-        .any(|(_, l)| matches!(l, Looked::Decided(check) if !check.ok))
-    {
-        return Ok(());
+            return Ok(());
+        }
     }
-    let to_hash: Vec<&FileEntry> = looked
-        .iter()
-        .filter(|(_, l)| matches!(l, Looked::NeedsHash))
-        .map(|(file, _)| *file)
-        .collect();
-    let sizes: Vec<u64> = to_hash.iter().map(|f| f.size).collect();
+    let sizes: Vec<u64> = to_hash.iter().map(|&i| manifest.files[i].size).collect();
     let now = replica_check::hash_now(&sizes, deps.hash_budget);
-    let hashing: Vec<_> = to_hash[..now]
-        .iter()
-        .map(|file| async move {
-            let Some(check) = hash_replica(deps, manifest, bucket, file).await? else {
-                return Ok(true);
-            };
-            deps.registry
-                .record_file(model, version, region, &check)
-                .await?;
-            Ok::<_, RolloutError>(check.ok)
-        })
-        .collect();
-    let passed: Vec<bool> = stream::iter(hashing)
+    let hashing = to_hash[..now].iter().copied().map(|index| async move {
+        let found = hash_replica(deps, manifest, bucket, &manifest.files[index]).await?;
+        Ok::<_, RolloutError>((index, found))
+    });
+    let hashed: Vec<(usize, Option<Found>)> = stream::iter(hashing)
         .buffer_unordered(CHECK_CONCURRENCY)
         .try_collect()
         .await?;
+    let mut verified = Vec::new();
+    let mut damaged = false;
+    for (index, found) in hashed {
+        match found {
+            None => {}
+            Some(Found::Verified(_)) => verified.push(index),
+            Some(Found::Failed(check)) => {
+                deps.registry
+                    .record_failed(rollout, region, index, &check)
+                    .await?;
+                damaged = true;
+            }
+        }
+    }
+    deps.registry
+        .record_verified(rollout, region, &verified, Verification::Hash, total)
+        .await?;
     let left = &sizes[now..];
-    if left.is_empty() || passed.contains(&false) {
+    if left.is_empty() || damaged {
         // Done, or a damaged replica fails the region now, whatever is left.
         return Ok(());
     }
@@ -380,21 +388,21 @@ async fn settle(
     Ok(json!({ "region": region, "settled": settled }))
 }
 
-/// The paths verified so far.
-fn verified_paths(checks: &[FileCheck]) -> HashSet<&str> {
-    checks
-        .iter()
-        .filter(|c| c.ok)
-        .map(|c| c.path.as_str())
-        .collect()
+/// What checking one replica found.
+#[derive(Debug)]
+pub enum Found {
+    Verified(Verification),
+    Failed(FileCheck),
 }
 
 /// What a replica's metadata says.
 enum Looked {
     /// Not in the bucket (yet).
     Missing,
-    /// Verified or refused by its metadata.
-    Decided(FileCheck),
+    /// Its size and full-object CRC64NVME match the manifest.
+    Verified,
+    /// Its metadata contradicts the manifest.
+    Refused(FileCheck),
     /// Only reading and hashing it can tell.
     NeedsHash,
 }
@@ -429,17 +437,16 @@ async fn look(
             .filter(|_| full_object)
             .map(str::to_owned),
     };
-    let (ok, detail) = match replica_check::by_metadata(file, &head) {
-        ByMetadata::Verified(detail) => (true, detail),
-        ByMetadata::Refused(detail) => (false, detail),
-        ByMetadata::NeedsHash => return Ok(Looked::NeedsHash),
-    };
-    Ok(Looked::Decided(FileCheck {
-        path: file.path.clone(),
-        ok,
-        detail,
-        at: Utc::now(),
-    }))
+    Ok(match replica_check::by_metadata(file, &head) {
+        ByMetadata::Verified(_) => Looked::Verified,
+        ByMetadata::Refused(detail) => Looked::Refused(FileCheck {
+            path: file.path.clone(),
+            ok: false,
+            detail,
+            at: Utc::now(),
+        }),
+        ByMetadata::NeedsHash => Looked::NeedsHash,
+    })
 }
 
 /// Compares one replica with its manifest entry, by its metadata when that tells, else by
@@ -450,10 +457,11 @@ pub async fn check_file(
     manifest: &Manifest,
     bucket: &str,
     file: &FileEntry,
-) -> Result<Option<FileCheck>, RolloutError> {
+) -> Result<Option<Found>, RolloutError> {
     match look(deps, manifest, bucket, file).await? {
         Looked::Missing => Ok(None),
-        Looked::Decided(check) => Ok(Some(check)),
+        Looked::Verified => Ok(Some(Found::Verified(Verification::Checksum))),
+        Looked::Refused(check) => Ok(Some(Found::Failed(check))),
         Looked::NeedsHash => hash_replica(deps, manifest, bucket, file).await,
     }
 }
@@ -465,7 +473,7 @@ async fn hash_replica(
     manifest: &Manifest,
     bucket: &str,
     file: &FileEntry,
-) -> Result<Option<FileCheck>, RolloutError> {
+) -> Result<Option<Found>, RolloutError> {
     let key = manifest.object_key(file);
     // The SHA-256 below is the check; S3's own response checksums are composite for
     // multipart objects and need not be validated again here.
@@ -487,15 +495,17 @@ async fn hash_replica(
         }
         Err(error) => return Err(aws_error("reading a replica", error)),
     };
-    let at = Utc::now();
-    let size = object.content_length().unwrap_or(0);
-    if size != file.size as i64 {
-        return Ok(Some(FileCheck {
+    let failed = |detail: String| {
+        Some(Found::Failed(FileCheck {
             path: file.path.clone(),
             ok: false,
-            detail: format!("size {size}, manifest says {}", file.size),
-            at,
-        }));
+            detail,
+            at: Utc::now(),
+        }))
+    };
+    let size = object.content_length().unwrap_or(0);
+    if size != file.size as i64 {
+        return Ok(failed(format!("size {size}, manifest says {}", file.size)));
     }
     let mut body = object.body;
     let mut hasher = Sha256::new();
@@ -507,21 +517,11 @@ async fn hash_replica(
         hasher.update(&chunk);
     }
     let digest = hex::encode(hasher.finalize());
-    Ok(Some(if digest == file.sha256 {
-        FileCheck {
-            path: file.path.clone(),
-            ok: true,
-            detail: "size and SHA-256 match".into(),
-            at,
-        }
+    Ok(if digest == file.sha256 {
+        Some(Found::Verified(Verification::Hash))
     } else {
-        FileCheck {
-            path: file.path.clone(),
-            ok: false,
-            detail: format!("SHA-256 {digest}, manifest says {}", file.sha256),
-            at,
-        }
-    }))
+        failed(format!("SHA-256 {digest}, manifest says {}", file.sha256))
+    })
 }
 
 /// Resumes the waiting rollout task of this region, if its token is stored yet.

@@ -98,15 +98,11 @@ pub(crate) async fn copy_files(
         )));
     }
     let files = copy_plan::lanes(&sizes, lane.count).swap_remove(lane.index);
-    let verified: BTreeSet<String> = deps
+    let verified = deps
         .registry(&region.name)
         .await
-        .file_checks(&record.model, &record.version, &region.name)
-        .await?
-        .into_iter()
-        .filter(|c| c.ok)
-        .map(|c| c.path)
-        .collect();
+        .region_checks((&record.model, &record.version), &region.name)
+        .await?;
     let copier = Copier {
         s3: deps.clients.s3(&region.name).await,
         from: &deps.fleet.primary_bucket,
@@ -120,7 +116,7 @@ pub(crate) async fn copy_files(
             break;
         }
         let file = &manifest.files[index];
-        if !verified.contains(&file.path) && !copier.finished(&manifest, file).await? {
+        if !verified.is_verified(index) && !copier.finished(&manifest, file).await? {
             let key = manifest.object_key(file);
             if !copier.copy(&key, file, &mut budget).await? {
                 break;

@@ -212,10 +212,10 @@ async fn verify_everywhere(cloud: &LocalCloud, manifest: &Manifest) -> Result<f6
     futures::future::try_join_all(regions.iter().map(|(deps, bucket)| {
         stream::iter(&manifest.files)
             .map(move |file| async move {
-                let check = meridian_replica::check_file(deps, manifest, bucket, file)
+                let found = meridian_replica::check_file(deps, manifest, bucket, file)
                     .await?
                     .with_context(|| format!("{} is missing in {bucket}", file.path))?;
-                if !check.ok {
+                if let meridian_replica::Found::Failed(check) = found {
                     bail!("{} in {bucket}: {}", check.path, check.detail);
                 }
                 Ok(())
