@@ -90,6 +90,14 @@ pub async fn provision(
             names::FAILBACK_SCHEDULE,
         )
         .await?;
+        schedule(
+            clients,
+            fleet,
+            &region.name,
+            FunctionRole::Replica,
+            names::REPLICA_RECONCILE_SCHEDULE,
+        )
+        .await?;
     }
     let primary = fleet
         .region(&fleet.primary_region)

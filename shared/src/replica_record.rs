@@ -81,9 +81,7 @@ pub fn chunk_of(index: usize) -> usize {
 
 /// The number of files in chunk `chunk` of a version of `total` files.
 pub fn chunk_len(chunk: usize, total: usize) -> usize {
-    total
-        .saturating_sub(chunk * CHUNK_FILES)
-        .min(CHUNK_FILES)
+    total.saturating_sub(chunk * CHUNK_FILES).min(CHUNK_FILES)
 }
 
 /// `indices` grouped by chunk.

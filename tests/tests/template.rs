@@ -568,6 +568,7 @@ fn check_event_source(
             let schedule = match role {
                 FunctionRole::Failback => names::FAILBACK_SCHEDULE,
                 FunctionRole::Rollout => names::ROLLOUT_RECONCILE_SCHEDULE,
+                FunctionRole::Replica => names::REPLICA_RECONCILE_SCHEDULE,
                 other => panic!("{context}: {other:?} is not scheduled"),
             };
             assert_eq!(

@@ -454,3 +454,52 @@ async fn a_replica_whose_checksum_differs_is_refused_with_the_reason() {
     );
     cloud.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regions_whose_object_created_events_are_all_lost_are_verified_by_the_replica_schedule() {
+    let cloud = start_cloud_for(fleet(), Functions::new(), true).await;
+    let mut deps = BTreeMap::new();
+    for region in &cloud.fleet().regions {
+        let replica = replica_function(&cloud, &region.name, u64::MAX).await;
+        deps.insert(region.name.clone(), std::sync::Arc::new(replica));
+    }
+    let lost = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = lost.clone();
+    // Every Object Created event is lost; only the schedule's ticks reach the function.
+    cloud.functions().register(
+        function_name(&cloud.fleet().name, FunctionRole::Replica),
+        move |invocation: Invocation| {
+            let (deps, lost) = (deps.clone(), counter.clone());
+            async move {
+                if invocation.payload["detail-type"] != "Scheduled Event" {
+                    lost.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return Ok(json!({ "lost": "by the test" }));
+                }
+                let replica = deps.get(&invocation.region).expect("a fleet region");
+                let outcome = invoke(&**replica, invocation.payload).await;
+                outcome.result.map_err(|error| {
+                    meridian_local::FunctionError::new(
+                        meridian::NamedError::error_name(&error),
+                        error.to_string(),
+                    )
+                })
+            }
+        },
+    );
+    let dir = model_dir(5);
+    let manifest = upload(&cloud, dir.path(), "1", Stored::Crc64Nvme, true).await;
+    // Within WITHIN (90 s), well before the 300 s replica timeout and its fast copy.
+    let record = settled(&cloud, "1").await;
+    assert_eq!(record.status, VersionStatus::Active, "{record:?}");
+    let lost = lost.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        lost >= 3 * (manifest.files.len() + 1),
+        "every replica's event was lost ({lost})"
+    );
+    let checks = checks(&cloud, "1").await;
+    assert_eq!(checks.len(), 3 * manifest.files.len(), "{checks:?}");
+    assert!(checks
+        .iter()
+        .all(|(_, _, how)| *how == Verification::Checksum));
+    cloud.shutdown().await.expect("shutdown");
+}

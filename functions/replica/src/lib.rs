@@ -10,6 +10,8 @@
 
 use std::sync::{Arc, Mutex};
 
+mod reconcile;
+
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use aws_sdk_s3::types::{ChecksumMode, ChecksumType};
 use chrono::Utc;
@@ -22,9 +24,10 @@ use meridian::function::{Handler, Outcome};
 use meridian::manifest::{FileEntry, Manifest, MANIFEST_FILE};
 use meridian::manifest_store::{self, Stored};
 use meridian::registry::{FileCheck, Readiness, Registry, VersionRecord};
-use meridian::replica_record::Verification;
 use meridian::replica_check::{self, ByMetadata, ReplicaHead};
+use meridian::replica_record::Verification;
 use meridian::rollout::{aws_error, retryable, RolloutError};
+use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -65,7 +68,7 @@ impl ReplicaDeps {
 
     /// The registered manifest of `record`, from this region's bucket; or what the bucket
     /// holds instead.
-    async fn manifest(
+    pub(crate) async fn manifest(
         &self,
         record: &VersionRecord,
         bucket: &str,
@@ -94,22 +97,48 @@ impl ReplicaDeps {
 /// every file.
 const CHECK_CONCURRENCY: usize = 8;
 
-/// The event this function's EventBridge rule delivers: S3's `Object Created` of
-/// the regional bucket.
-pub type Event = EventBridgeEvent<ObjectCreated>;
+/// What this function's rules deliver: S3's `Object Created` of the regional bucket, or
+/// the reconcile schedule's event ([`reconcile`]).
+#[derive(Debug)]
+pub enum Event {
+    ObjectCreated(EventBridgeEvent<ObjectCreated>),
+    Scheduled(EventBridgeEvent<Value>),
+}
+
+/// EventBridge's `detail-type` of a scheduled rule's event.
+const SCHEDULED_EVENT: &str = "Scheduled Event";
+
+impl<'de> Deserialize<'de> for Event {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        if value.get("detail-type").and_then(Value::as_str) == Some(SCHEDULED_EVENT) {
+            serde_json::from_value(value).map(Event::Scheduled)
+        } else {
+            serde_json::from_value(value).map(Event::ObjectCreated)
+        }
+        .map_err(serde::de::Error::custom)
+    }
+}
 
 impl Handler for ReplicaDeps {
     type Event = Event;
     type Error = RolloutError;
-    const EVENT: &'static str = "an S3 Object Created EventBridge event";
+    const EVENT: &'static str =
+        "an S3 Object Created EventBridge event or the replica schedule's Scheduled Event";
 
     async fn handle(&self, event: Event) -> Outcome<RolloutError> {
-        handle(self, event).await.into()
+        match event {
+            Event::ObjectCreated(event) => handle(self, event).await.into(),
+            Event::Scheduled(_) => reconcile::reconcile(self).await.into(),
+        }
     }
 }
 
 /// Handles one `Object Created` event of the regional bucket.
-async fn handle(deps: &ReplicaDeps, event: Event) -> Result<Value, RolloutError> {
+async fn handle(
+    deps: &ReplicaDeps,
+    event: EventBridgeEvent<ObjectCreated>,
+) -> Result<Value, RolloutError> {
     let bucket = event.detail.bucket.name.as_str();
     let key = event
         .detail
@@ -149,18 +178,7 @@ async fn handle(deps: &ReplicaDeps, event: Event) -> Result<Value, RolloutError>
             );
         }
         Err(Stored::Other(detail)) => {
-            // The version's own manifest.json is a replica like any file: a damaged one
-            // fails the region.
-            let verdict = Readiness {
-                ready: false,
-                reason: format!(
-                    "replica check failed in {}: {MANIFEST_FILE}: {}",
-                    deps.region,
-                    meridian::bounded::text(&detail, meridian::bounded::MAX_REASON_BYTES)
-                ),
-                at: Utc::now(),
-            };
-            return settle(deps, &model, &version, &verdict).await;
+            return settle(deps, &model, &version, &damaged_manifest(deps, &detail)).await;
         }
         Err(_) => {
             return Err(RolloutError::Retryable(format!(
@@ -185,6 +203,20 @@ fn manifest_path(manifest: &Manifest, key: &str, path: String) -> String {
         .map(|(_, _, decoded)| decoded)
         .filter(|decoded| known(decoded))
         .unwrap_or(path)
+}
+
+/// The verdict on a region whose `manifest.json` is not the registered one: the
+/// version's own manifest is a replica like any file, and a damaged one fails the region.
+fn damaged_manifest(deps: &ReplicaDeps, detail: &str) -> Readiness {
+    Readiness {
+        ready: false,
+        reason: format!(
+            "replica check failed in {}: {MANIFEST_FILE}: {}",
+            deps.region,
+            meridian::bounded::text(detail, meridian::bounded::MAX_REASON_BYTES)
+        ),
+        at: Utc::now(),
+    }
 }
 
 fn bucket_of(deps: &ReplicaDeps) -> Result<String, RolloutError> {
@@ -372,7 +404,7 @@ async fn sweep(deps: &ReplicaDeps, manifest: &Manifest, bucket: &str) -> Result<
 }
 
 /// Records the region's verdict (the first one stands) and resumes the waiting task.
-async fn settle(
+pub(crate) async fn settle(
     deps: &ReplicaDeps,
     model: &str,
     version: &str,
