@@ -98,7 +98,7 @@ pub const ROLLOUT_RECONCILE_SCHEDULE: &str = "rate(5 minutes)";
 /// How often each region's replica function sweeps for a rollout waiting on it (a lost or
 /// dropped `Object Created` event): the longest a lost event can hold a region's verdict
 /// back, instead of the rollout's replica timeout.
-pub const REPLICA_RECONCILE_SCHEDULE: &str = "rate(1 minute)";
+pub const REPLICA_RECONCILE_SCHEDULE: &str = "rate(5 minutes)";
 
 /// The health check caller reference for a region: stable, so provisioning is idempotent.
 pub fn health_check_reference(fleet_name: &str, region: &str) -> String {

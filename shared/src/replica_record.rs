@@ -11,11 +11,15 @@
 //! most 100 small items instead of 10,000.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use chrono::{DateTime, Utc};
 
 use crate::registry::{rollout_key, FileCheck, Registry, RegistryError, MAX_ITEM_BYTES};
-use crate::table::{dynamodb_error, from_item, json_attr, number_field, s, Item};
+use crate::table::{
+    dynamodb_error, from_item, is_condition_failure, json_attr, number_field, s, Item,
+};
 
 /// Files per verified-set item: a full item is a few hundred bytes, and the sweep of a
 /// 10,000-file version writes 100 of them.
@@ -99,6 +103,10 @@ fn verified_sk(region: &str, chunk: usize) -> String {
 
 fn failed_sk(region: &str, path: &str) -> String {
     format!("file#{region}#{path}")
+}
+
+fn sweep_sk(region: &str) -> String {
+    format!("sweep#{region}")
 }
 
 fn number_set(indices: &[usize]) -> AttributeValue {
@@ -225,6 +233,53 @@ impl Registry {
         Ok(checks)
     }
 
+    /// Claims `region`'s reconcile sweep of a version for `lease` (the replica function's
+    /// longest run), so schedule ticks never sweep (and hash) the same files side by side:
+    /// false while another sweep holds an unexpired claim.
+    pub async fn claim_sweep(
+        &self,
+        rollout: (&str, &str),
+        region: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<bool, RegistryError> {
+        let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+        let claimed = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(rollout_key(rollout.0, rollout.1)))
+            .item("sk", s(sweep_sk(region)))
+            .item("until", AttributeValue::N(until.timestamp().to_string()))
+            .condition_expression("attribute_not_exists(pk) OR #until < :now")
+            .expression_attribute_names("#until", "until")
+            .expression_attribute_values(":now", AttributeValue::N(now.timestamp().to_string()))
+            .send()
+            .await;
+        match claimed {
+            Ok(_) => Ok(true),
+            Err(error) if is_condition_failure(&error) => Ok(false),
+            Err(error) => Err(dynamodb_error("claiming a replica sweep", error)),
+        }
+    }
+
+    /// Ends a claim [`Registry::claim_sweep`] took.
+    pub async fn release_sweep(
+        &self,
+        rollout: (&str, &str),
+        region: &str,
+    ) -> Result<(), RegistryError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(rollout_key(rollout.0, rollout.1)))
+            .key("sk", s(sweep_sk(region)))
+            .send()
+            .await
+            .map_err(|e| dynamodb_error("releasing a replica sweep", e))?;
+        Ok(())
+    }
+
     async fn items(&self, rollout: (&str, &str), prefix: &str) -> Result<Vec<Item>, RegistryError> {
         self.client
             .query()
@@ -245,7 +300,6 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::Utc;
     use proptest::prelude::*;
 
     fn failed(path: &str) -> FileCheck {

@@ -29,7 +29,8 @@ pub fn calls(role: FunctionRole) -> &'static [(&'static str, &'static str)] {
             ("s3", "HeadObject"), // verification by S3's checksum (s3:GetObject)
             ("dynamodb", "GetItem"),
             ("dynamodb", "PutItem"),
-            ("dynamodb", "UpdateItem"), // the count of verified files
+            ("dynamodb", "UpdateItem"), // the sets of verified files
+            ("dynamodb", "DeleteItem"), // the end of a reconcile sweep's claim
             ("dynamodb", "Query"),
             ("states", "SendTaskSuccess"),
             ("states", "SendTaskFailure"),

@@ -15,7 +15,7 @@ mod reconcile;
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use aws_sdk_s3::types::{ChecksumMode, ChecksumType};
 use chrono::Utc;
-use futures::stream::{self, StreamExt, TryStreamExt};
+use futures::stream::{self, StreamExt};
 use meridian::aws::ClientFactory;
 use meridian::events::ObjectCreated;
 use meridian::executions::resume;
@@ -324,68 +324,68 @@ const SWEEP_BATCH: usize = 1_000;
 async fn sweep(deps: &ReplicaDeps, manifest: &Manifest, bucket: &str) -> Result<(), RolloutError> {
     let (model, version, region) = (&manifest.model, &manifest.version, &deps.region);
     let rollout = (model.as_str(), version.as_str());
-    let total = manifest.files.len();
     let recorded = deps.registry.region_checks(rollout, region).await?;
-    let unverified: Vec<usize> = (0..total).filter(|i| !recorded.is_verified(*i)).collect();
+    let unverified: Vec<usize> = (0..manifest.files.len())
+        .filter(|i| !recorded.is_verified(*i))
+        .collect();
     let mut to_hash = Vec::new();
     for batch in unverified.chunks(SWEEP_BATCH) {
         let looks = batch.iter().copied().map(|index| async move {
-            let looked = look(deps, manifest, bucket, &manifest.files[index]).await?;
-            Ok::<_, RolloutError>((index, looked))
+            (
+                index,
+                look(deps, manifest, bucket, &manifest.files[index]).await,
+            )
         });
-        let looked: Vec<(usize, Looked)> = stream::iter(looks)
+        let looked: Vec<(usize, Result<Looked, RolloutError>)> = stream::iter(looks)
             .buffered(CHECK_CONCURRENCY)
-            .try_collect()
-            .await?;
-        let mut verified = Vec::new();
-        let mut refused = Vec::new();
+            .collect()
+            .await;
+        let mut found = Vec::new();
+        let mut error = None;
         for (index, looked) in looked {
             match looked {
-                Looked::Missing => {}
-                Looked::Verified => verified.push(index),
-                Looked::Refused(check) => refused.push((index, check)),
-                Looked::NeedsHash => to_hash.push(index),
+                Ok(Looked::Missing) => {}
+                Ok(Looked::Verified) => {
+                    found.push((index, Found::Verified(Verification::Checksum)))
+                }
+                Ok(Looked::Refused(check)) => found.push((index, Found::Failed(check))),
+                Ok(Looked::NeedsHash) => to_hash.push(index),
+                Err(failure) => error = error.or(Some(failure)),
             }
         }
-        deps.registry
-            .record_verified(rollout, region, &verified, Verification::Checksum, total)
-            .await?;
-        if !refused.is_empty() {
-            for (index, check) in &refused {
-                deps.registry
-                    .record_failed(rollout, region, *index, check)
-                    .await?;
-            }
+        let damaged = record(deps, manifest, found).await?;
+        if let Some(error) = error {
+            return Err(error);
+        }
+        if damaged {
             return Ok(());
         }
     }
     let sizes: Vec<u64> = to_hash.iter().map(|&i| manifest.files[i].size).collect();
     let now = replica_check::hash_now(&sizes, deps.hash_budget);
     let hashing = to_hash[..now].iter().copied().map(|index| async move {
-        let found = hash_replica(deps, manifest, bucket, &manifest.files[index]).await?;
-        Ok::<_, RolloutError>((index, found))
+        (
+            index,
+            hash_replica(deps, manifest, bucket, &manifest.files[index]).await,
+        )
     });
-    let hashed: Vec<(usize, Option<Found>)> = stream::iter(hashing)
+    let hashed: Vec<(usize, Result<Option<Found>, RolloutError>)> = stream::iter(hashing)
         .buffer_unordered(CHECK_CONCURRENCY)
-        .try_collect()
-        .await?;
-    let mut verified = Vec::new();
-    let mut damaged = false;
-    for (index, found) in hashed {
-        match found {
-            None => {}
-            Some(Found::Verified(_)) => verified.push(index),
-            Some(Found::Failed(check)) => {
-                deps.registry
-                    .record_failed(rollout, region, index, &check)
-                    .await?;
-                damaged = true;
-            }
+        .collect()
+        .await;
+    let mut found = Vec::new();
+    let mut error = None;
+    for (index, hashed) in hashed {
+        match hashed {
+            Ok(Some(checked)) => found.push((index, checked)),
+            Ok(None) => {}
+            Err(failure) => error = error.or(Some(failure)),
         }
     }
-    deps.registry
-        .record_verified(rollout, region, &verified, Verification::Hash, total)
-        .await?;
+    let damaged = record(deps, manifest, found).await?;
+    if let Some(error) = error {
+        return Err(error);
+    }
     let left = &sizes[now..];
     if left.is_empty() || damaged {
         // Done, or a damaged replica fails the region now, whatever is left.
@@ -401,6 +401,37 @@ async fn sweep(deps: &ReplicaDeps, manifest: &Manifest, bucket: &str) -> Result<
         left.iter().sum::<u64>(),
         deps.hash_budget
     )))
+}
+
+/// Records what a sweep found, even when some of its checks failed to run (what was found
+/// is kept for the next sweep); true when a replica is damaged.
+async fn record(
+    deps: &ReplicaDeps,
+    manifest: &Manifest,
+    found: Vec<(usize, Found)>,
+) -> Result<bool, RolloutError> {
+    let rollout = (manifest.model.as_str(), manifest.version.as_str());
+    let (region, total) = (&deps.region, manifest.files.len());
+    let (mut by_checksum, mut by_hash, mut damaged) = (Vec::new(), Vec::new(), Vec::new());
+    for (index, checked) in found {
+        match checked {
+            Found::Verified(Verification::Checksum) => by_checksum.push(index),
+            Found::Verified(Verification::Hash) => by_hash.push(index),
+            Found::Failed(check) => damaged.push((index, check)),
+        }
+    }
+    deps.registry
+        .record_verified(rollout, region, &by_checksum, Verification::Checksum, total)
+        .await?;
+    deps.registry
+        .record_verified(rollout, region, &by_hash, Verification::Hash, total)
+        .await?;
+    for (index, check) in &damaged {
+        deps.registry
+            .record_failed(rollout, region, *index, check)
+            .await?;
+    }
+    Ok(!damaged.is_empty())
 }
 
 /// Records the region's verdict (the first one stands) and resumes the waiting task.
