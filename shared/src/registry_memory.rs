@@ -1,0 +1,466 @@
+//! The registry in memory, for handler tests: one table replica's items, keyed and
+//! encoded as the DynamoDB [`crate::registry::Registry`] keeps them (`pk`, `sk`, a JSON
+//! `body`), with the same conditional-write outcomes: a version registers once and then
+//! only the same manifest is accepted; the active pointer moves only from the expected
+//! version; the lock is taken, queued for and released by [`RolloutLock`]'s rules; an
+//! item over DynamoDB's size limit is refused. A test can plant any item (a corrupt one
+//! included) and make calls fail the way DynamoDB can, which the local cloud cannot.
+//!
+//! What it does not model: replication between regions (each region's replica is a
+//! separate value; a test shares one where replication is assumed done), the lost races
+//! of concurrent writers (every call is atomic here, so the DynamoDB adapter's
+//! optimistic retries, and its "too many concurrent updates" after ten, never happen),
+//! and throttling except as injected failures.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::manifest::Manifest;
+use crate::operator::OperatorControl;
+use crate::registry::{
+    model_key, repair_key, rollout_key, ActivePointer, FileCheck, Readiness, RegisteredManifest,
+    Registration, RegistryError, VersionRecord, VersionStatus, LOCK_PK, MAX_ITEM_BYTES,
+};
+use crate::registry_store::{LockRegistry, RolloutRegistry, UploadRegistry};
+use crate::repair::{Repair, RepairTask};
+use crate::rollout_lock::RolloutLock;
+
+/// An item's key: partition and sort key.
+pub type Key = (String, String);
+
+/// An injected failure: the operation it hits (every one when `None`) and the error.
+pub type Failure = (Option<&'static str>, fn(String) -> RegistryError);
+
+#[derive(Default)]
+struct State {
+    items: BTreeMap<Key, String>,
+    failing: Option<Failure>,
+    writes: usize,
+}
+
+/// One table replica's registry items in memory. Clones share the items.
+#[derive(Clone, Default)]
+pub struct MemoryRegistry {
+    state: Arc<Mutex<State>>,
+}
+
+fn version_key(model: &str, version: &str) -> Key {
+    (model_key(model), format!("version#{version}"))
+}
+
+fn lock_key() -> Key {
+    (LOCK_PK.to_owned(), "lock".to_owned())
+}
+
+impl MemoryRegistry {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes the calls `failure` names fail with its error from now on (`None`: none).
+    pub fn fail(&self, failure: Option<Failure>) {
+        self.state().failing = failure;
+    }
+
+    /// Every item, as stored: what a test compares to show a call changed nothing.
+    pub fn items(&self) -> BTreeMap<Key, String> {
+        self.state().items.clone()
+    }
+
+    /// How many writes succeeded (items put or deleted).
+    pub fn writes(&self) -> usize {
+        self.state().writes
+    }
+
+    /// Stores `body` as the item `pk`/`sk`, whatever it is (a corrupt one included), as
+    /// another writer (the replica function, an operator's command) would have.
+    pub fn put_item(&self, pk: &str, sk: &str, body: &str) {
+        self.state()
+            .items
+            .insert((pk.to_owned(), sk.to_owned()), body.to_owned());
+    }
+
+    /// Stores `value` as JSON in the item `pk`/`sk` (see [`Self::put_item`]).
+    pub fn put_json<T: Serialize>(&self, pk: &str, sk: &str, value: &T) {
+        let body = serde_json::to_string(value).unwrap_or_default();
+        self.put_item(pk, sk, &body);
+    }
+
+    /// Runs one operation atomically on the items, unless an injected failure hits it.
+    fn with<T>(
+        &self,
+        operation: &str,
+        run: impl FnOnce(&mut Items<'_>) -> Result<T, RegistryError>,
+    ) -> Result<T, RegistryError> {
+        let mut state = self.state();
+        if let Some((hit, error)) = state.failing {
+            if hit.is_none_or(|hit| hit == operation) {
+                return Err(error(format!("{operation}: injected")));
+            }
+        }
+        let State { items, writes, .. } = &mut *state;
+        run(&mut Items { items, writes })
+    }
+}
+
+/// The items during one operation.
+struct Items<'a> {
+    items: &'a mut BTreeMap<Key, String>,
+    writes: &'a mut usize,
+}
+
+impl Items<'_> {
+    fn get<T: DeserializeOwned>(&self, key: &Key, what: &str) -> Result<Option<T>, RegistryError> {
+        self.items
+            .get(key)
+            .map(|body| {
+                serde_json::from_str(body)
+                    .map_err(|e| RegistryError::Corrupt(format!("{what}: {e}")))
+            })
+            .transpose()
+    }
+
+    /// `value` as the body of `key`, refused (as DynamoDB refuses it, before any
+    /// condition is evaluated) when the item would be over the size limit.
+    fn encode<T: Serialize>(key: &Key, value: &T) -> Result<String, RegistryError> {
+        let body =
+            serde_json::to_string(value).map_err(|e| RegistryError::Corrupt(e.to_string()))?;
+        Self::check_size(key, &body)?;
+        Ok(body)
+    }
+
+    fn check_size(key: &Key, body: &str) -> Result<(), RegistryError> {
+        let size = "pk".len() + key.0.len() + "sk".len() + key.1.len() + "body".len() + body.len();
+        if size > MAX_ITEM_BYTES {
+            return Err(RegistryError::Rejected(format!(
+                "item {} / {} would be {size} bytes, over DynamoDB's {MAX_ITEM_BYTES}-byte item limit",
+                key.0, key.1
+            )));
+        }
+        Ok(())
+    }
+
+    /// Writes `body` (already checked) as the item `key`.
+    fn put_body(&mut self, key: Key, body: String) {
+        self.items.insert(key, body);
+        *self.writes += 1;
+    }
+
+    /// Writes `value` as JSON, unconditionally.
+    fn put<T: Serialize>(&mut self, key: Key, value: &T) -> Result<(), RegistryError> {
+        let body = Self::encode(&key, value)?;
+        self.put_body(key, body);
+        Ok(())
+    }
+
+    /// Writes a plain string body (a task token), as the DynamoDB registry does.
+    fn put_text(&mut self, key: Key, text: &str) -> Result<(), RegistryError> {
+        Self::check_size(&key, text)?;
+        self.put_body(key, text.to_owned());
+        Ok(())
+    }
+
+    fn change_lock(
+        &mut self,
+        change: impl FnOnce(&mut RolloutLock) -> bool,
+    ) -> Result<RolloutLock, RegistryError> {
+        let mut lock: RolloutLock = self.get(&lock_key(), "lock")?.unwrap_or_default();
+        if change(&mut lock) {
+            self.put(lock_key(), &lock)?;
+        }
+        Ok(lock)
+    }
+}
+
+impl LockRegistry for MemoryRegistry {
+    async fn version(
+        &self,
+        model: &str,
+        version: &str,
+    ) -> Result<Option<VersionRecord>, RegistryError> {
+        self.with("version", |items| {
+            items.get(&version_key(model, version), "version")
+        })
+    }
+
+    async fn update_version(
+        &self,
+        model: &str,
+        version: &str,
+        change: impl Fn(&mut VersionRecord) + Send + Sync,
+    ) -> Result<VersionRecord, RegistryError> {
+        self.with("update_version", |items| {
+            let key = version_key(model, version);
+            let mut record: VersionRecord = items.get(&key, "version")?.ok_or_else(|| {
+                RegistryError::Corrupt(format!("version {model}/{version} is not registered"))
+            })?;
+            change(&mut record);
+            items.put(key, &record)?;
+            Ok(record)
+        })
+    }
+
+    async fn lock(&self) -> Result<RolloutLock, RegistryError> {
+        self.with("lock", |items| {
+            Ok(items.get(&lock_key(), "lock")?.unwrap_or_default())
+        })
+    }
+
+    async fn record_lock_execution(
+        &self,
+        model: &str,
+        version: &str,
+        execution: &str,
+    ) -> Result<(), RegistryError> {
+        self.with("record_lock_execution", |items| {
+            items
+                .change_lock(|lock| lock.record_execution(model, version, execution))
+                .map(drop)
+        })
+    }
+
+    async fn release(
+        &self,
+        model: &str,
+        version: &str,
+    ) -> Result<Option<(String, String)>, RegistryError> {
+        self.with("release", |items| {
+            let mut next = None;
+            items.change_lock(|lock| {
+                let held = lock.held_by(model, version);
+                next = lock.release(model, version, Utc::now());
+                held
+            })?;
+            Ok(next)
+        })
+    }
+
+    async fn repair(&self, region: &str) -> Result<Option<Repair>, RegistryError> {
+        self.with("repair", |items| {
+            items.get(&(LOCK_PK.to_owned(), repair_key(region)), "repair")
+        })
+    }
+
+    async fn update_repair(
+        &self,
+        task: &RepairTask,
+        change: impl Fn(&mut Repair) + Send + Sync,
+    ) -> Result<Option<Repair>, RegistryError> {
+        self.with("update_repair", |items| {
+            let key = (LOCK_PK.to_owned(), repair_key(&task.region));
+            let Some(mut repair) = items.get::<Repair>(&key, "repair")? else {
+                return Ok(None);
+            };
+            if repair.drift_since != task.drift_since {
+                return Ok(None);
+            }
+            change(&mut repair);
+            items.put(key, &repair)?;
+            Ok(Some(repair))
+        })
+    }
+}
+
+impl UploadRegistry for MemoryRegistry {
+    async fn register(
+        &self,
+        manifest: &Manifest,
+        registered: RegisteredManifest,
+        digest: &str,
+        status: VersionStatus,
+        now: DateTime<Utc>,
+    ) -> Result<Registration, RegistryError> {
+        self.with("register", |items| {
+            let key = version_key(&manifest.model, &manifest.version);
+            let record = VersionRecord {
+                model: manifest.model.clone(),
+                version: manifest.version.clone(),
+                digest: digest.to_owned(),
+                manifest: registered,
+                status,
+                phases: BTreeMap::from([("registered".to_owned(), now)]),
+                regions: BTreeMap::new(),
+                execution: None,
+                reason: None,
+            };
+            let body = Items::encode(&key, &record)?;
+            if let Some(existing) = items.get::<VersionRecord>(&key, "version")? {
+                return Ok(if existing.digest == digest {
+                    Registration::Same(existing)
+                } else {
+                    Registration::Conflict(existing)
+                });
+            }
+            items.put_body(key, body);
+            Ok(Registration::New(record))
+        })
+    }
+
+    async fn record_rejection(
+        &self,
+        manifest: &Manifest,
+        digest: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), RegistryError> {
+        self.with("record_rejection", |items| {
+            let reason = crate::bounded::text(reason, crate::bounded::MAX_REASON_BYTES);
+            let body = serde_json::json!({ "model": manifest.model, "version": manifest.version, "digest": digest, "reason": reason, "at": now });
+            items.put(
+                (
+                    model_key(&manifest.model),
+                    format!("rejected#{}#{digest}", manifest.version),
+                ),
+                &body,
+            )
+        })
+    }
+
+    async fn acquire_or_queue(
+        &self,
+        model: &str,
+        version: &str,
+        now: DateTime<Utc>,
+    ) -> Result<RolloutLock, RegistryError> {
+        self.with("acquire_or_queue", |items| {
+            items.change_lock(|lock| lock.acquire_or_queue(model, version, now))
+        })
+    }
+}
+
+impl RolloutRegistry for MemoryRegistry {
+    async fn active(&self, model: &str) -> Result<Option<ActivePointer>, RegistryError> {
+        self.with("active", |items| {
+            items.get(&(model_key(model), "active".to_owned()), "active pointer")
+        })
+    }
+
+    async fn commit(
+        &self,
+        model: &str,
+        version: &str,
+        digest: &str,
+        expected_previous: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, RegistryError> {
+        self.with("commit", |items| {
+            let key = (model_key(model), "active".to_owned());
+            let current: Option<ActivePointer> = items.get(&key, "active pointer")?;
+            if current
+                .as_ref()
+                .is_some_and(|p| p.version == version && p.digest == digest)
+            {
+                return Ok(true);
+            }
+            if current.as_ref().map(|p| p.version.as_str()) != expected_previous {
+                return Ok(false);
+            }
+            let pointer = ActivePointer {
+                version: version.into(),
+                digest: digest.into(),
+                previous: expected_previous.map(str::to_owned),
+                since: now,
+            };
+            items.put(key, &pointer)?;
+            Ok(true)
+        })
+    }
+
+    async fn operator_control(
+        &self,
+        model: &str,
+        version: &str,
+    ) -> Result<OperatorControl, RegistryError> {
+        self.with("operator_control", |items| {
+            Ok(items
+                .get(
+                    &(rollout_key(model, version), "control".to_owned()),
+                    "operator control",
+                )?
+                .unwrap_or_default())
+        })
+    }
+
+    async fn readiness(
+        &self,
+        model: &str,
+        version: &str,
+        region: &str,
+    ) -> Result<Option<Readiness>, RegistryError> {
+        self.with("readiness", |items| {
+            items.get(
+                &(rollout_key(model, version), format!("ready#{region}")),
+                "readiness",
+            )
+        })
+    }
+
+    async fn file_checks(
+        &self,
+        model: &str,
+        version: &str,
+        region: &str,
+    ) -> Result<Vec<FileCheck>, RegistryError> {
+        self.with("file_checks", |items| {
+            let pk = rollout_key(model, version);
+            let prefix = format!("file#{region}#");
+            items
+                .items
+                .iter()
+                .filter(|((p, sk), _)| *p == pk && sk.starts_with(&prefix))
+                .map(|(_, body)| {
+                    serde_json::from_str(body)
+                        .map_err(|e| RegistryError::Corrupt(format!("file check: {e}")))
+                })
+                .collect()
+        })
+    }
+
+    async fn reset_readiness(
+        &self,
+        model: &str,
+        version: &str,
+        region: &str,
+    ) -> Result<(), RegistryError> {
+        self.with("reset_readiness", |items| {
+            items
+                .items
+                .remove(&(rollout_key(model, version), format!("ready#{region}")));
+            *items.writes += 1;
+            Ok(())
+        })
+    }
+
+    async fn store_token(
+        &self,
+        model: &str,
+        version: &str,
+        region: &str,
+        token: &str,
+    ) -> Result<(), RegistryError> {
+        self.with("store_token", |items| {
+            items.put_text(
+                (rollout_key(model, version), format!("token#{region}")),
+                token,
+            )
+        })
+    }
+
+    async fn store_deploy_wait(
+        &self,
+        endpoint: &str,
+        region: &str,
+        token: &str,
+    ) -> Result<(), RegistryError> {
+        self.with("store_deploy_wait", |items| {
+            items.put_text(
+                (format!("deploy-wait#{endpoint}"), region.to_owned()),
+                token,
+            )
+        })
+    }
+}
