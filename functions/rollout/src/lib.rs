@@ -18,11 +18,11 @@ pub mod deploy_wait;
 mod endpoint;
 pub mod execution_end;
 pub mod gate;
+#[cfg(test)]
+mod handler_tests;
 pub mod images;
 pub mod repair;
 pub mod stores;
-#[cfg(test)]
-mod tests;
 pub mod timings;
 
 use meridian::aws::ClientFactory;
