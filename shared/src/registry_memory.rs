@@ -464,3 +464,159 @@ impl RolloutRegistry for MemoryRegistry {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(version: &str) -> Manifest {
+        let value = serde_json::json!({
+            "format": 1, "model": "llama", "version": version,
+            "files": [{ "path": "config.json", "size": 3, "sha256": "a".repeat(64) }],
+            "serving": { "image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/tgi:1", "instance_type": "ml.g5.xlarge", "instance_count": 2 }
+        });
+        crate::manifest::parse(value.to_string().as_bytes()).expect("valid")
+    }
+
+    async fn register(registry: &MemoryRegistry, version: &str, digest: &str) -> Registration {
+        let manifest = manifest(version);
+        let registered = RegisteredManifest::new(&manifest, "k", None, b"{}");
+        registry
+            .register(
+                &manifest,
+                registered,
+                digest,
+                VersionStatus::Queued,
+                Utc::now(),
+            )
+            .await
+            .expect("registered")
+    }
+
+    #[tokio::test]
+    async fn a_version_registers_once_and_only_its_manifest_is_the_same() {
+        let registry = MemoryRegistry::default();
+        assert!(matches!(
+            register(&registry, "v1", "d1").await,
+            Registration::New(_)
+        ));
+        let items = registry.items();
+        assert!(
+            matches!(register(&registry, "v1", "d1").await, Registration::Same(r) if r.digest == "d1")
+        );
+        assert!(
+            matches!(register(&registry, "v1", "d2").await, Registration::Conflict(r) if r.digest == "d1")
+        );
+        assert_eq!(registry.items(), items, "nothing rewritten");
+        let missing = registry.update_version("llama", "v9", |_| {}).await;
+        assert!(
+            matches!(missing, Err(RegistryError::Corrupt(m)) if m.contains("llama/v9 is not registered"))
+        );
+    }
+
+    #[tokio::test]
+    async fn an_item_over_dynamodbs_limit_is_refused_and_not_written() {
+        let registry = MemoryRegistry::default();
+        register(&registry, "v1", "d1").await;
+        let items = registry.items();
+        let huge = "r".repeat(MAX_ITEM_BYTES);
+        let refused = registry
+            .update_version("llama", "v1", |r| r.reason = Some(huge.clone()))
+            .await;
+        assert!(matches!(refused, Err(RegistryError::Rejected(m)) if m.contains("item limit")));
+        assert_eq!(registry.items(), items);
+    }
+
+    #[tokio::test]
+    async fn the_pointer_moves_only_from_the_expected_version() {
+        let registry = MemoryRegistry::default();
+        let now = Utc::now();
+        assert!(registry
+            .commit("llama", "v1", "d1", None, now)
+            .await
+            .expect("ok"));
+        assert!(
+            !registry
+                .commit("llama", "v2", "d2", None, now)
+                .await
+                .expect("ok"),
+            "v1 is there"
+        );
+        assert!(registry
+            .commit("llama", "v2", "d2", Some("v1"), now)
+            .await
+            .expect("ok"));
+        assert!(
+            registry
+                .commit("llama", "v2", "d2", None, now)
+                .await
+                .expect("ok"),
+            "already there"
+        );
+        let pointer = registry.active("llama").await.expect("ok").expect("active");
+        assert_eq!(
+            (pointer.version.as_str(), pointer.previous.as_deref()),
+            ("v2", Some("v1"))
+        );
+    }
+
+    #[tokio::test]
+    async fn the_lock_is_taken_queued_for_and_released_once() {
+        let registry = MemoryRegistry::default();
+        let now = Utc::now();
+        assert!(registry
+            .acquire_or_queue("llama", "v1", now)
+            .await
+            .expect("ok")
+            .held_by("llama", "v1"));
+        let lock = registry
+            .acquire_or_queue("mistral", "v1", now)
+            .await
+            .expect("ok");
+        assert_eq!(lock.queue.len(), 1);
+        assert_eq!(
+            registry
+                .acquire_or_queue("mistral", "v1", now)
+                .await
+                .expect("ok"),
+            lock,
+            "once"
+        );
+        registry
+            .record_lock_execution("mistral", "v1", "e")
+            .await
+            .expect("ok");
+        assert_eq!(
+            registry.lock().await.expect("ok"),
+            lock,
+            "not the holder: nothing"
+        );
+        assert_eq!(
+            registry.release("llama", "v1").await.expect("ok"),
+            Some(("mistral".into(), "v1".into()))
+        );
+        let writes = registry.writes();
+        assert_eq!(registry.release("llama", "v1").await.expect("ok"), None);
+        assert_eq!(registry.writes(), writes, "a second release writes nothing");
+    }
+
+    #[tokio::test]
+    async fn injected_failures_hit_their_operation_and_corrupt_items_are_named() {
+        let registry = MemoryRegistry::default();
+        registry.fail(Some((Some("lock"), RegistryError::Unavailable)));
+        assert!(matches!(
+            registry.lock().await,
+            Err(RegistryError::Unavailable(_))
+        ));
+        assert!(registry
+            .version("llama", "v1")
+            .await
+            .expect("not hit")
+            .is_none());
+        registry.fail(None);
+        registry.put_item(LOCK_PK, "lock", "{");
+        assert!(
+            matches!(registry.lock().await, Err(RegistryError::Corrupt(m)) if m.starts_with("lock: "))
+        );
+    }
+}
