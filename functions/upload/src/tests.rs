@@ -135,7 +135,7 @@ async fn a_new_version_takes_the_free_lock_and_a_redelivered_event_starts_nothin
     assert_eq!(answer["status"], "rolling_out");
     let execution = execution_of(&deps, "v1").await;
     assert_eq!(answer["execution"], execution.as_str());
-    assert_eq!(deps.executions.started(), [execution.clone()]);
+    assert_eq!(deps.executions.started(), std::slice::from_ref(&execution));
     let lock = deps.registry.lock().await.expect("readable");
     assert!(lock.held_by(MODEL, "v1"));
     assert_eq!(
