@@ -6,7 +6,9 @@
 //! item over DynamoDB's size limit is refused. A test can plant any item (a corrupt one
 //! included) and make calls fail the way DynamoDB can, which the local cloud cannot.
 //!
-//! What it does not model: replication between regions (each region's replica is a
+//! What it does not model: the replica function's number sets of verified files (a
+//! region's checks are kept as the [`RegionChecks`] reading them gives), replication
+//! between regions (each region's replica is a
 //! separate value; a test shares one where replication is assumed done), the lost races
 //! of concurrent writers (every call is atomic here, so the DynamoDB adapter's
 //! optimistic retries, and its "too many concurrent updates" after ten, never happen),
@@ -22,11 +24,12 @@ use serde::Serialize;
 use crate::manifest::Manifest;
 use crate::operator::OperatorControl;
 use crate::registry::{
-    model_key, repair_key, rollout_key, ActivePointer, FileCheck, Readiness, RegisteredManifest,
-    Registration, RegistryError, VersionRecord, VersionStatus, LOCK_PK, MAX_ITEM_BYTES,
+    model_key, repair_key, rollout_key, ActivePointer, Readiness, RegisteredManifest, Registration,
+    RegistryError, VersionRecord, VersionStatus, LOCK_PK, MAX_ITEM_BYTES,
 };
 use crate::registry_store::{LockRegistry, RolloutRegistry, UploadRegistry};
 use crate::repair::{Repair, RepairTask};
+use crate::replica_record::RegionChecks;
 use crate::rollout_lock::RolloutLock;
 
 /// An item's key: partition and sort key.
@@ -35,9 +38,23 @@ pub type Key = (String, String);
 /// An injected failure: the operation it hits (every one when `None`) and the error.
 pub type Failure = (Option<&'static str>, fn(String) -> RegistryError);
 
+/// Whose replica checks: model, version, region.
+type ChecksKey = (String, String, String);
+
+fn checks_key(rollout: (&str, &str), region: &str) -> ChecksKey {
+    (
+        rollout.0.to_owned(),
+        rollout.1.to_owned(),
+        region.to_owned(),
+    )
+}
+
 #[derive(Default)]
 struct State {
     items: BTreeMap<Key, String>,
+    /// A region's replica checks, which the table keeps as number sets per 100 files
+    /// ([`crate::replica_record`]): kept here as what reading them gives.
+    checks: BTreeMap<ChecksKey, RegionChecks>,
     failing: Option<Failure>,
     writes: usize,
 }
@@ -90,6 +107,20 @@ impl MemoryRegistry {
         self.put_item(pk, sk, &body);
     }
 
+    /// Records `region`'s replica checks of `model`/`version`, as the replica function
+    /// would have.
+    pub fn set_region_checks(
+        &self,
+        model: &str,
+        version: &str,
+        region: &str,
+        checks: RegionChecks,
+    ) {
+        self.state()
+            .checks
+            .insert(checks_key((model, version), region), checks);
+    }
+
     /// Runs one operation atomically on the items, unless an injected failure hits it.
     fn with<T>(
         &self,
@@ -102,14 +133,24 @@ impl MemoryRegistry {
                 return Err(error(format!("{operation}: injected")));
             }
         }
-        let State { items, writes, .. } = &mut *state;
-        run(&mut Items { items, writes })
+        let State {
+            items,
+            checks,
+            writes,
+            ..
+        } = &mut *state;
+        run(&mut Items {
+            items,
+            checks,
+            writes,
+        })
     }
 }
 
 /// The items during one operation.
 struct Items<'a> {
     items: &'a mut BTreeMap<Key, String>,
+    checks: &'a mut BTreeMap<ChecksKey, RegionChecks>,
     writes: &'a mut usize,
 }
 
@@ -399,24 +440,17 @@ impl RolloutRegistry for MemoryRegistry {
         })
     }
 
-    async fn file_checks(
+    async fn region_checks(
         &self,
-        model: &str,
-        version: &str,
+        rollout: (&str, &str),
         region: &str,
-    ) -> Result<Vec<FileCheck>, RegistryError> {
-        self.with("file_checks", |items| {
-            let pk = rollout_key(model, version);
-            let prefix = format!("file#{region}#");
-            items
-                .items
-                .iter()
-                .filter(|((p, sk), _)| *p == pk && sk.starts_with(&prefix))
-                .map(|(_, body)| {
-                    serde_json::from_str(body)
-                        .map_err(|e| RegistryError::Corrupt(format!("file check: {e}")))
-                })
-                .collect()
+    ) -> Result<RegionChecks, RegistryError> {
+        self.with("region_checks", |items| {
+            Ok(items
+                .checks
+                .get(&checks_key(rollout, region))
+                .cloned()
+                .unwrap_or_default())
         })
     }
 

@@ -12,10 +12,11 @@ use chrono::{DateTime, Utc};
 use crate::manifest::Manifest;
 use crate::operator::OperatorControl;
 use crate::registry::{
-    ActivePointer, FileCheck, Readiness, RegisteredManifest, Registration, Registry, RegistryError,
+    ActivePointer, Readiness, RegisteredManifest, Registration, Registry, RegistryError,
     VersionRecord, VersionStatus,
 };
 use crate::repair::{Repair, RepairTask};
+use crate::replica_record::RegionChecks;
 use crate::rollout_lock::RolloutLock;
 
 /// A version's record, the fleet's rollout lock and a region's drift repair.
@@ -124,13 +125,13 @@ pub trait RolloutRegistry: LockRegistry {
         version: &str,
         region: &str,
     ) -> impl Future<Output = Result<Option<Readiness>, RegistryError>> + Send;
-    /// The replica checks of a region's files, as the replica function recorded them.
-    fn file_checks(
+    /// The replica checks recorded in `region` for the rollout (`model`, `version`), as
+    /// the replica function recorded them.
+    fn region_checks(
         &self,
-        model: &str,
-        version: &str,
+        rollout: (&str, &str),
         region: &str,
-    ) -> impl Future<Output = Result<Vec<FileCheck>, RegistryError>> + Send;
+    ) -> impl Future<Output = Result<RegionChecks, RegistryError>> + Send;
     /// Clears a region's verdict so that a fast copy is verified afresh.
     fn reset_readiness(
         &self,
@@ -272,13 +273,12 @@ impl RolloutRegistry for Registry {
         Registry::readiness(self, model, version, region).await
     }
 
-    async fn file_checks(
+    async fn region_checks(
         &self,
-        model: &str,
-        version: &str,
+        rollout: (&str, &str),
         region: &str,
-    ) -> Result<Vec<FileCheck>, RegistryError> {
-        Registry::file_checks(self, model, version, region).await
+    ) -> Result<RegionChecks, RegistryError> {
+        Registry::region_checks(self, rollout, region).await
     }
 
     async fn reset_readiness(
