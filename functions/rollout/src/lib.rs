@@ -7,6 +7,10 @@
 //! lock, and its schedule's tick, which heals such a lock when that event was lost
 //! ([`execution_end`]). Each is idempotent: Step Functions retries and redelivers.
 //!
+//! The registry (each region's replica) and the rollout executions are reached through
+//! [`stores::RolloutStores`]: DynamoDB and Step Functions, or memory in the handler tests
+//! (`handler_tests`); SageMaker, S3 and ECR through SDK clients built from `clients`.
+//!
 //! The task that ends a rollout (commit, mark failed) also returns the rollout's timings
 //! as EMF metric lines ([`timings`]); the caller prints them (Lambda) or logs them (the
 //! local cloud).
