@@ -132,12 +132,12 @@ pub fn register(
     host(functions, fleet, FunctionRole::Rollout, move |_region| {
         let (fleet, clients) = (shared_fleet.clone(), clients_of.clone());
         async move {
-            meridian_rollout::RolloutDeps {
-                state_machine_arn: state_machine_arn(&fleet),
-                sagemaker_role_arn: sagemaker_role_arn(&fleet),
-                fleet: (*fleet).clone(),
+            meridian_rollout::RolloutDeps::new(
+                (*fleet).clone(),
                 clients,
-            }
+                state_machine_arn(&fleet),
+                sagemaker_role_arn(&fleet),
+            )
         }
     });
 

@@ -10,9 +10,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::fleet::Fleet;
-use crate::registry::{Registry, VersionRecord, VersionStatus};
+use crate::registry::{VersionRecord, VersionStatus};
+use crate::registry_store::LockRegistry;
 use crate::repair::RepairStatus;
 use crate::rollout::RolloutError;
+use crate::rollout_executions::RolloutExecutions;
 use crate::rollout_lock::RolloutLock;
 
 /// The `detail` of Step Functions' "Step Functions Execution Status Change" EventBridge
@@ -96,13 +98,12 @@ pub fn decide_ended(
 /// the regions not back), releases the lock and starts the next queued version.
 /// Idempotent: an execution that no longer holds the lock changes nothing.
 pub async fn release_ended(
-    registry: &Registry,
-    sfn: &aws_sdk_sfn::Client,
-    state_machine_arn: &str,
+    registry: &impl LockRegistry,
+    executions: &impl RolloutExecutions,
     fleet: &Fleet,
     ended: &ExecutionStatusChange,
 ) -> Result<Value, RolloutError> {
-    let (lock, _) = registry.lock().await?;
+    let lock = registry.lock().await?;
     let holder = match &lock.holder {
         Some(h) => registry
             .version(&h.model, &h.version)
@@ -157,7 +158,7 @@ pub async fn release_ended(
     if let Some(region) = &repair_region {
         fail_repair(registry, region, ended).await?;
     }
-    let next = start_next(registry, sfn, state_machine_arn, fleet, &record).await?;
+    let next = start_next(registry, executions, fleet, &record).await?;
     tracing::warn!(execution = %ended.name, status = %ended.status, model = %record.model, version = %record.version, "released the lock of an execution that ended without releasing it");
     Ok(json!({
         "execution": ended.name,
@@ -171,7 +172,7 @@ pub async fn release_ended(
 /// Records the repair of `region` run by the ended execution as failed (the version and
 /// its active pointer are not the repair's to change); the drift stays reported.
 async fn fail_repair(
-    registry: &Registry,
+    registry: &impl LockRegistry,
     region: &str,
     ended: &ExecutionStatusChange,
 ) -> Result<(), RolloutError> {
@@ -202,9 +203,8 @@ async fn fail_repair(
 /// Releases the lock `record` holds and starts the rollout of the version it passes to,
 /// if any (returned). Idempotent, like the release.
 pub async fn start_next(
-    registry: &Registry,
-    sfn: &aws_sdk_sfn::Client,
-    state_machine_arn: &str,
+    registry: &impl LockRegistry,
+    executions: &impl RolloutExecutions,
     fleet: &Fleet,
     record: &VersionRecord,
 ) -> Result<Option<(String, String)>, RolloutError> {
@@ -216,28 +216,21 @@ pub async fn start_next(
             "queued version {model}/{version} is not registered"
         ))
     })?;
-    start(registry, sfn, state_machine_arn, fleet, &queued).await?;
+    start(registry, executions, fleet, &queued).await?;
     Ok(Some((model, version)))
 }
 
 /// Starts (idempotently) the rollout of the version holding the lock and records its
 /// execution in the version and in the lock.
 pub async fn start(
-    registry: &Registry,
-    sfn: &aws_sdk_sfn::Client,
-    state_machine_arn: &str,
+    registry: &impl LockRegistry,
+    executions: &impl RolloutExecutions,
     fleet: &Fleet,
     record: &VersionRecord,
 ) -> Result<String, RolloutError> {
-    let execution = crate::executions::start_rollout(
-        sfn,
-        state_machine_arn,
-        fleet,
-        &record.model,
-        &record.version,
-        &record.digest,
-    )
-    .await?;
+    let execution = executions
+        .start_rollout(fleet, &record.model, &record.version, &record.digest)
+        .await?;
     registry
         .update_version(&record.model, &record.version, |r| {
             r.status = VersionStatus::RollingOut;
@@ -260,19 +253,18 @@ pub async fn start(
 /// upload of a version that would queue behind the holder, and by the rollout function's
 /// schedule, so a lost event costs at most one period even when nothing is uploaded.
 pub async fn heal_ended_holder(
-    registry: &Registry,
-    sfn: &aws_sdk_sfn::Client,
-    state_machine_arn: &str,
+    registry: &impl LockRegistry,
+    executions: &impl RolloutExecutions,
     fleet: &Fleet,
     lock: &RolloutLock,
 ) -> Result<Option<Value>, RolloutError> {
     let Some(execution) = lock.holder.as_ref().and_then(|h| h.execution.as_deref()) else {
         return Ok(None);
     };
-    let Some(ended) = ended_status(sfn, state_machine_arn, execution).await? else {
+    let Some(ended) = executions.ended(execution).await? else {
         return Ok(None);
     };
-    let released = release_ended(registry, sfn, state_machine_arn, fleet, &ended).await?;
+    let released = release_ended(registry, executions, fleet, &ended).await?;
     tracing::warn!(%released, "healed a lock whose execution ended without releasing it");
     Ok(Some(released))
 }

@@ -8,10 +8,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use meridian::registry::{RegionProgress, Registry, VersionRecord, VersionStatus};
+use meridian::registry::{RegionProgress, VersionRecord, VersionStatus};
+use meridian::registry_store::RolloutRegistry;
 use meridian::rollout::RolloutError;
 use serde_json::{json, Value};
 
+use crate::stores::RolloutStores;
 use crate::{RolloutDeps, TaskInput};
 
 /// How long the commit waits for one region's replica verdict, read for the metrics
@@ -20,7 +22,7 @@ const REPLICA_TIME_READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Records, once, when a region reached a stage of the rollout.
 pub(crate) async fn stamp(
-    control: &Registry,
+    control: &impl RolloutRegistry,
     record: &VersionRecord,
     input: &TaskInput,
     region: &str,
@@ -35,11 +37,11 @@ pub(crate) async fn stamp(
 /// Changes the region's progress where this execution keeps it: the version's record in
 /// a rollout, the repair's own in a drift repair.
 pub(crate) async fn record_progress(
-    control: &Registry,
+    control: &impl RolloutRegistry,
     record: &VersionRecord,
     input: &TaskInput,
     region: &str,
-    change: impl Fn(&mut RegionProgress),
+    change: impl Fn(&mut RegionProgress) + Send + Sync,
 ) -> Result<(), RolloutError> {
     match &input.repair {
         Some(task) => {
@@ -63,8 +65,8 @@ pub(crate) async fn record_progress(
 /// also records when each region's replicas were verified, and yields the rollout's
 /// metrics: a retried or redelivered commit finds it committed and emits nothing.
 pub(crate) async fn commit(
-    deps: &RolloutDeps,
-    control: &Registry,
+    deps: &RolloutDeps<impl RolloutStores>,
+    control: &impl RolloutRegistry,
     record: &VersionRecord,
     metrics: &mut Vec<String>,
 ) -> Result<Value, RolloutError> {
@@ -116,7 +118,7 @@ pub(crate) async fn commit(
 /// own replica. Best effort, for the metrics: a region that cannot be read in time is
 /// left out (and logged), and the commit goes on.
 pub(crate) async fn replica_verified_times(
-    deps: &RolloutDeps,
+    deps: &RolloutDeps<impl RolloutStores>,
     record: &VersionRecord,
 ) -> BTreeMap<String, DateTime<Utc>> {
     let reads = deps.fleet.regions.iter().map(|region| async move {
@@ -167,8 +169,8 @@ pub(crate) fn record_replicated(
 /// the next queued version. Like the commit, the write that first ends the rollout
 /// yields the metrics of the phases that did complete (no `RolloutDuration`).
 pub(crate) async fn mark_failed(
-    deps: &RolloutDeps,
-    control: &Registry,
+    deps: &RolloutDeps<impl RolloutStores>,
+    control: &impl RolloutRegistry,
     record: &VersionRecord,
     error: Option<&Value>,
     metrics: &mut Vec<String>,
@@ -228,19 +230,12 @@ pub(crate) fn failure_reason(error: Option<&Value>) -> String {
 
 /// Releases the fleet's lock and starts the next queued version (of any model).
 pub(crate) async fn start_next(
-    deps: &RolloutDeps,
-    control: &Registry,
+    deps: &RolloutDeps<impl RolloutStores>,
+    control: &impl RolloutRegistry,
     record: &VersionRecord,
 ) -> Result<Option<String>, RolloutError> {
-    let sfn = aws_sdk_sfn::Client::new(&deps.clients.config(&deps.fleet.primary_region).await);
-    let next = meridian::rollout_end::start_next(
-        control,
-        &sfn,
-        &deps.state_machine_arn,
-        &deps.fleet,
-        record,
-    )
-    .await?;
+    let executions = deps.stores.executions().await;
+    let next = meridian::rollout_end::start_next(control, &executions, &deps.fleet, record).await?;
     Ok(next.map(|(model, version)| format!("{model}/{version}")))
 }
 

@@ -27,12 +27,14 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use meridian::copy_plan::{self, CopyMethod, CopySettings, PartRange};
 use meridian::manifest::{FileEntry, Manifest};
 use meridian::manifest_store::{self, Stored};
-use meridian::registry::{Registry, VersionRecord};
+use meridian::registry::VersionRecord;
+use meridian::registry_store::RolloutRegistry;
 use meridian::replica_check::{self, ByMetadata, ReplicaHead};
 use meridian::rollout::{aws_error, RolloutError};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::stores::RolloutStores;
 use crate::{RolloutDeps, TaskInput};
 
 /// How many `UploadPartCopy` calls one invocation runs at once.
@@ -53,7 +55,7 @@ pub struct Lane {
 /// The `fast_copy` task: forgets the region's replica verdict (the copies get a new one)
 /// and returns the lanes, as the Map's items.
 pub(crate) async fn start(
-    deps: &RolloutDeps,
+    deps: &RolloutDeps<impl RolloutStores>,
     record: &VersionRecord,
     input: &TaskInput,
 ) -> Result<Value, RolloutError> {
@@ -81,7 +83,7 @@ pub(crate) async fn start(
 /// budget; returns the task's input with the lane moved on, and `done` once every file of
 /// the lane is there.
 pub(crate) async fn copy_files(
-    deps: &RolloutDeps,
+    deps: &RolloutDeps<impl RolloutStores>,
     record: &VersionRecord,
     input: &TaskInput,
     lane: Lane,
@@ -138,8 +140,8 @@ pub(crate) async fn copy_files(
 /// The `fast_copy_done` task: writes the registered manifest into the region (last, so
 /// the replica check finds every file there) and stamps the region fast-copied.
 pub(crate) async fn finish(
-    deps: &RolloutDeps,
-    control: &Registry,
+    deps: &RolloutDeps<impl RolloutStores>,
+    control: &impl RolloutRegistry,
     record: &VersionRecord,
     input: &TaskInput,
 ) -> Result<Value, RolloutError> {
@@ -165,7 +167,7 @@ pub(crate) async fn finish(
 /// The version's registered manifest, read from the primary bucket at its recorded S3
 /// version and checked against its digest.
 async fn registered_manifest(
-    deps: &RolloutDeps,
+    deps: &RolloutDeps<impl RolloutStores>,
     record: &VersionRecord,
 ) -> Result<(Arc<Manifest>, Arc<[u8]>), RolloutError> {
     let primary = deps.clients.s3(&deps.fleet.primary_region).await;

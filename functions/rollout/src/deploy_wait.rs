@@ -10,11 +10,13 @@
 
 use meridian::endpoint_events::EndpointChange;
 use meridian::executions;
-use meridian::registry::{Registry, VersionRecord};
+use meridian::registry::VersionRecord;
+use meridian::registry_store::RolloutRegistry;
 use meridian::rollout::RolloutError;
 use serde_json::{json, Value};
 
 use crate::endpoint::describe_endpoint;
+use crate::stores::RolloutStores;
 use crate::{RolloutDeps, TaskInput};
 
 /// Stores the wait's token, then looks at the operator record and the endpoint once, and
@@ -23,8 +25,8 @@ use crate::{RolloutDeps, TaskInput};
 /// waits whose tokens it finds), and an update that settled before then announced it to
 /// nobody. The status check that follows the wait judges both.
 pub async fn await_update(
-    deps: &RolloutDeps,
-    control: &Registry,
+    deps: &RolloutDeps<impl RolloutStores>,
+    control: &impl RolloutRegistry,
     record: &VersionRecord,
     input: &TaskInput,
     token: &str,

@@ -4,13 +4,15 @@
 
 use chrono::{DateTime, Utc};
 use meridian::fleet::RegionSpec;
-use meridian::registry::{RegionProgress, Registry, VersionRecord};
+use meridian::registry::{RegionProgress, VersionRecord};
+use meridian::registry_store::RolloutRegistry;
 use meridian::rollout::{
     aws_error, deploy_state, deployment_name, DeployState, RolloutError, TrafficStrategy,
 };
 use serde_json::{json, Value};
 
 use crate::bookkeeping::stamp;
+use crate::stores::RolloutStores;
 use crate::{RolloutDeps, TaskInput};
 
 /// The region's endpoint as SageMaker describes it.
@@ -28,8 +30,8 @@ pub(crate) async fn describe_endpoint(
 
 /// SageMaker model and endpoint configuration for the version, from the regional bucket.
 pub(crate) async fn prepare(
-    deps: &RolloutDeps,
-    control: &Registry,
+    deps: &RolloutDeps<impl RolloutStores>,
+    control: &impl RolloutRegistry,
     record: &VersionRecord,
     input: &TaskInput,
 ) -> Result<Value, RolloutError> {
@@ -180,8 +182,8 @@ pub(crate) fn ignore_existing<
 /// on the region's alarms). Idempotent: an endpoint already on (or moving to) the config
 /// is left alone.
 pub(crate) async fn deploy(
-    deps: &RolloutDeps,
-    control: &Registry,
+    deps: &RolloutDeps<impl RolloutStores>,
+    control: &impl RolloutRegistry,
     record: &VersionRecord,
     input: &TaskInput,
 ) -> Result<Value, RolloutError> {
@@ -266,8 +268,8 @@ pub(crate) async fn deploy(
 /// Whether the region's update is done. `InService` on a configuration that is not ours
 /// is a (silent) rollback: a failure.
 pub(crate) async fn status(
-    deps: &RolloutDeps,
-    control: &Registry,
+    deps: &RolloutDeps<impl RolloutStores>,
+    control: &impl RolloutRegistry,
     record: &VersionRecord,
     input: &TaskInput,
 ) -> Result<Value, RolloutError> {
@@ -321,8 +323,8 @@ pub(crate) async fn status(
 /// (or the TGI default); a model error or an unhealthy answer fails the rollout, a
 /// throttle or transient error is retried.
 pub(crate) async fn smoke_test(
-    deps: &RolloutDeps,
-    control: &Registry,
+    deps: &RolloutDeps<impl RolloutStores>,
+    control: &impl RolloutRegistry,
     record: &VersionRecord,
     input: &TaskInput,
 ) -> Result<Value, RolloutError> {
@@ -380,8 +382,8 @@ pub(crate) async fn smoke_test(
 /// Puts one region back on the configuration it served before this rollout. Retryable
 /// while the endpoint is still updating, so the state machine's retry waits for it.
 pub(crate) async fn rollback(
-    deps: &RolloutDeps,
-    control: &Registry,
+    deps: &RolloutDeps<impl RolloutStores>,
+    control: &impl RolloutRegistry,
     record: &VersionRecord,
     input: &TaskInput,
 ) -> Result<Value, RolloutError> {
@@ -433,7 +435,7 @@ pub(crate) async fn rollback(
 /// variant requires: its scalable target deregistered first when the instance type changes,
 /// and SageMaker's refusal read in that light ([`crate::autoscaled`]).
 async fn update_endpoint(
-    deps: &RolloutDeps,
+    deps: &RolloutDeps<impl RolloutStores>,
     sagemaker: &aws_sdk_sagemaker::Client,
     region: &RegionSpec,
     (from, to): (&str, &str),

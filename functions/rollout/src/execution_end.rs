@@ -11,11 +11,13 @@
 //! ([`meridian::rollout_end::heal_ended_holder`]).
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
+use meridian::registry_store::LockRegistry;
 use meridian::rollout::RolloutError;
 use meridian::rollout_end::{self, ExecutionStatusChange};
 use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
 
+use crate::stores::RolloutStores;
 use crate::{RolloutDeps, TaskInput};
 
 /// What the rollout function is invoked with: a state machine task, the EventBridge event
@@ -52,7 +54,7 @@ impl<'de> Deserialize<'de> for RolloutEvent {
 
 /// Handles one execution's end; events of other state machines are refused as invalid.
 pub async fn handle(
-    deps: &RolloutDeps,
+    deps: &RolloutDeps<impl RolloutStores>,
     event: &EventBridgeEvent<ExecutionStatusChange>,
 ) -> Result<Value, RolloutError> {
     let ended = &event.detail;
@@ -62,39 +64,28 @@ pub async fn handle(
             ended.state_machine_arn, deps.state_machine_arn
         )));
     }
-    let (registry, sfn) = control_clients(deps).await;
-    rollout_end::release_ended(&registry, &sfn, &deps.state_machine_arn, &deps.fleet, ended).await
+    let (registry, executions) = control_stores(deps).await;
+    rollout_end::release_ended(&registry, &executions, &deps.fleet, ended).await
 }
 
 /// The schedule's tick: releases the lock of a holder whose execution has ended, as its
 /// lost status event would have. A running holder, or none, is left alone.
-pub async fn reconcile(deps: &RolloutDeps) -> Result<Value, RolloutError> {
-    let (registry, sfn) = control_clients(deps).await;
-    let (lock, _) = registry.lock().await?;
-    let healed = rollout_end::heal_ended_holder(
-        &registry,
-        &sfn,
-        &deps.state_machine_arn,
-        &deps.fleet,
-        &lock,
-    )
-    .await?;
+pub async fn reconcile(deps: &RolloutDeps<impl RolloutStores>) -> Result<Value, RolloutError> {
+    let (registry, executions) = control_stores(deps).await;
+    let lock = registry.lock().await?;
+    let healed = rollout_end::heal_ended_holder(&registry, &executions, &deps.fleet, &lock).await?;
     Ok(match healed {
         Some(released) => released,
         None => json!({ "lock": "nothing to heal" }),
     })
 }
 
-/// The registry and Step Functions in the control (primary) region.
-async fn control_clients(
-    deps: &RolloutDeps,
-) -> (meridian::registry::Registry, aws_sdk_sfn::Client) {
-    let config = deps.clients.config(&deps.fleet.primary_region).await;
-    let registry = meridian::registry::Registry {
-        client: aws_sdk_dynamodb::Client::new(&config),
-        table: deps.fleet.registry_table.clone(),
-    };
-    (registry, aws_sdk_sfn::Client::new(&config))
+/// The registry and the executions in the control (primary) region.
+async fn control_stores<S: RolloutStores>(deps: &RolloutDeps<S>) -> (S::Registry, S::Executions) {
+    (
+        deps.registry(&deps.fleet.primary_region).await,
+        deps.stores.executions().await,
+    )
 }
 
 #[cfg(test)]

@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use chrono::Utc;
 use meridian::operator::{self, Boundary, Gate};
-use meridian::registry::{Registry, VersionRecord};
+use meridian::registry::VersionRecord;
+use meridian::registry_store::RolloutRegistry;
 use meridian::rollout::RolloutError;
 use serde_json::{json, Value};
 
+use crate::stores::RolloutStores;
 use crate::RolloutDeps;
 
 /// The phase the bake is measured from: recorded by the first gate after the deploy.
@@ -18,8 +20,8 @@ pub const BAKING: &str = "baking";
 /// Decides at `boundary`. The answer always has `decision`, `wait` and `reason`, so the
 /// state machine's `ResultSelector` can read them whatever the decision.
 pub async fn gate(
-    deps: &RolloutDeps,
-    control: &Registry,
+    deps: &RolloutDeps<impl RolloutStores>,
+    control: &impl RolloutRegistry,
     record: &VersionRecord,
     boundary: Boundary,
     poll_seconds: u64,
@@ -82,7 +84,7 @@ pub fn held_phase(boundary: Boundary) -> String {
 /// wait (which the abort wakes, [`crate::deploy_wait`]) and the smoke test, so an abort given
 /// while the endpoints deploy rolls them back instead of going on after the deployment.
 pub async fn refuse_if_aborted(
-    control: &Registry,
+    control: &impl RolloutRegistry,
     record: &VersionRecord,
 ) -> Result<(), RolloutError> {
     let operator = control

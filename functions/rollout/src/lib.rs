@@ -7,6 +7,10 @@
 //! lock, and its schedule's tick, which heals such a lock when that event was lost
 //! ([`execution_end`]). Each is idempotent: Step Functions retries and redelivers.
 //!
+//! The registry (each region's replica) and the rollout executions are reached through
+//! [`stores::RolloutStores`]: DynamoDB and Step Functions, or memory in the handler tests
+//! (`handler_tests`); SageMaker, S3 and ECR through SDK clients built from `clients`.
+//!
 //! The task that ends a rollout (commit, mark failed) also returns the rollout's timings
 //! as EMF metric lines ([`timings`]); the caller prints them (Lambda) or logs them (the
 //! local cloud).
@@ -18,27 +22,58 @@ pub mod deploy_wait;
 mod endpoint;
 pub mod execution_end;
 pub mod gate;
+#[cfg(test)]
+mod handler_tests;
 pub mod images;
 pub mod repair;
+pub mod stores;
 pub mod timings;
 
 use meridian::aws::ClientFactory;
 use meridian::executions;
 use meridian::fleet::{Fleet, RegionSpec};
 use meridian::function::{Handler, Outcome};
-use meridian::registry::{Registry, VersionRecord};
+use meridian::registry::VersionRecord;
+use meridian::registry_store::{LockRegistry, RolloutRegistry};
 use meridian::repair::RepairTask;
 use meridian::rollout::RolloutError;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use stores::RolloutStores;
 
-/// What the tasks need. Clients per region are built on demand from `clients`.
-pub struct RolloutDeps {
+/// What the tasks need. Clients per region are built on demand from `clients`; the
+/// registry and the executions come from `stores`.
+pub struct RolloutDeps<S = stores::AwsStores> {
     pub fleet: Fleet,
     pub clients: ClientFactory,
     pub state_machine_arn: String,
     /// The SageMaker execution role models run with.
     pub sagemaker_role_arn: String,
+    pub stores: S,
+}
+
+impl RolloutDeps {
+    /// The rollout function's dependencies on AWS.
+    pub fn new(
+        fleet: Fleet,
+        clients: ClientFactory,
+        state_machine_arn: String,
+        sagemaker_role_arn: String,
+    ) -> Self {
+        let stores = stores::AwsStores {
+            clients: clients.clone(),
+            table: fleet.registry_table.clone(),
+            primary_region: fleet.primary_region.clone(),
+            state_machine_arn: state_machine_arn.clone(),
+        };
+        Self {
+            fleet,
+            clients,
+            state_machine_arn,
+            sagemaker_role_arn,
+            stores,
+        }
+    }
 }
 
 /// The task input: which task (with what only it needs), for which version (and region).
@@ -94,12 +129,9 @@ enum Task {
     },
 }
 
-impl RolloutDeps {
-    pub(crate) async fn registry(&self, region: &str) -> Registry {
-        Registry {
-            client: aws_sdk_dynamodb_client(&self.clients, region).await,
-            table: self.fleet.registry_table.clone(),
-        }
+impl<S: RolloutStores> RolloutDeps<S> {
+    pub(crate) async fn registry(&self, region: &str) -> S::Registry {
+        self.stores.registry(region).await
     }
 
     pub(crate) fn region(&self, name: Option<&str>) -> Result<&RegionSpec, RolloutError> {
@@ -110,17 +142,10 @@ impl RolloutDeps {
     }
 }
 
-async fn aws_sdk_dynamodb_client(
-    clients: &ClientFactory,
-    region: &str,
-) -> aws_sdk_dynamodb::Client {
-    aws_sdk_dynamodb::Client::new(&clients.config(region).await)
-}
-
 /// Runs one task. The task that ends a rollout returns its timings as metric lines, with
 /// a failed result too: they are emitted once, by the write that ends the rollout, so a
 /// later failure of the same task (and its retry) must not lose them.
-impl Handler for RolloutDeps {
+impl<S: RolloutStores> Handler for RolloutDeps<S> {
     type Event = execution_end::RolloutEvent;
     type Error = RolloutError;
     const EVENT: &'static str =
@@ -143,7 +168,7 @@ impl Handler for RolloutDeps {
 }
 
 async fn run(
-    deps: &RolloutDeps,
+    deps: &RolloutDeps<impl RolloutStores>,
     input: TaskInput,
     metrics: &mut Vec<String>,
 ) -> Result<Value, RolloutError> {
@@ -202,7 +227,7 @@ async fn run(
 /// task token in the region's replica and reads the region's verdict there: the replica
 /// function does the same in the other order, so neither can miss the other.
 async fn await_replicas(
-    deps: &RolloutDeps,
+    deps: &RolloutDeps<impl RolloutStores>,
     record: &VersionRecord,
     input: &TaskInput,
     token: &str,

@@ -9,11 +9,11 @@ use meridian_rollout::RolloutDeps;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda::init_tracing();
-    let deps = RolloutDeps {
-        fleet: Fleet::from_toml_str(&std::env::var("MERIDIAN_FLEET_TOML")?)?,
-        clients: ClientFactory::from_env().for_function(FunctionRole::Rollout),
-        state_machine_arn: std::env::var("STATE_MACHINE_ARN")?,
-        sagemaker_role_arn: std::env::var("SAGEMAKER_ROLE_ARN")?,
-    };
+    let deps = RolloutDeps::new(
+        Fleet::from_toml_str(&std::env::var("MERIDIAN_FLEET_TOML")?)?,
+        ClientFactory::from_env().for_function(FunctionRole::Rollout),
+        std::env::var("STATE_MACHINE_ARN")?,
+        std::env::var("SAGEMAKER_ROLE_ARN")?,
+    );
     lambda::run(deps).await
 }

@@ -10,18 +10,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::Utc;
 use meridian::metrics::{REPAIR_FAILED, REPAIR_SUCCEEDED};
-use meridian::registry::{Registry, VersionRecord};
+use meridian::registry::VersionRecord;
+use meridian::registry_store::RolloutRegistry;
 use meridian::repair::{Repair, RepairStatus, RepairTask};
 use meridian::rollout::RolloutError;
 use serde_json::{json, Value};
 
 use crate::bookkeeping::{failure_reason, start_next};
+use crate::stores::RolloutStores;
 use crate::{RolloutDeps, TaskInput};
 
 /// The repair a task belongs to, checked against the task: its record must be the region's
 /// latest (a newer drift's repair supersedes it) and name the task's version and region.
 pub async fn load(
-    control: &Registry,
+    control: &impl RolloutRegistry,
     task: &RepairTask,
     input: &TaskInput,
 ) -> Result<Repair, RolloutError> {
@@ -55,8 +57,8 @@ pub fn as_repaired(mut record: VersionRecord, repair: &Repair) -> VersionRecord 
 /// The repair's `commit`: the region serves the active version again. Records the repair
 /// succeeded (the region's next drift check clears the drift), releases the lock.
 pub async fn succeed(
-    deps: &RolloutDeps,
-    control: &Registry,
+    deps: &RolloutDeps<impl RolloutStores>,
+    control: &impl RolloutRegistry,
     record: &VersionRecord,
     task: &RepairTask,
     metrics: &mut Vec<String>,
@@ -86,8 +88,8 @@ pub async fn succeed(
 /// and whether the region is back on what it served before; the version stays active and
 /// the drift reported. Releases the lock.
 pub async fn fail(
-    deps: &RolloutDeps,
-    control: &Registry,
+    deps: &RolloutDeps<impl RolloutStores>,
+    control: &impl RolloutRegistry,
     record: &VersionRecord,
     task: &RepairTask,
     error: Option<&Value>,

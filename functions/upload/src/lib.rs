@@ -12,19 +12,25 @@ use meridian::fleet::Fleet;
 use meridian::function::{Handler, Outcome};
 use meridian::manifest::{self, Manifest};
 use meridian::registry::{RegisteredManifest, Registration, Registry, VersionStatus};
-use meridian::rollout::{aws_error, retryable, RolloutError};
+use meridian::registry_store::UploadRegistry;
+use meridian::rollout::RolloutError;
 use meridian::rollout_end;
+use meridian::rollout_executions::{RolloutExecutions, SfnExecutions};
 use serde_json::{json, Value};
 
-/// What the handler needs.
-pub struct UploadDeps {
+pub mod objects;
+#[cfg(test)]
+mod tests;
+
+use objects::{S3Objects, UploadedObjects};
+
+/// What the handler needs: the registry through the primary region's replica, the
+/// rollout state machine's executions, and the primary bucket.
+pub struct UploadDeps<R = Registry, X = SfnExecutions, O = S3Objects> {
     pub fleet: Fleet,
-    /// The registry through the primary region's replica.
-    pub registry: Registry,
-    /// S3 in the primary region.
-    pub s3: aws_sdk_s3::Client,
-    pub sfn: aws_sdk_sfn::Client,
-    pub state_machine_arn: String,
+    pub registry: R,
+    pub executions: X,
+    pub objects: O,
 }
 
 impl UploadDeps {
@@ -36,9 +42,14 @@ impl UploadDeps {
                 client: aws_sdk_dynamodb::Client::new(&config),
                 table: fleet.registry_table.clone(),
             },
-            s3: clients.s3(&fleet.primary_region).await,
-            sfn: aws_sdk_sfn::Client::new(&config),
-            state_machine_arn,
+            executions: SfnExecutions {
+                sfn: aws_sdk_sfn::Client::new(&config),
+                state_machine_arn,
+            },
+            objects: S3Objects {
+                s3: clients.s3(&fleet.primary_region).await,
+                bucket: fleet.primary_bucket.clone(),
+            },
             fleet,
         }
     }
@@ -55,7 +66,12 @@ const HEAD_CONCURRENCY: usize = 16;
 /// the primary bucket.
 pub type Event = EventBridgeEvent<ObjectCreated>;
 
-impl Handler for UploadDeps {
+impl<R, X, O> Handler for UploadDeps<R, X, O>
+where
+    R: UploadRegistry,
+    X: RolloutExecutions,
+    O: UploadedObjects,
+{
     type Event = Event;
     type Error = RolloutError;
     const EVENT: &'static str = "an S3 Object Created EventBridge event";
@@ -66,7 +82,10 @@ impl Handler for UploadDeps {
 }
 
 /// Handles one `Object Created` event of the primary bucket.
-async fn handle(deps: &UploadDeps, event: Event) -> Result<Value, RolloutError> {
+async fn handle<R: UploadRegistry, X: RolloutExecutions, O: UploadedObjects>(
+    deps: &UploadDeps<R, X, O>,
+    event: Event,
+) -> Result<Value, RolloutError> {
     let bucket = event.detail.bucket.name.as_str();
     let key = event
         .detail
@@ -82,7 +101,7 @@ async fn handle(deps: &UploadDeps, event: Event) -> Result<Value, RolloutError> 
     let Some((model, version)) = manifest::parse_manifest_key(key) else {
         return Ok(json!({ "ignored": key, "why": "not a manifest" }));
     };
-    let (bytes, version_id) = read_manifest(deps, key).await?;
+    let (bytes, version_id) = deps.objects.manifest(key).await?;
     let manifest = match manifest::parse(&bytes).and_then(|m| m.check_key(key).map(|()| m)) {
         Ok(manifest) => manifest,
         Err(error) => {
@@ -135,16 +154,11 @@ async fn handle(deps: &UploadDeps, event: Event) -> Result<Value, RolloutError> 
         .acquire_or_queue(&model, &version, Utc::now())
         .await?;
     if !lock.held_by(&model, &version) {
-        let healed = rollout_end::heal_ended_holder(
-            &deps.registry,
-            &deps.sfn,
-            &deps.state_machine_arn,
-            &deps.fleet,
-            &lock,
-        )
-        .await?;
+        let healed =
+            rollout_end::heal_ended_holder(&deps.registry, &deps.executions, &deps.fleet, &lock)
+                .await?;
         if healed.is_some() {
-            lock = deps.registry.lock().await?.0;
+            lock = deps.registry.lock().await?;
         }
         if lock.held_by(&model, &version) {
             return Ok(
@@ -165,69 +179,33 @@ async fn handle(deps: &UploadDeps, event: Event) -> Result<Value, RolloutError> 
             json!({ "model": model, "version": version, "status": "queued", "behind": holder }),
         );
     }
-    let execution = rollout_end::start(
-        &deps.registry,
-        &deps.sfn,
-        &deps.state_machine_arn,
-        &deps.fleet,
-        &record,
-    )
-    .await?;
+    let execution =
+        rollout_end::start(&deps.registry, &deps.executions, &deps.fleet, &record).await?;
     Ok(
         json!({ "model": model, "version": version, "status": "rolling_out", "execution": execution }),
     )
 }
 
-/// The manifest's bytes and its S3 version id (what the registry records as its location).
-async fn read_manifest(
-    deps: &UploadDeps,
-    key: &str,
-) -> Result<(Vec<u8>, Option<String>), RolloutError> {
-    let object = deps
-        .s3
-        .get_object()
-        .bucket(&deps.fleet.primary_bucket)
-        .key(key)
-        .send()
-        .await
-        .map_err(|e| aws_error("reading the manifest", e))?;
-    let version_id = object.version_id().map(str::to_owned);
-    if object.content_length().unwrap_or(0) > manifest::MAX_MANIFEST_BYTES as i64 {
-        return Ok((vec![0; manifest::MAX_MANIFEST_BYTES + 1], version_id));
-    }
-    let bytes = object
-        .body
-        .collect()
-        .await
-        .map_err(|e| retryable("reading the manifest", e))?;
-    Ok((bytes.to_vec(), version_id))
-}
-
 /// Every file of the manifest is in the primary bucket with its stated size.
 async fn check_files(
-    deps: &UploadDeps,
+    deps: &UploadDeps<impl UploadRegistry, impl RolloutExecutions, impl UploadedObjects>,
     manifest: &Manifest,
 ) -> Result<Result<(), String>, RolloutError> {
-    let bucket = deps.fleet.primary_bucket.clone();
+    let bucket = deps.fleet.primary_bucket.as_str();
+    let objects = &deps.objects;
     let lookups: Vec<_> = manifest
         .files
         .iter()
-        .map(|file| (file.path.clone(), file.size, manifest.object_key(file)))
-        .map(|(path, size, key)| {
-            let (s3, bucket) = (deps.s3.clone(), bucket.clone());
-            async move {
-                match s3.head_object().bucket(&bucket).key(&key).send().await {
-                    Ok(head) if head.content_length() == Some(size as i64) => Ok(None),
-                    Ok(head) => Ok(Some(format!(
-                        "{path}: size {} in S3, {size} in the manifest",
-                        head.content_length().unwrap_or(0)
-                    ))),
-                    Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => {
-                        Ok(Some(format!("{path}: missing from s3://{bucket}/{key}")))
-                    }
-                    Err(error) => Err(aws_error("checking the uploaded files", error)),
-                }
-            }
+        .map(|file| async move {
+            let key = manifest.object_key(file);
+            Ok::<_, RolloutError>(match objects.size(&key).await? {
+                Some(size) if size == file.size => None,
+                Some(size) => Some(format!(
+                    "{}: size {size} in S3, {} in the manifest",
+                    file.path, file.size
+                )),
+                None => Some(format!("{}: missing from s3://{bucket}/{key}", file.path)),
+            })
         })
         .collect();
     let found: Vec<Option<String>> = stream::iter(lookups)
