@@ -6,7 +6,6 @@
 //! holder's execution ended when a version queues, which heals a lost event.
 
 use chrono::Utc;
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::fleet::Fleet;
@@ -15,27 +14,10 @@ use crate::registry_store::LockRegistry;
 use crate::repair::RepairStatus;
 use crate::rollout::RolloutError;
 use crate::rollout_executions::RolloutExecutions;
+pub use crate::rollout_executions::{
+    ended_status, execution_arn, ExecutionStatusChange, ENDED_WITHOUT_SUCCESS,
+};
 use crate::rollout_lock::RolloutLock;
-
-/// The `detail` of Step Functions' "Step Functions Execution Status Change" EventBridge
-/// event (fields Meridian reads; `input`/`output` may be left out by Step Functions when
-/// large, so they are not relied on).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ExecutionStatusChange {
-    pub execution_arn: String,
-    pub state_machine_arn: String,
-    pub name: String,
-    /// `RUNNING`, `SUCCEEDED`, `FAILED`, `TIMED_OUT`, `ABORTED` (or `PENDING_REDRIVE`).
-    pub status: String,
-    #[serde(default)]
-    pub error: Option<String>,
-    #[serde(default)]
-    pub cause: Option<String>,
-}
-
-/// Step Functions statuses of an execution that has ended without success.
-pub const ENDED_WITHOUT_SUCCESS: [&str; 3] = ["FAILED", "TIMED_OUT", "ABORTED"];
 
 /// The regions the version's rollout had started deploying to and that are not recorded
 /// back on their previous configuration: what the terminal message of a failed or
@@ -269,48 +251,6 @@ pub async fn heal_ended_holder(
     Ok(Some(released))
 }
 
-/// The holder's execution status if it has ended (Step Functions' `DescribeExecution`):
-/// how a version queuing behind it finds a lock whose status event was lost.
-pub async fn ended_status(
-    sfn: &aws_sdk_sfn::Client,
-    state_machine_arn: &str,
-    execution: &str,
-) -> Result<Option<ExecutionStatusChange>, RolloutError> {
-    let arn = execution_arn(state_machine_arn, execution);
-    let described = sfn
-        .describe_execution()
-        .execution_arn(&arn)
-        .send()
-        .await
-        .map_err(|e| {
-            crate::rollout::retryable(
-                "reading the holder's execution",
-                aws_sdk_sfn::error::DisplayErrorContext(e),
-            )
-        })?;
-    let status = described.status().as_str().to_owned();
-    if !ENDED_WITHOUT_SUCCESS.contains(&status.as_str()) && status != "SUCCEEDED" {
-        return Ok(None);
-    }
-    Ok(Some(ExecutionStatusChange {
-        execution_arn: arn,
-        state_machine_arn: state_machine_arn.to_owned(),
-        name: execution.to_owned(),
-        status,
-        error: described.error().map(str::to_owned),
-        cause: described.cause().map(str::to_owned),
-    }))
-}
-
-/// An execution's ARN from its state machine's ARN and its name
-/// (`arn:aws:states:<region>:<account>:execution:<state machine>:<name>`).
-pub fn execution_arn(state_machine_arn: &str, execution: &str) -> String {
-    format!(
-        "{}:{execution}",
-        state_machine_arn.replacen(":stateMachine:", ":execution:", 1)
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -395,13 +335,5 @@ mod tests {
         );
         assert_eq!(regions_not_back(&r), ["c"]);
         assert!(regions_sentence(&r).contains("not back on the previous version: c"));
-    }
-
-    #[test]
-    fn execution_arns_follow_the_state_machines() {
-        assert_eq!(
-            execution_arn("arn:aws:states:us-east-1:1:stateMachine:f-rollout", "x"),
-            "arn:aws:states:us-east-1:1:execution:f-rollout:x"
-        );
     }
 }

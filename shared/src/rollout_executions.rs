@@ -7,9 +7,72 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use serde::{Deserialize, Serialize};
+
 use crate::fleet::Fleet;
 use crate::rollout::{execution_name, RolloutError};
-use crate::rollout_end::ExecutionStatusChange;
+
+/// The `detail` of Step Functions' "Step Functions Execution Status Change" EventBridge
+/// event (fields Meridian reads; `input`/`output` may be left out by Step Functions when
+/// large, so they are not relied on).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionStatusChange {
+    pub execution_arn: String,
+    pub state_machine_arn: String,
+    pub name: String,
+    /// `RUNNING`, `SUCCEEDED`, `FAILED`, `TIMED_OUT`, `ABORTED` (or `PENDING_REDRIVE`).
+    pub status: String,
+    #[serde(default)]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub cause: Option<String>,
+}
+
+/// Step Functions statuses of an execution that has ended without success.
+pub const ENDED_WITHOUT_SUCCESS: [&str; 3] = ["FAILED", "TIMED_OUT", "ABORTED"];
+
+/// The holder's execution status if it has ended (Step Functions' `DescribeExecution`):
+/// how a version queuing behind it finds a lock whose status event was lost.
+pub async fn ended_status(
+    sfn: &aws_sdk_sfn::Client,
+    state_machine_arn: &str,
+    execution: &str,
+) -> Result<Option<ExecutionStatusChange>, RolloutError> {
+    let arn = execution_arn(state_machine_arn, execution);
+    let described = sfn
+        .describe_execution()
+        .execution_arn(&arn)
+        .send()
+        .await
+        .map_err(|e| {
+            crate::rollout::retryable(
+                "reading the holder's execution",
+                aws_sdk_sfn::error::DisplayErrorContext(e),
+            )
+        })?;
+    let status = described.status().as_str().to_owned();
+    if !ENDED_WITHOUT_SUCCESS.contains(&status.as_str()) && status != "SUCCEEDED" {
+        return Ok(None);
+    }
+    Ok(Some(ExecutionStatusChange {
+        execution_arn: arn,
+        state_machine_arn: state_machine_arn.to_owned(),
+        name: execution.to_owned(),
+        status,
+        error: described.error().map(str::to_owned),
+        cause: described.cause().map(str::to_owned),
+    }))
+}
+
+/// An execution's ARN from its state machine's ARN and its name
+/// (`arn:aws:states:<region>:<account>:execution:<state machine>:<name>`).
+pub fn execution_arn(state_machine_arn: &str, execution: &str) -> String {
+    format!(
+        "{}:{execution}",
+        state_machine_arn.replacen(":stateMachine:", ":execution:", 1)
+    )
+}
 
 /// Starting and reading rollout executions.
 pub trait RolloutExecutions: Send + Sync {
@@ -55,7 +118,7 @@ impl RolloutExecutions for SfnExecutions {
     }
 
     async fn ended(&self, execution: &str) -> Result<Option<ExecutionStatusChange>, RolloutError> {
-        crate::rollout_end::ended_status(&self.sfn, &self.state_machine_arn, execution).await
+        ended_status(&self.sfn, &self.state_machine_arn, execution).await
     }
 }
 
@@ -96,7 +159,7 @@ impl MemoryExecutions {
     /// Declares that `execution` ended with `status` (`FAILED`, `ABORTED`, ...).
     pub fn end(&self, execution: &str, status: &str) {
         let ended = ExecutionStatusChange {
-            execution_arn: crate::rollout_end::execution_arn(&self.state_machine_arn, execution),
+            execution_arn: execution_arn(&self.state_machine_arn, execution),
             state_machine_arn: self.state_machine_arn.clone(),
             name: execution.to_owned(),
             status: status.to_owned(),
@@ -139,5 +202,18 @@ impl RolloutExecutions for MemoryExecutions {
     async fn ended(&self, execution: &str) -> Result<Option<ExecutionStatusChange>, RolloutError> {
         self.check("reading the holder's execution")?;
         Ok(self.state().ended.get(execution).cloned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn execution_arns_follow_the_state_machines() {
+        assert_eq!(
+            execution_arn("arn:aws:states:us-east-1:1:stateMachine:f-rollout", "x"),
+            "arn:aws:states:us-east-1:1:execution:f-rollout:x"
+        );
     }
 }
