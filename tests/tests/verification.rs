@@ -503,3 +503,33 @@ async fn regions_whose_object_created_events_are_all_lost_are_verified_by_the_re
         .all(|(_, _, how)| *how == Verification::Checksum));
     cloud.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_reconcile_sweep_runs_at_a_time_until_its_claim_ends_or_expires() {
+    let cloud = start_cloud_for(fleet(), Functions::new(), true).await;
+    let registry = registry(&cloud, "eu-west-1").await;
+    let (rollout, region) = (("llama", "1"), "eu-west-1");
+    let lease = Duration::from_secs(900);
+    let now = chrono::Utc::now();
+    let claim = |at| registry.claim_sweep(rollout, region, at, lease);
+    assert!(claim(now).await.expect("claim"), "the first sweep");
+    assert!(!claim(now).await.expect("claim"), "a second sweep waits");
+    assert!(
+        registry
+            .claim_sweep(("llama", "2"), region, now, lease)
+            .await
+            .expect("claim"),
+        "another version's sweep is its own"
+    );
+    let expired = now + chrono::Duration::seconds(901);
+    assert!(
+        claim(expired).await.expect("claim"),
+        "a claim past its lease (a sweep that died) is taken over"
+    );
+    registry
+        .release_sweep(rollout, region)
+        .await
+        .expect("release");
+    assert!(claim(now).await.expect("claim"), "a released claim");
+    cloud.shutdown().await.expect("shutdown");
+}
