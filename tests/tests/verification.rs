@@ -307,6 +307,26 @@ async fn replicas_with_the_manifests_checksum_are_verified_without_reading_a_byt
     for (region, file, how) in checks {
         assert_eq!(how, Verification::Checksum, "{region} file {file}");
     }
+    // A data file's late event in a settled region stops at the verdict: it does not call
+    // Step Functions with the spent token (10,000 late events would be 10,000 calls).
+    let deps = replica_function(&cloud, "eu-west-1", u64::MAX).await;
+    let before = cloud.api_call_counts();
+    let late = object_created(
+        &cloud,
+        "eu-west-1",
+        &manifest.object_key(&manifest.files[0]),
+    );
+    let outcome = invoke(&deps, late).await;
+    assert!(outcome.result.is_ok(), "{:?}", outcome.result);
+    let step_functions_calls: u64 = cloud
+        .api_call_counts()
+        .iter()
+        .filter(|(call, _)| {
+            call.caller.as_deref() == Some("meridian-replica") && call.service == "states"
+        })
+        .map(|(call, count)| count - before.get(call).copied().unwrap_or(0))
+        .sum();
+    assert_eq!(step_functions_calls, 0, "a late file event resumed nothing");
     cloud.shutdown().await.expect("shutdown");
 }
 

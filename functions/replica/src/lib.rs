@@ -250,7 +250,13 @@ pub async fn verify_region(
     let (model, version, region) = (&manifest.model, &manifest.version, &deps.region);
     let rollout = (model.as_str(), version.as_str());
     if let Some(readiness) = deps.registry.readiness(model, version, region).await? {
-        notify(deps, model, version, &readiness).await?;
+        // The manifest's event and the schedule's sweep resume the wait again (a lost
+        // resume heals); a data file's late event does not, or a 10,000-file version's late
+        // events would each call Step Functions with a spent token.
+        let file_event = matches!(trigger, Some(path) if path != MANIFEST_FILE);
+        if !file_event {
+            notify(deps, model, version, &readiness).await?;
+        }
         return Ok(json!({ "region": region, "settled": readiness }));
     }
     let total = manifest.files.len();
