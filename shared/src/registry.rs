@@ -180,6 +180,40 @@ pub struct Readiness {
     pub at: DateTime<Utc>,
 }
 
+/// What committing a version does to the active pointer: the rule the table and the
+/// in-memory registry both follow.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PointerMove {
+    /// The pointer already names the version (a retried commit).
+    AlreadyThere,
+    /// The pointer no longer names the expected previous version: another commit won.
+    Refused,
+    /// The pointer to write.
+    To(ActivePointer),
+}
+
+/// Moves `current` to `version` only from `expected_previous`.
+pub fn move_pointer(
+    current: Option<&ActivePointer>,
+    version: &str,
+    digest: &str,
+    expected_previous: Option<&str>,
+    now: DateTime<Utc>,
+) -> PointerMove {
+    if current.is_some_and(|p| p.version == version && p.digest == digest) {
+        return PointerMove::AlreadyThere;
+    }
+    if current.map(|p| p.version.as_str()) != expected_previous {
+        return PointerMove::Refused;
+    }
+    PointerMove::To(ActivePointer {
+        version: version.into(),
+        digest: digest.into(),
+        previous: expected_previous.map(str::to_owned),
+        since: now,
+    })
+}
+
 /// The registry, through one region's table replica.
 #[derive(Clone)]
 pub struct Registry {
@@ -496,20 +530,16 @@ impl Registry {
             .as_ref()
             .map(|i| from_item(i, "active pointer"))
             .transpose()?;
-        if current_pointer
-            .as_ref()
-            .is_some_and(|p| p.version == version && p.digest == digest)
-        {
-            return Ok(true);
-        }
-        if current_pointer.as_ref().map(|p| p.version.as_str()) != expected_previous {
-            return Ok(false);
-        }
-        let pointer = ActivePointer {
-            version: version.into(),
-            digest: digest.into(),
-            previous: expected_previous.map(str::to_owned),
-            since: now,
+        let pointer = match move_pointer(
+            current_pointer.as_ref(),
+            version,
+            digest,
+            expected_previous,
+            now,
+        ) {
+            PointerMove::AlreadyThere => return Ok(true),
+            PointerMove::Refused => return Ok(false),
+            PointerMove::To(pointer) => pointer,
         };
         let expect = match current.and_then(|i| i.get("body").cloned()) {
             Some(old) => Expect::Body(old),
@@ -926,6 +956,40 @@ impl RegistryView {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pointer_moves_only_from_the_expected_version() {
+        let now = Utc::now();
+        let v1 = match move_pointer(None, "1", "d1", None, now) {
+            PointerMove::To(pointer) => pointer,
+            other => panic!("the first commit moves: {other:?}"),
+        };
+        assert_eq!(v1.previous, None);
+        assert_eq!(
+            move_pointer(Some(&v1), "1", "d1", None, now),
+            PointerMove::AlreadyThere,
+            "a retried commit"
+        );
+        assert_eq!(
+            move_pointer(Some(&v1), "2", "d2", None, now),
+            PointerMove::Refused,
+            "another commit won"
+        );
+        assert!(matches!(
+            move_pointer(Some(&v1), "2", "d2", Some("1"), now),
+            PointerMove::To(p) if p.version == "2" && p.previous.as_deref() == Some("1")
+        ));
+        assert_eq!(
+            move_pointer(Some(&v1), "1", "other", Some("1"), now),
+            PointerMove::To(ActivePointer {
+                version: "1".into(),
+                digest: "other".into(),
+                previous: Some("1".into()),
+                since: now,
+            }),
+            "the same version with another digest is not already there"
+        );
+    }
 
     #[test]
     fn the_version_item_of_the_largest_manifest_fits_a_dynamodb_item() {

@@ -24,8 +24,9 @@ use serde::Serialize;
 use crate::manifest::Manifest;
 use crate::operator::OperatorControl;
 use crate::registry::{
-    model_key, repair_key, rollout_key, ActivePointer, Readiness, RegisteredManifest, Registration,
-    RegistryError, VersionRecord, VersionStatus, LOCK_PK, MAX_ITEM_BYTES,
+    model_key, move_pointer, repair_key, rollout_key, ActivePointer, PointerMove, Readiness,
+    RegisteredManifest, Registration, RegistryError, VersionRecord, VersionStatus, LOCK_PK,
+    MAX_ITEM_BYTES,
 };
 use crate::registry_store::{LockRegistry, RolloutRegistry, UploadRegistry};
 use crate::repair::{Repair, RepairTask};
@@ -391,23 +392,14 @@ impl RolloutRegistry for MemoryRegistry {
         self.with("commit", |items| {
             let key = (model_key(model), "active".to_owned());
             let current: Option<ActivePointer> = items.get(&key, "active pointer")?;
-            if current
-                .as_ref()
-                .is_some_and(|p| p.version == version && p.digest == digest)
-            {
-                return Ok(true);
+            match move_pointer(current.as_ref(), version, digest, expected_previous, now) {
+                PointerMove::AlreadyThere => Ok(true),
+                PointerMove::Refused => Ok(false),
+                PointerMove::To(pointer) => {
+                    items.put(key, &pointer)?;
+                    Ok(true)
+                }
             }
-            if current.as_ref().map(|p| p.version.as_str()) != expected_previous {
-                return Ok(false);
-            }
-            let pointer = ActivePointer {
-                version: version.into(),
-                digest: digest.into(),
-                previous: expected_previous.map(str::to_owned),
-                since: now,
-            };
-            items.put(key, &pointer)?;
-            Ok(true)
         })
     }
 
