@@ -233,8 +233,8 @@ impl Registry {
         Ok(checks)
     }
 
-    /// Claims `region`'s reconcile sweep of a version for `lease` (the replica function's
-    /// longest run), so schedule ticks never sweep (and hash) the same files side by side:
+    /// Claims `region`'s sweep of a version for `lease` (the replica function's longest
+    /// run), so two sweeps never look at (and hash) the same files side by side:
     /// false while another sweep holds an unexpired claim.
     pub async fn claim_sweep(
         &self,

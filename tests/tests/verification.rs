@@ -525,7 +525,7 @@ async fn regions_whose_object_created_events_are_all_lost_are_verified_by_the_re
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_reconcile_sweep_runs_at_a_time_until_its_claim_ends_or_expires() {
+async fn one_sweep_runs_at_a_time_until_its_claim_ends_or_expires() {
     let cloud = start_cloud_for(fleet(), Functions::new(), true).await;
     let registry = registry(&cloud, "eu-west-1").await;
     let (rollout, region) = (("llama", "1"), "eu-west-1");

@@ -284,7 +284,23 @@ pub async fn verify_region(
                 }
             }
         }
-        _ => sweep(deps, manifest, bucket).await?,
+        _ => {
+            // One sweep at a time per region and version (the manifest's event, the fast
+            // copy's rewrite of it, the schedule's ticks): two would look at and hash the
+            // same files side by side. A sweep already running covers this one, and each
+            // file arriving after it has its own event.
+            let now = Utc::now();
+            if !deps
+                .registry
+                .claim_sweep(rollout, region, now, SWEEP_LEASE)
+                .await?
+            {
+                return Ok(json!({ "region": region, "skipped": "another sweep runs" }));
+            }
+            let swept = sweep(deps, manifest, bucket).await;
+            deps.registry.release_sweep(rollout, region).await?;
+            swept?;
+        }
     }
     let checks = deps.registry.region_checks(rollout, region).await?;
     let failed: Vec<String> = checks
@@ -314,6 +330,10 @@ pub async fn verify_region(
     };
     settle(deps, model, version, &verdict).await
 }
+
+/// How long a sweep's claim lasts: Lambda's longest run (the function's timeout), so a
+/// sweep that died mid-way holds the next ones back no longer than that.
+const SWEEP_LEASE: std::time::Duration = std::time::Duration::from_secs(900);
 
 /// Files a sweep looks at before recording what it found: an invocation that ends early
 /// keeps the batches recorded so far.

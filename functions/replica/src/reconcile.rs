@@ -3,22 +3,16 @@
 //! region's table replica (the upload function registers a version only after looking at
 //! every file), and once Lambda's retries of that event are spent nothing else sweeps the
 //! region before the rollout's replica timeout. While a rollout waits for this region, each
-//! tick sweeps the files not yet verified and settles the region when it can; a verdict
-//! already recorded is sent to the waiting task again, which heals a lost resume.
+//! tick sweeps the files not yet verified (unless another sweep runs) and settles the
+//! region when it can; a verdict already recorded is sent to the waiting task again, which
+//! heals a lost resume.
 
-use std::time::Duration;
-
-use chrono::Utc;
 use serde_json::{json, Value};
 
 use meridian::manifest_store::Stored;
 use meridian::rollout::RolloutError;
 
 use crate::{bucket_of, damaged_manifest, settle, verify_region, ReplicaDeps};
-
-/// How long a sweep's claim lasts: Lambda's longest run (the function's timeout), so a
-/// sweep that died mid-way holds the next ones back no longer than that.
-const SWEEP_LEASE: Duration = Duration::from_secs(900);
 
 /// Sweeps for the rollout holding the fleet's lock, if it waits for this region.
 pub async fn reconcile(deps: &ReplicaDeps) -> Result<Value, RolloutError> {
@@ -38,19 +32,7 @@ pub async fn reconcile(deps: &ReplicaDeps) -> Result<Value, RolloutError> {
     };
     let bucket = bucket_of(deps)?;
     match deps.manifest(&record, &bucket).await? {
-        Ok(manifest) => {
-            let rollout = (holder.model.as_str(), holder.version.as_str());
-            if !deps
-                .registry
-                .claim_sweep(rollout, &deps.region, Utc::now(), SWEEP_LEASE)
-                .await?
-            {
-                return Ok(json!({ "region": deps.region, "skipped": "another sweep runs" }));
-            }
-            let swept = verify_region(deps, &manifest, &bucket, None).await;
-            deps.registry.release_sweep(rollout, &deps.region).await?;
-            swept
-        }
+        Ok(manifest) => verify_region(deps, &manifest, &bucket, None).await,
         Err(Stored::Other(detail)) => {
             let verdict = damaged_manifest(deps, &detail);
             settle(deps, &holder.model, &holder.version, &verdict).await
