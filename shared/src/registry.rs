@@ -139,6 +139,29 @@ pub struct VersionRecord {
     pub reason: Option<String>,
 }
 
+impl VersionRecord {
+    /// The record a version starts with: what the table and the in-memory registry write.
+    pub fn registered(
+        manifest: &Manifest,
+        registered: RegisteredManifest,
+        digest: &str,
+        status: VersionStatus,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            model: manifest.model.clone(),
+            version: manifest.version.clone(),
+            digest: digest.to_owned(),
+            manifest: registered,
+            status,
+            phases: BTreeMap::from([("registered".to_owned(), now)]),
+            regions: BTreeMap::new(),
+            execution: None,
+            reason: None,
+        }
+    }
+}
+
 /// The outcome of registering a manifest.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Registration {
@@ -289,17 +312,7 @@ impl Registry {
         status: VersionStatus,
         now: DateTime<Utc>,
     ) -> Result<Registration, RegistryError> {
-        let record = VersionRecord {
-            model: manifest.model.clone(),
-            version: manifest.version.clone(),
-            digest: digest.to_owned(),
-            manifest: registered,
-            status,
-            phases: BTreeMap::from([("registered".to_owned(), now)]),
-            regions: BTreeMap::new(),
-            execution: None,
-            reason: None,
-        };
+        let record = VersionRecord::registered(manifest, registered, digest, status, now);
         let created = self
             .put(
                 model_key(&record.model),

@@ -318,17 +318,7 @@ impl UploadRegistry for MemoryRegistry {
     ) -> Result<Registration, RegistryError> {
         self.with("register", |items| {
             let key = version_key(&manifest.model, &manifest.version);
-            let record = VersionRecord {
-                model: manifest.model.clone(),
-                version: manifest.version.clone(),
-                digest: digest.to_owned(),
-                manifest: registered,
-                status,
-                phases: BTreeMap::from([("registered".to_owned(), now)]),
-                regions: BTreeMap::new(),
-                execution: None,
-                reason: None,
-            };
+            let record = VersionRecord::registered(manifest, registered, digest, status, now);
             let body = Items::encode(&key, &record)?;
             if let Some(existing) = items.get::<VersionRecord>(&key, "version")? {
                 return Ok(if existing.digest == digest {
