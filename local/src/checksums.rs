@@ -105,6 +105,59 @@ pub async fn overlay(ctx: &Ctx, request: &GatewayRequest, response: &mut Gateway
     }
 }
 
+/// Records the CRC64NVME of an object a successful `PutObject` stored, from the bytes it
+/// sent, as S3 computes it on upload: the reads that ask for it later need not fetch the
+/// object again. A body sent `aws-chunked` (its bytes framed, not the object's) is left to
+/// the reads.
+pub fn remember_put(ctx: &Ctx, request: &GatewayRequest, response: &GatewayResponse) {
+    if request.method != Method::PUT
+        || !response.is_success()
+        || request.headers.contains_key("x-amz-copy-source")
+        || request.headers.contains_key("x-amz-decoded-content-length")
+        || request
+            .headers
+            .get(http::header::CONTENT_ENCODING)
+            .is_some_and(|v| v.as_bytes().windows(11).any(|w| w == b"aws-chunked"))
+        || !request
+            .query()
+            .split('&')
+            .all(|p| p.is_empty() || p.starts_with("x-id="))
+    {
+        return;
+    }
+    let Some((bucket, key)) = request
+        .path()
+        .strip_prefix('/')
+        .and_then(|path| path.split_once('/'))
+        .filter(|(bucket, key)| !bucket.is_empty() && !key.is_empty())
+    else {
+        return;
+    };
+    let Some(etag) = response
+        .headers
+        .get(http::header::ETAG)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return;
+    };
+    ctx.crc64nvme.put(
+        (decode(bucket), decode(key), etag.to_owned()),
+        meridian::checksum::crc64nvme(&request.body),
+    );
+}
+
+/// Gives a replica the CRC64NVME known for its source: a copy holds the same bytes under
+/// the same ETag.
+pub fn remember_copy(ctx: &Ctx, source_bucket: &str, key: &str, etag: &str, destination: &str) {
+    let source = (source_bucket.to_owned(), key.to_owned(), etag.to_owned());
+    if let Some(value) = ctx.crc64nvme.get(&source) {
+        ctx.crc64nvme.put(
+            (destination.to_owned(), key.to_owned(), etag.to_owned()),
+            value,
+        );
+    }
+}
+
 /// The CRC64NVME of an object as moto stores it, read from moto directly (S3's own work,
 /// not a call of the caller's).
 async fn stored_crc64nvme(

@@ -38,6 +38,10 @@ pub struct Ctx {
     pub moto: ClientFactory,
     /// Objects' CRC64NVME as the S3 emulation reports them (`checksums.rs`).
     pub crc64nvme: crate::crc64_cache::Crc64Cache,
+    /// Buckets' replication configurations and regions (`bucket_cache.rs`).
+    pub buckets: crate::bucket_cache::BucketCache,
+    /// Replica copies under way at once (`replication.rs`).
+    pub replication_slots: tokio::sync::Semaphore,
     provisioned: AtomicBool,
     tasks: Mutex<Vec<AbortHandle>>,
 }
@@ -69,6 +73,8 @@ impl Ctx {
             front_doors: FrontDoors::default(),
             faults: Faults::default(),
             crc64nvme: Default::default(),
+            buckets: Default::default(),
+            replication_slots: tokio::sync::Semaphore::new(crate::replication::CONCURRENT_COPIES),
             provisioned: AtomicBool::new(false),
             tasks: Mutex::new(Vec::new()),
             config,

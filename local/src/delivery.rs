@@ -1,17 +1,31 @@
 //! Event delivery to in-process functions: an SQS queue, fed by an EventBridge rule
-//! (which moto evaluates), is polled like a Lambda event source and each event is handed
-//! to the function as EventBridge would hand it to a Lambda target.
+//! (which moto evaluates), is drained into an in-process queue of asynchronous invocations,
+//! as EventBridge hands events to Lambda's own queue, and each event is invoked (and retried)
+//! from there as Lambda invokes an asynchronous event.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use aws_sdk_sqs::types::MessageSystemAttributeName;
+use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
 use serde_json::Value;
+use tokio::sync::Semaphore;
 
 use crate::ctx::{Ctx, LOCAL_ACCOUNT};
 use crate::functions::{Invocation, InvokeError};
 
-/// Deliveries attempted before an event is dropped (EventBridge retries, then gives up).
+/// Attempts before an event is dropped (Lambda retries an asynchronous event twice).
 pub const MAX_ATTEMPTS: u32 = 3;
+
+/// Pause before an event's next attempt (Lambda waits minutes; tests cannot).
+pub const RETRY_DELAY: Duration = Duration::from_secs(5);
+
+/// Invocations of one subscription's function running at once (Lambda scales a function's
+/// asynchronous invocations out; one slow event does not hold the others back).
+pub const CONCURRENT_INVOCATIONS: usize = 10;
+
+/// Long polls waiting on each queue at once, so that a burst of events leaves the queue
+/// as fast as it arrives.
+pub const RECEIVERS: usize = 1;
 
 /// Which queue feeds which function, in which region.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,86 +50,116 @@ pub fn normalize_event(mut event: Value, region: &str) -> Value {
     event
 }
 
-/// Starts polling the subscription's queue until the local cloud stops. While the
-/// subscription's region is down nothing is received: its events wait in the queue and are
-/// delivered when it is back.
+/// Starts draining the subscription's queue until the local cloud stops. Each message is
+/// taken off the queue at once and invoked from memory: moto's SQS scans its whole queue
+/// for every message it hands out, so a backlog left there makes each receive slower and
+/// the backlog longer. [`RECEIVERS`] long polls wait on the queue side by side. While the
+/// subscription's region is down nothing is received and nothing invoked: its events
+/// wait, and are delivered when it is back.
 pub fn start(ctx: &Arc<Ctx>, subscription: Subscription) {
-    let task_ctx = ctx.clone();
-    ctx.spawn(async move {
-        let sqs = aws_sdk_sqs::Client::new(&task_ctx.moto.config(&subscription.region).await);
-        loop {
-            task_ctx
-                .faults
-                .wait_until_up(&[&subscription.region])
-                .await;
-            let received = sqs
-                .receive_message()
-                .queue_url(&subscription.queue_url)
-                .wait_time_seconds(1)
-                .max_number_of_messages(10)
-                .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
-                .send()
-                .await;
-            let messages = match received {
-                Ok(output) => output.messages.unwrap_or_default(),
-                Err(error) => {
-                    tracing::warn!(queue = %subscription.queue_url, error = %aws_sdk_sqs::error::DisplayErrorContext(&error), "receiving events failed");
-                    tokio::time::sleep(task_ctx.config.poll_interval).await;
-                    continue;
-                }
-            };
-            let deliveries = messages.into_iter().map(|message| {
-                let (ctx, sqs, subscription) = (task_ctx.clone(), sqs.clone(), subscription.clone());
-                async move { deliver(&ctx, &sqs, &subscription, message).await }
-            });
-            futures::future::join_all(deliveries).await;
-        }
-    });
+    let running = Arc::new(Semaphore::new(CONCURRENT_INVOCATIONS));
+    for _ in 0..RECEIVERS {
+        let (task_ctx, subscription, running) =
+            (ctx.clone(), subscription.clone(), running.clone());
+        ctx.spawn(async move { receive(task_ctx, subscription, running).await });
+    }
 }
 
-async fn deliver(
-    ctx: &Ctx,
+async fn receive(ctx: Arc<Ctx>, subscription: Subscription, running: Arc<Semaphore>) {
+    let sqs = aws_sdk_sqs::Client::new(&ctx.moto.config(&subscription.region).await);
+    loop {
+        ctx.faults.wait_until_up(&[&subscription.region]).await;
+        let received = sqs
+            .receive_message()
+            .queue_url(&subscription.queue_url)
+            .wait_time_seconds(1)
+            .max_number_of_messages(10)
+            .send()
+            .await;
+        let messages = match received {
+            Ok(output) => output.messages.unwrap_or_default(),
+            Err(error) => {
+                tracing::warn!(queue = %subscription.queue_url, error = %aws_sdk_sqs::error::DisplayErrorContext(&error), "receiving events failed");
+                tokio::time::sleep(ctx.config.poll_interval).await;
+                continue;
+            }
+        };
+        if messages.is_empty() {
+            continue;
+        }
+        for message in &messages {
+            let body = message.body().unwrap_or("");
+            let payload =
+                serde_json::from_str(body).unwrap_or_else(|_| Value::String(body.to_owned()));
+            let invocation = Invocation {
+                function_name: subscription.function_name.clone(),
+                region: subscription.region.clone(),
+                payload: normalize_event(payload, &subscription.region),
+            };
+            let (task_ctx, running) = (ctx.clone(), running.clone());
+            ctx.spawn(async move { invoke_with_retries(&task_ctx, &running, invocation).await });
+        }
+        let (sqs, queue_url) = (sqs.clone(), subscription.queue_url.clone());
+        ctx.spawn(async move { delete(&sqs, &queue_url, &messages).await });
+    }
+}
+
+/// Takes delivered messages off the queue. One that stays (the delete failed) comes back
+/// after the visibility timeout and is delivered again: at least once, as on AWS.
+async fn delete(
     sqs: &aws_sdk_sqs::Client,
-    subscription: &Subscription,
-    message: aws_sdk_sqs::types::Message,
+    queue_url: &str,
+    messages: &[aws_sdk_sqs::types::Message],
 ) {
-    let body = message.body().unwrap_or("");
-    let payload = serde_json::from_str(body).unwrap_or_else(|_| Value::String(body.to_owned()));
-    let attempts: u32 = message
-        .attributes()
-        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(1);
-    let invocation = Invocation {
-        function_name: subscription.function_name.clone(),
-        region: subscription.region.clone(),
-        payload: normalize_event(payload, &subscription.region),
-    };
-    let done = match ctx.functions.invoke(invocation).await {
-        Ok(_) => true,
-        Err(InvokeError::NotFound(name)) => {
-            tracing::warn!(function = %name, region = %subscription.region, "no such function is hosted; event dropped");
-            true
-        }
-        Err(error) if attempts >= MAX_ATTEMPTS => {
-            tracing::error!(function = %subscription.function_name, region = %subscription.region, %attempts, %error, "event dropped after the last attempt");
-            true
-        }
-        Err(error) => {
-            tracing::warn!(function = %subscription.function_name, region = %subscription.region, %attempts, %error, "event delivery failed; it will be retried");
-            false
-        }
-    };
-    if done {
-        if let Some(handle) = message.receipt_handle() {
-            if let Err(error) = sqs
-                .delete_message()
-                .queue_url(&subscription.queue_url)
-                .receipt_handle(handle)
-                .send()
-                .await
-            {
-                tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&error), "deleting a delivered event failed");
+    let entries: Vec<_> = messages
+        .iter()
+        .enumerate()
+        .filter_map(|(index, message)| {
+            DeleteMessageBatchRequestEntry::builder()
+                .id(index.to_string())
+                .set_receipt_handle(message.receipt_handle().map(str::to_owned))
+                .build()
+                .ok()
+        })
+        .collect();
+    if entries.is_empty() {
+        return;
+    }
+    let deleted = sqs
+        .delete_message_batch()
+        .queue_url(queue_url)
+        .set_entries(Some(entries))
+        .send()
+        .await;
+    if let Err(error) = deleted {
+        tracing::warn!(queue = %queue_url, error = %aws_sdk_sqs::error::DisplayErrorContext(&error), "deleting delivered events failed");
+    }
+}
+
+/// Invokes the function with the event, retrying a failure [`RETRY_DELAY`] later until
+/// [`MAX_ATTEMPTS`]; then the event is dropped. Each attempt waits for the region to be up.
+async fn invoke_with_retries(ctx: &Ctx, running: &Semaphore, invocation: Invocation) {
+    for attempt in 1..=MAX_ATTEMPTS {
+        ctx.faults.wait_until_up(&[&invocation.region]).await;
+        let outcome = {
+            let Ok(_permit) = running.acquire().await else {
+                return;
+            };
+            ctx.functions.invoke(invocation.clone()).await
+        };
+        let (function, region) = (&invocation.function_name, &invocation.region);
+        match outcome {
+            Ok(_) => return,
+            Err(InvokeError::NotFound(name)) => {
+                tracing::warn!(function = %name, %region, "no such function is hosted; event dropped");
+                return;
+            }
+            Err(error) if attempt == MAX_ATTEMPTS => {
+                tracing::error!(%function, %region, attempts = %attempt, %error, "event dropped after the last attempt");
+            }
+            Err(error) => {
+                tracing::warn!(%function, %region, attempts = %attempt, %error, "event delivery failed; it will be retried");
+                tokio::time::sleep(RETRY_DELAY).await;
             }
         }
     }

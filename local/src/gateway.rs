@@ -144,8 +144,9 @@ impl Gateway {
                 let mut response = forward(ctx, &request).await?;
                 correct_s3_roots(&request, &mut response);
                 checksums::overlay(ctx, &request, &mut response).await;
+                checksums::remember_put(ctx, &request, &response);
                 if response.is_success() {
-                    replication::after_s3_write(ctx, &request);
+                    replication::after_s3_write(ctx, &request, &response);
                 }
                 Ok(response)
             }

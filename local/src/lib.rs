@@ -6,6 +6,7 @@
 
 pub mod alarms;
 pub mod api_gateway;
+pub mod bucket_cache;
 pub mod calls;
 pub mod cbor;
 pub mod checksums;

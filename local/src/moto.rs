@@ -73,6 +73,10 @@ async fn run(command: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// moto's server entry point with the local cloud's fixes to moto's speed
+/// (`moto_server.py`), run by the virtualenv's Python in place of `moto_server`.
+const PATCHED_SERVER: &str = include_str!("moto_server.py");
+
 /// A running moto server; killed when dropped.
 pub struct MotoServer {
     child: Child,
@@ -80,24 +84,33 @@ pub struct MotoServer {
 }
 
 impl MotoServer {
-    /// Starts moto on `port` with `MOTO_PORT=callback_port`, so its Step Functions
-    /// interpreter sends `lambda:invoke` (and every other service call) to the gateway,
-    /// then enables state-machine execution.
+    /// Starts moto (`server`, the virtualenv's `moto_server`, run through the Python beside
+    /// it with [`PATCHED_SERVER`]) on `port` with `MOTO_PORT=callback_port`, so its Step
+    /// Functions interpreter sends `lambda:invoke` (and every other service call) to the
+    /// gateway, then enables state-machine execution.
     pub async fn start(server: &Path, port: u16, callback_port: u16, log: &Path) -> Result<Self> {
+        let python = server.with_file_name("python");
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)
             .with_context(|| format!("opening {}", log.display()))?;
-        let child = Command::new(server)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        let child = Command::new(&python)
+            .args([
+                "-c",
+                PATCHED_SERVER,
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
             .env("MOTO_PORT", callback_port.to_string())
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
             .stderr(log_file)
             .kill_on_drop(true)
             .spawn()
-            .with_context(|| format!("starting {}", server.display()))?;
+            .with_context(|| format!("starting moto with {}", python.display()))?;
         let mut moto = Self { child, port };
         moto.wait_ready(Duration::from_secs(60)).await?;
         let http = reqwest::Client::new();

@@ -27,6 +27,9 @@ use crate::delivery::Subscription;
 /// The key prefix under which model versions live and replicate.
 pub const MODELS_PREFIX: &str = "models/";
 
+/// The keys whose creation reaches the upload function: manifests, the commit signal.
+pub const MANIFEST_KEYS: &str = "models/*/manifest.json";
+
 /// What provisioning created that the gateway and callers need to know.
 #[derive(Debug, Clone, Default)]
 pub struct Provisioned {
@@ -327,7 +330,7 @@ pub fn event_pattern(fleet: &Fleet, region: &RegionSpec, role: FunctionRole) -> 
             "detail-type": ["Object Created"],
             "detail": {
                 "bucket": { "name": [fleet.primary_bucket] },
-                "object": { "key": [{ "prefix": MODELS_PREFIX }] },
+                "object": { "key": [{ "wildcard": MANIFEST_KEYS }] },
             },
         }),
         FunctionRole::DeployWatch => json!({

@@ -10,7 +10,12 @@ use percent_encoding::percent_decode_str;
 
 use crate::ctx::Ctx;
 use crate::faults::Corruption;
-use crate::http::GatewayRequest;
+use crate::http::{GatewayRequest, GatewayResponse};
+
+/// Replica copies the emulation makes at once. S3 replicates asynchronously at its own
+/// pace; copies beyond this wait in memory rather than crowd moto, whose latency for every
+/// other call (the event queues' receives among them) grows with its concurrent requests.
+pub const CONCURRENT_COPIES: usize = 32;
 
 /// Sub-resources whose PUT/POST on an object key does not create an object.
 const NON_CREATING_SUBRESOURCES: &[&str] = &[
@@ -51,16 +56,57 @@ pub fn created_object(method: &Method, path: &str, query: &str) -> Option<(Strin
     })
 }
 
-/// Called after every successful S3 request through the gateway: schedules replication of
-/// a created object according to its bucket's replication configuration.
-pub fn after_s3_write(ctx: &Arc<Ctx>, request: &GatewayRequest) {
+/// One version of an object, as `PutObject` reports it: a single-part object, whose
+/// replica is one `CopyObject` of this version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PutVersion {
+    pub version_id: Option<String>,
+    pub etag: Option<String>,
+}
+
+/// The `PutVersion` of a request that was a `PutObject` (not a copy, not a multipart
+/// completion), from its response's headers.
+fn put_version(request: &GatewayRequest, response: &GatewayResponse) -> Option<PutVersion> {
+    if request.method != Method::PUT || request.headers.contains_key("x-amz-copy-source") {
+        return None;
+    }
+    let header = |name: &str| {
+        response
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    Some(PutVersion {
+        version_id: header("x-amz-version-id").filter(|v| v != "null"),
+        etag: header("etag"),
+    })
+}
+
+/// The bucket a successful bucket-level `PUT` or `DELETE` (creation, deletion, any
+/// sub-resource such as `?replication`) may have changed.
+fn changed_bucket(method: &Method, path: &str) -> Option<String> {
+    let bucket = path.strip_prefix('/')?.trim_end_matches('/');
+    (matches!(*method, Method::PUT | Method::DELETE) && !bucket.is_empty() && !bucket.contains('/'))
+        .then(|| percent_decode_str(bucket).decode_utf8_lossy().into_owned())
+}
+
+/// Called after every successful S3 request through the gateway: forgets what a bucket
+/// request may have changed, and schedules replication of a created object according to
+/// its bucket's replication configuration.
+pub fn after_s3_write(ctx: &Arc<Ctx>, request: &GatewayRequest, response: &GatewayResponse) {
+    if let Some(bucket) = changed_bucket(&request.method, request.path()) {
+        ctx.buckets.forget(&bucket);
+        return;
+    }
     let Some((bucket, key)) = created_object(&request.method, request.path(), request.query())
     else {
         return;
     };
+    let put = put_version(request, response);
     let task_ctx = ctx.clone();
     ctx.spawn(async move {
-        if let Err(error) = replicate(&task_ctx, &bucket, &key).await {
+        if let Err(error) = replicate(&task_ctx, &bucket, &key, put).await {
             tracing::warn!(%bucket, %key, error = %format!("{error:#}"), "replication emulation failed");
         }
     });
@@ -73,13 +119,9 @@ pub struct Destination {
     pub bucket: String,
 }
 
-async fn replicate(ctx: &Arc<Ctx>, bucket: &str, key: &str) -> Result<()> {
+async fn replicate(ctx: &Arc<Ctx>, bucket: &str, key: &str, put: Option<PutVersion>) -> Result<()> {
     let s3 = ctx.moto.s3(&ctx.fleet.primary_region).await;
-    let configuration = match s3.get_bucket_replication().bucket(bucket).send().await {
-        Ok(output) => output.replication_configuration,
-        Err(_) => return Ok(()),
-    };
-    let Some(configuration) = configuration else {
+    let Some(configuration) = ctx.buckets.replication(&s3, bucket).await else {
         return Ok(());
     };
     let destinations = destinations_for(&configuration, key);
@@ -87,13 +129,14 @@ async fn replicate(ctx: &Arc<Ctx>, bucket: &str, key: &str) -> Result<()> {
         return Ok(());
     }
     tokio::time::sleep(ctx.config.replication_delay).await;
-    let source_region = bucket_region(&s3, bucket).await?;
+    let source_region = ctx.buckets.region(&s3, bucket).await?;
     for destination in destinations {
-        let region = bucket_region(&s3, &destination.bucket).await?;
+        let region = ctx.buckets.region(&s3, &destination.bucket).await?;
         let copy = Copy {
             s3: s3.clone(),
             bucket: bucket.to_owned(),
             key: key.to_owned(),
+            put: put.clone(),
             source_region: source_region.clone(),
             destination,
             region,
@@ -114,6 +157,8 @@ struct Copy {
     s3: aws_sdk_s3::Client,
     bucket: String,
     key: String,
+    /// Known when `PutObject` created the source.
+    put: Option<PutVersion>,
     source_region: String,
     destination: Destination,
     /// The destination bucket's region.
@@ -128,11 +173,15 @@ impl Copy {
             s3,
             bucket,
             key,
+            put,
             source_region,
             destination,
             region,
         } = self;
         ctx.faults.wait_until_up(&[&source_region, &region]).await;
+        let Ok(_slot) = ctx.replication_slots.acquire().await else {
+            return Ok(());
+        };
         if ctx.faults.replication_fails_to(&region) {
             tracing::warn!(
                 source = %bucket, %key, destination = %destination.bucket, %region,
@@ -171,7 +220,7 @@ impl Copy {
             tracing::warn!(source = %bucket, %key, destination = %destination.bucket, %region, ?corruption, "injected fault: replica damaged");
             return Ok(());
         }
-        let parts = copy_object(&s3, &bucket, &key, &destination.bucket)
+        let parts = copy_object(ctx, &s3, &bucket, &key, put, &destination.bucket)
             .await
             .with_context(|| format!("copying s3://{bucket}/{key} to {}", destination.bucket))?;
         tracing::info!(source = %bucket, %key, destination = %destination.bucket, %region, parts, "replicated");
@@ -179,18 +228,25 @@ impl Copy {
     }
 }
 
-/// Copies the key's current version as S3 replication does: a multipart object part by
-/// part, with the source's part sizes and checksum algorithm and type, so the replica has
-/// the source's ETag and checksum (a composite `-N` one included); any other object with
-/// `CopyObject`. moto's `CopyObject` would store a multipart source as one part under the
-/// source's composite checksum, which standard clients then refuse to read. Returns the
-/// number of parts (0 for a single-part object).
+/// Copies the source as S3 replication does: the version `PutObject` stored (`put`, a
+/// single-part object) with `CopyObject`; otherwise the key's current version, a multipart
+/// object part by part, with the source's part sizes and checksum algorithm and type, so
+/// the replica has the source's ETag and checksum (a composite `-N` one included), and any
+/// other object with `CopyObject`. moto's `CopyObject` would store a multipart source as
+/// one part under the source's composite checksum, which standard clients then refuse to
+/// read. Returns the number of parts (0 for a single-part object).
 async fn copy_object(
+    ctx: &Ctx,
     s3: &aws_sdk_s3::Client,
     bucket: &str,
     key: &str,
+    put: Option<PutVersion>,
     destination: &str,
 ) -> Result<usize> {
+    if let Some(put) = put {
+        copy_single_part(ctx, s3, bucket, key, &put, destination).await?;
+        return Ok(0);
+    }
     let first = s3
         .head_object()
         .bucket(bucket)
@@ -199,19 +255,18 @@ async fn copy_object(
         .send()
         .await
         .context("reading the source's first part")?;
-    let mut copy_source = meridian::s3_copy::copy_source(bucket, key);
-    if let Some(version) = first.version_id().filter(|v| *v != "null") {
-        copy_source = format!("{copy_source}?versionId={version}");
-    }
+    let version = PutVersion {
+        version_id: first
+            .version_id()
+            .filter(|v| *v != "null")
+            .map(str::to_owned),
+        etag: first.e_tag().map(str::to_owned),
+    };
     let Some(parts) = first.parts_count().and_then(|n| usize::try_from(n).ok()) else {
-        s3.copy_object()
-            .bucket(destination)
-            .key(key)
-            .copy_source(copy_source)
-            .send()
-            .await?;
+        copy_single_part(ctx, s3, bucket, key, &version, destination).await?;
         return Ok(0);
     };
+    let copy_source = copy_source(bucket, key, &version);
     let mut sizes = vec![u64::try_from(first.content_length().unwrap_or(0))?];
     for number in 2..=parts {
         let part = s3
@@ -281,6 +336,37 @@ async fn copy_object(
     Ok(parts)
 }
 
+/// `bucket/key`, encoded, naming the version when there is one.
+fn copy_source(bucket: &str, key: &str, version: &PutVersion) -> String {
+    let source = meridian::s3_copy::copy_source(bucket, key);
+    match &version.version_id {
+        Some(id) => format!("{source}?versionId={id}"),
+        None => source,
+    }
+}
+
+/// Copies one version of a single-part object; the replica keeps the source's known
+/// CRC64NVME (same bytes, same ETag).
+async fn copy_single_part(
+    ctx: &Ctx,
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    version: &PutVersion,
+    destination: &str,
+) -> Result<()> {
+    s3.copy_object()
+        .bucket(destination)
+        .key(key)
+        .copy_source(copy_source(bucket, key, version))
+        .send()
+        .await?;
+    if let Some(etag) = &version.etag {
+        crate::checksums::remember_copy(ctx, bucket, key, etag, destination);
+    }
+    Ok(())
+}
+
 /// The algorithm and type of the object's checksum (`GetObjectAttributes`; moto's
 /// `HeadObject` leaves the type out).
 async fn checksum_of(
@@ -311,20 +397,6 @@ async fn checksum_of(
     .into_iter()
     .find_map(|(value, algorithm)| value.map(|_| algorithm));
     Ok((algorithm, checksum.checksum_type().cloned()))
-}
-
-async fn bucket_region(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<String> {
-    let location = s3
-        .get_bucket_location()
-        .bucket(bucket)
-        .send()
-        .await
-        .with_context(|| format!("locating bucket {bucket}"))?;
-    Ok(location
-        .location_constraint()
-        .map(|c| c.as_str().to_owned())
-        .filter(|c| !c.is_empty())
-        .unwrap_or_else(|| "us-east-1".to_owned()))
 }
 
 /// The destinations whose enabled rules match `key`. As on S3, when several rules name
@@ -405,6 +477,67 @@ mod tests {
         assert_eq!(
             created_object(&Method::PUT, "/b/a%20b.bin", ""),
             Some(("b".into(), "a b.bin".into()))
+        );
+    }
+
+    #[test]
+    fn bucket_requests_forget_what_they_may_change() {
+        let cases = [
+            (Method::PUT, "/b", Some("b")),
+            (Method::PUT, "/b/", Some("b")),
+            (Method::DELETE, "/b", Some("b")),
+            (Method::PUT, "/my%2Ebucket", Some("my.bucket")),
+            (Method::GET, "/b", None),
+            (Method::POST, "/b", None),
+            (Method::PUT, "/b/k", None),
+            (Method::PUT, "/", None),
+        ];
+        for (method, path, expected) in cases {
+            assert_eq!(
+                changed_bucket(&method, path).as_deref(),
+                expected,
+                "{method} {path}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_put_object_reports_the_version_it_stored_and_a_copy_does_not() {
+        let request = |method: Method, copy: bool| {
+            let mut headers = http::HeaderMap::new();
+            if copy {
+                headers.insert("x-amz-copy-source", "b/k".parse().expect("header value"));
+            }
+            GatewayRequest {
+                method,
+                path_and_query: "/b/k?x-id=PutObject".into(),
+                headers,
+                body: Default::default(),
+            }
+        };
+        let mut response = GatewayResponse::empty(http::StatusCode::OK);
+        response
+            .headers
+            .insert("x-amz-version-id", "v1".parse().expect("header value"));
+        response
+            .headers
+            .insert("etag", "\"abc\"".parse().expect("header value"));
+        assert_eq!(
+            put_version(&request(Method::PUT, false), &response),
+            Some(PutVersion {
+                version_id: Some("v1".into()),
+                etag: Some("\"abc\"".into())
+            })
+        );
+        assert_eq!(put_version(&request(Method::PUT, true), &response), None);
+        assert_eq!(put_version(&request(Method::POST, false), &response), None);
+        let unversioned = GatewayResponse::empty(http::StatusCode::OK);
+        assert_eq!(
+            put_version(&request(Method::PUT, false), &unversioned),
+            Some(PutVersion {
+                version_id: None,
+                etag: None
+            })
         );
     }
 

@@ -1,5 +1,5 @@
 //! EventBridge's event pattern matching, for the filters Meridian's rules use (exact
-//! values, `prefix`, `suffix`, `exists`, `anything-but`, `equals-ignore-case`). Any
+//! values, `prefix`, `suffix`, `wildcard`, `exists`, `anything-but`, `equals-ignore-case`). Any
 //! other operator panics, so a test never passes on a filter it cannot evaluate.
 
 use serde_json::Value;
@@ -39,6 +39,7 @@ fn value_matches(allowed: &Value, value: Option<&Value>) -> bool {
     match (name.as_str(), argument) {
         ("prefix", Value::String(prefix)) => text.is_some_and(|t| t.starts_with(prefix.as_str())),
         ("suffix", Value::String(suffix)) => text.is_some_and(|t| t.ends_with(suffix.as_str())),
+        ("wildcard", Value::String(pattern)) => text.is_some_and(|t| wildcard_matches(pattern, t)),
         ("equals-ignore-case", Value::String(expected)) => {
             text.is_some_and(|t| t.eq_ignore_ascii_case(expected))
         }
@@ -47,6 +48,36 @@ fn value_matches(allowed: &Value, value: Option<&Value>) -> bool {
         ("anything-but", excluded) if !excluded.is_object() => value.is_some_and(|v| v != excluded),
         _ => panic!("unsupported EventBridge filter {allowed}"),
     }
+}
+
+/// EventBridge's `wildcard`: `*` stands for any run of characters, `\\*` for a `*`.
+fn wildcard_matches(pattern: &str, text: &str) -> bool {
+    let mut literals = vec![String::new()];
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => literals
+                .last_mut()
+                .expect("starts with one")
+                .extend(chars.next()),
+            '*' => literals.push(String::new()),
+            c => literals.last_mut().expect("starts with one").push(c),
+        }
+    }
+    let (first, rest) = literals.split_first().expect("starts with one");
+    let Some(mut remaining) = text.strip_prefix(first.as_str()) else {
+        return false;
+    };
+    let Some((last, middle)) = rest.split_last() else {
+        return remaining.is_empty();
+    };
+    for literal in middle {
+        match remaining.find(literal.as_str()) {
+            Some(at) => remaining = &remaining[at + literal.len()..],
+            None => return false,
+        }
+    }
+    remaining.ends_with(last.as_str())
 }
 
 #[cfg(test)]
@@ -96,10 +127,36 @@ mod tests {
     }
 
     #[test]
+    fn wildcards_match_any_run_of_characters() {
+        let cases = [
+            ("models/*/manifest.json", "models/m/1/manifest.json", true),
+            ("models/*/manifest.json", "models//manifest.json", true),
+            ("models/*/manifest.json", "models/m/1/a.bin", false),
+            ("models/*/manifest.json", "logs/m/manifest.json", false),
+            ("models/*/manifest.json", "models/manifest.json", false),
+            ("a*b*c", "abc", true),
+            ("a*b*c", "aXbYbZc", true),
+            ("a*b*c", "acb", false),
+            ("*", "", true),
+            ("a\\*", "a*", true),
+            ("a\\*", "ab", false),
+            ("exact", "exact", true),
+            ("exact", "exactly", false),
+        ];
+        for (pattern, text, expected) in cases {
+            assert_eq!(
+                wildcard_matches(pattern, text),
+                expected,
+                "{pattern} {text}"
+            );
+        }
+    }
+
+    #[test]
     #[should_panic(expected = "unsupported EventBridge filter")]
     fn an_unsupported_filter_is_not_silently_passed() {
         matches(
-            &json!({ "source": [{ "wildcard": "aws.*" }] }),
+            &json!({ "source": [{ "numeric": [">", 0] }] }),
             &json!({ "source": "aws.s3" }),
         );
     }

@@ -165,7 +165,9 @@ async fn an_object_in_the_primary_bucket_is_replicated_and_each_replica_event_re
         &function_name(&fleet.name, FunctionRole::Replica),
     );
     let cloud = start_cloud(functions).await;
-    let key = "models/llama/1/shard-0001.bin";
+    // A manifest's key: the upload rule passes only those (a model's other files reach
+    // the replica functions alone).
+    let key = "models/llama/1/manifest.json";
     let body = vec![7u8; 3 * 1024 * 1024];
     cloud
         .clients()

@@ -351,6 +351,11 @@ fn samples(fleet: &Fleet, region: &RegionSpec, role: FunctionRole) -> (Vec<Value
                 vec![
                     object_created(&region.bucket, key, &region.name),
                     object_created(primary, "logs/today.txt", &region.name),
+                    object_created(
+                        primary,
+                        "models/llama/2026-11-24.1/shards/part-00001.bin",
+                        &region.name,
+                    ),
                     deleted,
                 ],
             )
