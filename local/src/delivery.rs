@@ -23,10 +23,6 @@ pub const RETRY_DELAY: Duration = Duration::from_secs(5);
 /// asynchronous invocations out; one slow event does not hold the others back).
 pub const CONCURRENT_INVOCATIONS: usize = 10;
 
-/// Long polls waiting on each queue at once, so that a burst of events leaves the queue
-/// as fast as it arrives.
-pub const RECEIVERS: usize = 1;
-
 /// Which queue feeds which function, in which region.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Subscription {
@@ -53,16 +49,12 @@ pub fn normalize_event(mut event: Value, region: &str) -> Value {
 /// Starts draining the subscription's queue until the local cloud stops. Each message is
 /// taken off the queue at once and invoked from memory: moto's SQS scans its whole queue
 /// for every message it hands out, so a backlog left there makes each receive slower and
-/// the backlog longer. [`RECEIVERS`] long polls wait on the queue side by side. While the
-/// subscription's region is down nothing is received and nothing invoked: its events
-/// wait, and are delivered when it is back.
+/// the backlog longer. While the subscription's region is down nothing is received and
+/// nothing invoked: its events wait, and are delivered when it is back.
 pub fn start(ctx: &Arc<Ctx>, subscription: Subscription) {
     let running = Arc::new(Semaphore::new(CONCURRENT_INVOCATIONS));
-    for _ in 0..RECEIVERS {
-        let (task_ctx, subscription, running) =
-            (ctx.clone(), subscription.clone(), running.clone());
-        ctx.spawn(async move { receive(task_ctx, subscription, running).await });
-    }
+    let task_ctx = ctx.clone();
+    ctx.spawn(async move { receive(task_ctx, subscription, running).await });
 }
 
 async fn receive(ctx: Arc<Ctx>, subscription: Subscription, running: Arc<Semaphore>) {
@@ -131,8 +123,14 @@ async fn delete(
         .set_entries(Some(entries))
         .send()
         .await;
-    if let Err(error) = deleted {
-        tracing::warn!(queue = %queue_url, error = %aws_sdk_sqs::error::DisplayErrorContext(&error), "deleting delivered events failed");
+    match deleted {
+        Ok(output) if output.failed().is_empty() => {}
+        Ok(output) => {
+            tracing::warn!(queue = %queue_url, failed = output.failed().len(), "some delivered events were not deleted; they will be delivered again");
+        }
+        Err(error) => {
+            tracing::warn!(queue = %queue_url, error = %aws_sdk_sqs::error::DisplayErrorContext(&error), "deleting delivered events failed; they will be delivered again");
+        }
     }
 }
 

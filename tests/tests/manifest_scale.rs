@@ -7,8 +7,8 @@ use futures::stream::{self, StreamExt};
 use meridian::fleet::Fleet;
 use meridian::manifest::{manifest_key, FileEntry, Manifest, Serving, FORMAT};
 use meridian::registry::{Registry, VersionStatus};
-use meridian_local::{Functions, LocalCloud};
-use meridian_tests::{eventually, example_fleet, start_cloud_for};
+use meridian_local::{Functions, LocalCloud, LocalCloudConfig};
+use meridian_tests::{eventually, example_fleet, start_cloud_for, start_cloud_with, test_config};
 use sha2::{Digest, Sha256};
 
 /// Objects put at once.
@@ -123,7 +123,14 @@ async fn registry(cloud: &LocalCloud) -> Registry {
 /// on two cores): every object costs the local cloud's one moto process a dozen calls.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_manifest_of_10000_files_registers_and_rolls_out() {
-    let cloud = start_cloud_for(fleet(), Functions::new(), true).await;
+    // Schedules at AWS's pace: at the tests' usual 60-fold speed-up each region's failback
+    // would run every second, an eighth of moto's work beside this test. Nothing here
+    // waits on a schedule.
+    let config = LocalCloudConfig {
+        schedule_speedup: 1,
+        ..test_config()
+    };
+    let cloud = start_cloud_with(config, fleet(), Functions::new(), true).await;
     let paths = (0..10_000)
         .map(|i| format!("shards/{:02}/part-{i:05}.bin", i % 100))
         .collect();
