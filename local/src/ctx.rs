@@ -20,6 +20,11 @@ use crate::functions::Functions;
 /// The account moto uses; events and ARNs of the local cloud carry it.
 pub const LOCAL_ACCOUNT: &str = "123456789012";
 
+/// Replica copies the emulation makes at once. S3 replicates asynchronously at its own
+/// pace; copies beyond this wait in memory rather than crowd moto, whose latency for every
+/// other call (the event queues' receives among them) grows with its concurrent requests.
+pub const CONCURRENT_COPIES: usize = 32;
+
 /// Shared state of a running local cloud.
 pub struct Ctx {
     pub config: LocalCloudConfig,
@@ -40,7 +45,7 @@ pub struct Ctx {
     pub crc64nvme: crate::crc64_cache::Crc64Cache,
     /// Buckets' replication configurations and regions (`bucket_cache.rs`).
     pub buckets: crate::bucket_cache::BucketCache,
-    /// Replica copies under way at once (`replication.rs`).
+    /// Replica copies under way at once (`replication.rs`), [`CONCURRENT_COPIES`].
     pub replication_slots: tokio::sync::Semaphore,
     provisioned: AtomicBool,
     tasks: Mutex<Vec<AbortHandle>>,
@@ -74,7 +79,7 @@ impl Ctx {
             faults: Faults::default(),
             crc64nvme: Default::default(),
             buckets: Default::default(),
-            replication_slots: tokio::sync::Semaphore::new(crate::replication::CONCURRENT_COPIES),
+            replication_slots: tokio::sync::Semaphore::new(CONCURRENT_COPIES),
             provisioned: AtomicBool::new(false),
             tasks: Mutex::new(Vec::new()),
             config,

@@ -12,11 +12,6 @@ use crate::ctx::Ctx;
 use crate::faults::Corruption;
 use crate::http::{GatewayRequest, GatewayResponse};
 
-/// Replica copies the emulation makes at once. S3 replicates asynchronously at its own
-/// pace; copies beyond this wait in memory rather than crowd moto, whose latency for every
-/// other call (the event queues' receives among them) grows with its concurrent requests.
-pub const CONCURRENT_COPIES: usize = 32;
-
 /// Sub-resources whose PUT/POST on an object key does not create an object.
 const NON_CREATING_SUBRESOURCES: &[&str] = &[
     "partNumber",
