@@ -107,9 +107,20 @@ pub async fn overlay(ctx: &Ctx, request: &GatewayRequest, response: &mut Gateway
 
 /// Records the CRC64NVME of an object a successful `PutObject` stored, from the bytes it
 /// sent, as S3 computes it on upload: the reads that ask for it later need not fetch the
-/// object again. A body sent `aws-chunked` (its bytes framed, not the object's) is left to
-/// the reads.
+/// object again.
 pub fn remember_put(ctx: &Ctx, request: &GatewayRequest, response: &GatewayResponse) {
+    if let Some((id, value)) = put_checksum(request, response) {
+        ctx.crc64nvme.put(id, value);
+    }
+}
+
+/// The (bucket, key, ETag) a successful `PutObject` stored and its content's CRC64NVME;
+/// `None` for any other request, and for a body sent `aws-chunked` (its bytes framed, not
+/// the object's), which is left to the reads.
+fn put_checksum(
+    request: &GatewayRequest,
+    response: &GatewayResponse,
+) -> Option<((String, String, String), String)> {
     if request.method != Method::PUT
         || !response.is_success()
         || request.headers.contains_key("x-amz-copy-source")
@@ -123,27 +134,21 @@ pub fn remember_put(ctx: &Ctx, request: &GatewayRequest, response: &GatewayRespo
             .split('&')
             .all(|p| p.is_empty() || p.starts_with("x-id="))
     {
-        return;
+        return None;
     }
-    let Some((bucket, key)) = request
+    let (bucket, key) = request
         .path()
-        .strip_prefix('/')
-        .and_then(|path| path.split_once('/'))
-        .filter(|(bucket, key)| !bucket.is_empty() && !key.is_empty())
-    else {
-        return;
-    };
-    let Some(etag) = response
+        .strip_prefix('/')?
+        .split_once('/')
+        .filter(|(bucket, key)| !bucket.is_empty() && !key.is_empty())?;
+    let etag = response
         .headers
         .get(http::header::ETAG)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return;
-    };
-    ctx.crc64nvme.put(
+        .and_then(|v| v.to_str().ok())?;
+    Some((
         (decode(bucket), decode(key), etag.to_owned()),
         meridian::checksum::crc64nvme(&request.body),
-    );
+    ))
 }
 
 /// Gives a replica the CRC64NVME known for its source: a copy holds the same bytes under
@@ -207,6 +212,49 @@ mod tests {
             headers,
             body: Default::default(),
         }
+    }
+
+    #[test]
+    fn a_put_objects_checksum_is_its_bodys_and_nothing_else_is_recorded() {
+        let put = |path: &str, headers: &[(&'static str, &'static str)]| {
+            let mut request = request(Method::PUT, path, false);
+            request.body = b"weights".to_vec().into();
+            for (name, value) in headers {
+                request
+                    .headers
+                    .insert(*name, HeaderValue::from_static(value));
+            }
+            request
+        };
+        let mut stored = GatewayResponse::empty(http::StatusCode::OK);
+        stored
+            .headers
+            .insert(http::header::ETAG, HeaderValue::from_static("\"e1\""));
+        assert_eq!(
+            put_checksum(&put("/b/models/a%20b.bin?x-id=PutObject", &[]), &stored),
+            Some((
+                ("b".into(), "models/a b.bin".into(), "\"e1\"".into()),
+                meridian::checksum::crc64nvme(b"weights")
+            ))
+        );
+        for (path, headers) in [
+            ("/b/k", &[("x-amz-copy-source", "b/other")][..]),
+            ("/b/k", &[("content-encoding", "aws-chunked")][..]),
+            ("/b/k", &[("x-amz-decoded-content-length", "7")][..]),
+            ("/b/k?partNumber=1&uploadId=u", &[][..]),
+            ("/b/k?tagging", &[][..]),
+            ("/b", &[][..]),
+        ] {
+            assert_eq!(
+                put_checksum(&put(path, headers), &stored),
+                None,
+                "{path} {headers:?}"
+            );
+        }
+        let refused = GatewayResponse::empty(http::StatusCode::FORBIDDEN);
+        assert_eq!(put_checksum(&put("/b/k", &[]), &refused), None);
+        let without_etag = GatewayResponse::empty(http::StatusCode::OK);
+        assert_eq!(put_checksum(&put("/b/k", &[]), &without_etag), None);
     }
 
     #[test]
